@@ -1,0 +1,71 @@
+"""The Python API that the CLI and notebooks call."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fer_batch.decode import DecodeError
+from fer_batch.options import Options
+from fer_batch.pipeline import VideoResult, run_video
+from fer_batch.runner import RESERVED, run_many
+from fer_batch.sink import TMP_MARK, to_pandas
+
+
+def analyze_video(path: str | os.PathLike[str], **options: Any) -> pd.DataFrame:
+    """Analyse one video or photo and return its table (nothing is written).
+
+    Raises ``DecodeError`` when the input cannot be decoded at all; a stream that breaks midway returns the
+    frames before the damage, with ``df.attrs["status"] == "partial"`` and the reason in ``df.attrs["error"]``.
+    """
+    opts = Options.from_kwargs(**options)
+    p = Path(path)
+    result, sink = run_video(p, opts, video_name=p.name)
+    if sink is None:
+        raise DecodeError(f"{p}: {result.error}")
+    df = sink.to_pandas()
+    df.attrs.update(status=result.status, error=result.error, frames_decoded=result.frames_decoded)
+    return df
+
+
+def analyze_many(
+    paths: list[str | os.PathLike[str]] | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    executor: Executor | None = None,
+    jobs: int = 1,
+    resume: bool = True,
+    quiet: bool = True,
+    **options: Any,
+) -> list[VideoResult]:
+    """Analyse files, folders and globs into ``out`` (one table each plus ``manifest.parquet``).
+
+    ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);
+    by default inputs run in this process, or in a pool of ``jobs`` processes.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
+                    resume=resume, quiet=quiet)  # fmt: skip
+
+
+def tables(out: str | os.PathLike[str]) -> list[Path]:
+    """The complete per-video tables of a run folder (temporary files and run-level tables excluded)."""
+    root = Path(out)
+    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED and TMP_MARK not in p.name)
+
+
+def load(out: str | os.PathLike[str]) -> pd.DataFrame:
+    """All tables of a run concatenated, in path order (``video`` tells them apart)."""
+    paths = tables(out)
+    if not paths:
+        raise FileNotFoundError(f"{out}: no tables found")
+    parts = [pq.read_table(p) for p in paths]
+    # custom models may have other label columns; unify by name, dictionary columns included
+    return to_pandas(pa.concat_tables(parts, promote_options="permissive"))

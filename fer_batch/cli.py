@@ -1,0 +1,115 @@
+"""The ``fer-batch`` command: a thin typer layer over the Python API."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fer_batch.options import Options
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
+log = logging.getLogger("fer_batch")
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def analyze(
+    paths: Annotated[list[str], typer.Argument(help="Video files, photos, folders (recursive) or globs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    detector: Annotated[str, typer.Option(help="centerface or haar.")] = "centerface",
+    model: Annotated[str, typer.Option(help="Emotion model: manifest id or PATH.onnx.")] = "fer2013-minixception",
+    model_spec: Annotated[Optional[Path], typer.Option(help="Manifest entry (JSON) for a custom --model.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Analyse the frame nearest each 1/F seconds.")] = None,
+    every: Annotated[Optional[int], typer.Option(help="Analyse every N-th frame.")] = None,
+    start: Annotated[Optional[float], typer.Option(help="Start time (s).")] = None,
+    end: Annotated[Optional[float], typer.Option(help="End time (s).")] = None,
+    min_face: Annotated[int, typer.Option(help="Smallest face side kept (px).")] = Options.min_face,
+    det_size: Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")] = Options.det_size,
+    det_threshold: Annotated[float, typer.Option(help="Detector confidence threshold.")] = Options.det_threshold,
+    detect_every: Annotated[int, typer.Option(help="Detect on every N-th analysed frame, track between.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Frames per classification window.")] = Options.batch_size,
+    smooth: Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")] = None,
+    haar_scale_factor: Annotated[float, typer.Option(help="Haar detectMultiScale scaleFactor.")] = 1.1,
+    haar_min_neighbors: Annotated[int, typer.Option(help="Haar detectMultiScale minNeighbors.")] = 5,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads per job.")] = None,
+    jobs: Annotated[int, typer.Option(help="Videos analysed in parallel processes.")] = 1,
+    annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Analyse recordings into one Parquet table per input plus OUT/manifest.parquet."""
+    from fer_batch.models import ModelError, choose_providers
+    from fer_batch.runner import UsageError, run_many
+
+    _setup_logging(quiet)
+    try:
+        options = Options(
+            detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, fps=fps, every=every,
+            start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
+            detect_every=detect_every, batch_size=batch_size, smooth=smooth, haar_scale_factor=haar_scale_factor,
+            haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, annotate=annotate,
+        )  # fmt: skip
+        if jobs < 1:
+            raise ValueError("--jobs must be at least 1")
+        choose_providers(device)
+        from fer_batch.models import resolve
+
+        resolve(options.model, options.model_spec, task="emotion")
+    except (ValueError, ModelError) as e:
+        _fail(str(e), 2)
+
+    interactive = sys.stderr.isatty() and not quiet
+
+    def report(result: object) -> None:
+        r = result  # VideoResult
+        line = f"{r.path}: {r.status}"  # type: ignore[attr-defined]
+        if r.error:  # type: ignore[attr-defined]
+            line += f" — {r.error}"  # type: ignore[attr-defined]
+        elif r.status in ("ok", "partial"):  # type: ignore[attr-defined]
+            line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"  # type: ignore[attr-defined]
+        if r.status == "failed" or (not quiet and not interactive):  # type: ignore[attr-defined]
+            typer.echo(line, err=True)
+
+    try:
+        results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=report)
+    except UsageError as e:
+        _fail(str(e), 2)
+    failed = [r for r in results if r.status in ("failed", "partial")]
+    if not quiet:
+        counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed", "skipped")}
+        typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()) + f"; manifest: {out / 'manifest.parquet'}",
+                   err=True)  # fmt: skip
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the bundled models and whether their sha256 checks out."""
+    from fer_batch.models import check_all
+
+    rows = check_all()
+    for r in rows:
+        ok = "ok" if r["sha256_ok"] else "MISMATCH"
+        typer.echo(f"{r['id']:<24} {r['task']:<8} {r['license']:<6} sha256 {ok:<8} {r['file']}")
+    raise typer.Exit(0 if all(r["sha256_ok"] for r in rows) else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""Streaming decode with exact presentation times, rotation applied, frames sampled by time.
+
+Why PyAV rather than cv2.VideoCapture: it gives each frame's PTS (right for variable frame rate), the display
+matrix (phone clips), and lets one ``reformat`` call scale and convert to the detector's small RGB image.
+A reader thread decodes ahead into a bounded queue, so memory stays flat however long the video is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from fer_batch.options import Options
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"})
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".mts",
+     ".m2ts", ".ogv", ".mxf", ".vob", ".dv", ".y4m", ".gif"}
+)  # fmt: skip
+
+
+class DecodeError(RuntimeError):
+    """The input cannot be opened or decoded; the message is the reason, without the path."""
+
+
+class StreamBroken(DecodeError):
+    """Decoding stopped part-way; the frames before the damage were delivered."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the table's metadata records about the source."""
+
+    width: int  # displayed (after rotation)
+    height: int
+    rotation: int  # degrees counter-clockwise, as the display matrix says
+    fps: float | None  # average frame rate the container reports
+    duration_s: float | None
+    frames: int | None  # frame count the container reports (0/None when unknown)
+    is_image: bool = False
+
+
+@dataclass
+class Decoded:
+    """One decoded frame; images are filled only where the pipeline needs them."""
+
+    index: int
+    time_s: float
+    analyse: bool
+    gray: np.ndarray | None = None
+    small: np.ndarray | None = None
+    bgr: np.ndarray | None = None
+
+
+def small_size(width: int, height: int, det_size: int) -> tuple[int, int]:
+    """Detector input size: longest side about ``det_size`` (never upscaled), both sides multiples of 32."""
+    s = 1.0 if det_size <= 0 else min(1.0, det_size / max(width, height))
+    return max(32, math.ceil(width * s / 32) * 32), max(32, math.ceil(height * s / 32) * 32)
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+class Sampler:
+    """Decides which frames are analysed: all, every N-th, or the one nearest each multiple of 1/fps seconds.
+
+    The fps rule needs one frame of look-ahead (the nearest frame to a target may be the next one), so
+    ``push`` returns the previous frame's decision and ``flush`` the last one's.
+    """
+
+    def __init__(self, options: Options) -> None:
+        self.fps, self.every = options.fps, options.every
+        self._pending: tuple[int, float] | None = None
+        self._pending_mark = False
+        self._k: int | None = None  # next target is k / fps
+        self._count = 0
+
+    def push(self, index: int, t: float) -> list[tuple[int, bool]]:
+        if self.fps is None:
+            n, self._count = self._count, self._count + 1
+            return [(index, self.every is None or n % self.every == 0)]
+        period = 1.0 / self.fps
+        if self._k is None:  # targets from half a period before the first frame: they map to it
+            self._k = math.ceil((t - 0.5 * period) * self.fps - 1e-9)
+        mark_cur = False
+        while self._k * period <= t + 1e-9:
+            target = self._k * period
+            if self._pending is not None and abs(target - self._pending[1]) <= abs(t - target):
+                self._pending_mark = True
+            else:
+                mark_cur = True
+            self._k += 1
+        out = [] if self._pending is None else [(self._pending[0], self._pending_mark)]
+        self._pending, self._pending_mark = (index, t), mark_cur
+        return out
+
+    def flush(self) -> list[tuple[int, bool]]:
+        if self.fps is None or self._pending is None:
+            return []
+        index, t = self._pending
+        assert self._k is not None
+        if self._k / self.fps < t + 0.5 / self.fps:  # the last frame is nearest to the next target
+            self._pending_mark = True
+        out = [(index, self._pending_mark)]
+        self._pending = None
+        return out
+
+
+def rotate(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a counter-clockwise display rotation (multiples of 90 degrees)."""
+    k = (round(rotation / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+def probe(path: Path) -> VideoInfo:
+    """Open the file once for its metadata (images too)."""
+    if is_image(path):
+        img = read_image(path)
+        return VideoInfo(width=img.shape[1], height=img.shape[0], rotation=0, fps=None, duration_s=0.0, frames=1,
+                         is_image=True)  # fmt: skip
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+                raise DecodeError(f"no video stream (contains {', '.join(kinds)})")
+            stream = container.streams.video[0]
+            rotation = _stream_rotation(container)
+            w, h = stream.codec_context.width, stream.codec_context.height
+            if w <= 0 or h <= 0:
+                raise DecodeError("video stream has no frame size")
+            if rotation % 180:
+                w, h = h, w
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / 1e6
+            fps = float(stream.average_rate) if stream.average_rate else None
+            return VideoInfo(width=w, height=h, rotation=rotation, fps=fps, duration_s=duration,
+                             frames=stream.frames or None)  # fmt: skip
+    except av.error.FFmpegError as e:
+        raise DecodeError(_reason(e)) from None
+
+
+def _stream_rotation(container: av.container.InputContainer) -> int:
+    """Rotation from the first frame's display matrix (PyAV exposes it per frame)."""
+    try:
+        for frame in container.decode(video=0):
+            return int(frame.rotation or 0)
+    except av.error.FFmpegError:
+        return 0  # an undecodable first frame is reported by the decoder itself
+    return 0
+
+
+def _reason(e: BaseException) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return " ".join(str(msg).split())
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A photo as BGR (EXIF orientation applied by OpenCV)."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise DecodeError("not a readable image" if data.size else "empty file")
+    return img
+
+
+class FrameReader:
+    """Iterates ``Decoded`` frames of one input, decoding in a background thread into a bounded queue.
+
+    ``need_bgr`` is "none", "analysed" (a colour classifier) or "all" (rendering every frame).
+    Counters ``decoded`` and ``analysed`` are final once iteration ends; a stream that breaks midway raises
+    ``StreamBroken`` after the frames before the damage.
+    """
+
+    def __init__(self, path: Path, info: VideoInfo, options: Options, need_bgr: str = "none",
+                 queue_size: int = 64, decode_threads: int = 1) -> None:  # fmt: skip
+        self.path, self.info, self.options = path, info, options
+        self.need_bgr = need_bgr
+        self.small_wh = small_size(info.width, info.height, options.det_size)
+        self.decode_threads = decode_threads
+        self.decoded = 0
+        self.analysed = 0
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(2, queue_size))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- producer side -------------------------------------------------------------------------------------
+    def _convert(self, index: int, t: float, analyse: bool, frame: av.VideoFrame | np.ndarray) -> Decoded:
+        want_bgr = self.need_bgr == "all" or (self.need_bgr == "analysed" and analyse)
+        rot = self.info.rotation
+        item = Decoded(index=index, time_s=t, analyse=analyse)
+        sw, sh = self.small_wh
+        if isinstance(frame, np.ndarray):  # a photo, already BGR
+            if analyse:
+                item.gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                item.small = cv2.cvtColor(cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA),
+                                          cv2.COLOR_BGR2RGB)  # fmt: skip
+            item.bgr = frame if want_bgr else None
+            return item
+        if analyse:
+            # the small image is made in the stored orientation, then rotated: swap its size when rotated
+            rw, rh = (sh, sw) if rot % 180 else (sw, sh)
+            item.gray = rotate(frame.to_ndarray(format="gray"), rot)
+            small = frame.reformat(width=rw, height=rh, format="rgb24", interpolation="BILINEAR").to_ndarray()
+            item.small = rotate(small, rot)
+        if want_bgr:
+            item.bgr = rotate(frame.to_ndarray(format="bgr24"), rot)
+        return item
+
+    def _frames(self) -> Iterator[tuple[int, float, av.VideoFrame | np.ndarray]]:
+        """(index, time_s, frame) in presentation order, within --start/--end."""
+        start, end = self.options.start, self.options.end
+        if self.info.is_image:
+            yield 0, 0.0, read_image(self.path)
+            return
+        try:
+            container = av.open(str(self.path))
+        except av.error.FFmpegError as e:
+            raise DecodeError(_reason(e)) from None
+        with container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
+            stream.codec_context.thread_count = self.decode_threads
+            tb = stream.time_base
+            fallback_dt = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
+            index, last_t = 0, None
+            try:
+                for packet in container.demux(stream):
+                    for frame in packet.decode():
+                        if frame.pts is not None and tb is not None:
+                            t = float(frame.pts * tb)
+                        else:  # no timestamp at all (raw streams): continue from the previous one
+                            t = 0.0 if last_t is None else last_t + fallback_dt
+                        last_t = t
+                        i, index = index, index + 1
+                        self.decoded = index
+                        if start is not None and t < start - 1e-9:
+                            continue
+                        if end is not None and t >= end - 1e-9:
+                            return
+                        yield i, t, frame
+                        if self._stop.is_set():
+                            return
+            except av.error.FFmpegError as e:
+                raise StreamBroken(f"stream broken after {index} frames: {_reason(e)}") from None
+            expected = self.info.frames
+            if expected and start is None and end is None and index < expected:
+                raise StreamBroken(f"stream ended after {index} of {expected} frames")
+
+    def _produce(self) -> None:
+        sampler = Sampler(self.options)
+        held: dict[int, tuple[float, av.VideoFrame | np.ndarray]] = {}
+
+        def emit(decisions: list[tuple[int, bool]]) -> None:
+            for idx, analyse in decisions:
+                t, frame = held.pop(idx)
+                self.analysed += analyse
+                if self.need_bgr == "all" or analyse:
+                    self._put(self._convert(idx, t, analyse, frame))
+                else:
+                    self._put(Decoded(index=idx, time_s=t, analyse=False))
+
+        try:
+            for i, t, frame in self._frames():
+                held[i] = (t, frame)
+                emit(sampler.push(i, t))
+            emit(sampler.flush())
+        except BaseException as e:  # handed to the consumer, which re-raises it in the main thread
+            emit(sampler.flush())
+            self._put(e)
+        self._put(None)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    # --- consumer side -------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Decoded]:
+        self._thread = threading.Thread(target=self._produce, name=f"decode:{self.path.name}", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,188 @@
+"""Model manifest, checksum verification and onnxruntime sessions.
+
+Why here: the models ship inside the package (no run-time download); every consumer goes through this module so
+the sha256 check, the choice of execution provider and the thread count are made once and the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# Installed wheels carry the models inside the package; a source checkout keeps them in <repo>/models.
+_CANDIDATE_DIRS = (_PACKAGE_DIR / "_models", _PACKAGE_DIR.parent / "models")
+
+REQUIRED_KEYS = ("id", "task", "file", "sha256", "source", "license", "input")
+INPUT_KEYS = ("layout", "height", "width", "channels", "color", "scale", "offset", "mean", "std")
+
+
+class ModelError(RuntimeError):
+    """A model file is missing, altered or described inconsistently."""
+
+
+def models_dir() -> Path:
+    """The folder holding manifest.json and the ONNX files."""
+    for d in _CANDIDATE_DIRS:
+        if (d / "manifest.json").is_file():
+            return d
+    raise ModelError(f"no models/manifest.json found (looked in {', '.join(map(str, _CANDIDATE_DIRS))})")
+
+
+def load_manifest() -> list[dict[str, Any]]:
+    return json.loads((models_dir() / "manifest.json").read_text())
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One manifest entry with the file it points at resolved."""
+
+    entry: dict[str, Any]
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return str(self.entry["id"])
+
+    @property
+    def sha256(self) -> str:
+        return str(self.entry["sha256"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.entry.get("labels", []))
+
+    @property
+    def input(self) -> dict[str, Any]:
+        return dict(self.entry["input"])
+
+    def transform(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (a, b) such that a pixel v in 0..255 is fed as v * a + b.
+
+        Folds the manifest's ``(v*scale + offset - mean[c]) / std[c]`` into one multiply-add.
+        """
+        inp = self.entry["input"]
+        mean = np.asarray(inp["mean"], dtype=np.float64)
+        std = np.asarray(inp["std"], dtype=np.float64)
+        a = float(inp["scale"]) / std
+        b = (float(inp["offset"]) - mean) / std
+        return a.astype(np.float32), b.astype(np.float32)
+
+
+def validate_entry(entry: dict[str, Any], where: str) -> None:
+    """Fail with one clear line when a manifest entry lacks what the pipeline reads."""
+    missing = [k for k in REQUIRED_KEYS if k not in entry]
+    missing += [f"input.{k}" for k in INPUT_KEYS if k not in entry.get("input", {})]
+    if entry.get("task") == "emotion" and not entry.get("labels"):
+        missing.append("labels")
+    if missing:
+        raise ModelError(f"{where}: model spec lacks {', '.join(missing)}")
+    inp = entry["input"]
+    if inp["layout"] not in ("NCHW", "NHWC") or inp["color"] not in ("gray", "rgb", "bgr"):
+        raise ModelError(f"{where}: input.layout must be NCHW/NHWC and input.color gray/rgb/bgr")
+    channels = 1 if inp["color"] == "gray" else 3
+    if int(inp["channels"]) != channels or len(inp["mean"]) != channels or len(inp["std"]) != channels:
+        raise ModelError(f"{where}: channels, mean and std must match color {inp['color']!r}")
+
+
+@lru_cache(maxsize=32)
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve(model: str, spec_path: str | None = None, task: str = "emotion") -> ModelSpec:
+    """Find a model by manifest id, or a user's ONNX file described by a JSON spec, and verify it."""
+    if spec_path is not None or model.endswith(".onnx"):
+        if spec_path is None:
+            raise ModelError(f"{model}: a custom model needs --model-spec SPEC.json (a manifest entry)")
+        entry = json.loads(Path(spec_path).read_text())
+        entry.setdefault("id", Path(model).stem)
+        entry.setdefault("task", task)
+        entry.setdefault("file", Path(model).name)
+        entry.setdefault("source", {"path": str(model)})
+        entry.setdefault("license", "unknown")
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"{model}: model file not found")
+        entry.setdefault("sha256", file_sha256(path.resolve()))
+        validate_entry(entry, spec_path)
+    else:
+        entries = {e["id"]: e for e in load_manifest()}
+        if model not in entries:
+            raise ModelError(f"unknown model {model!r}; known: {', '.join(sorted(entries))}")
+        entry = entries[model]
+        validate_entry(entry, f"manifest entry {model}")
+        path = models_dir() / entry["file"]
+        if not path.is_file():
+            raise ModelError(f"{path}: model file missing")
+    if entry.get("task") != task:
+        raise ModelError(f"{model}: is a {entry.get('task')!r} model, expected {task!r}")
+    actual = file_sha256(path.resolve())
+    if actual != entry["sha256"]:
+        raise ModelError(f"{path}: sha256 {actual} does not match the manifest's {entry['sha256']}")
+    return ModelSpec(entry=entry, path=path)
+
+
+def check_all() -> list[dict[str, Any]]:
+    """One row per manifest model: id, task, licence, file and whether its checksum holds."""
+    rows = []
+    for entry in load_manifest():
+        path = models_dir() / entry["file"]
+        ok = path.is_file() and file_sha256(path.resolve()) == entry["sha256"]
+        rows.append(
+            {"id": entry["id"], "task": entry["task"], "license": entry["license"], "file": str(path), "sha256_ok": ok}
+        )
+    return rows
+
+
+def choose_providers(device: str) -> list[str]:
+    """Execution providers for ``device``, checked against what this onnxruntime build offers."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ModelError(
+                f"--device cuda: onnxruntime offers no CUDAExecutionProvider here (available: {', '.join(available)});"
+                ' install "fer-batch[gpu]" on a machine with an NVIDIA GPU'
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "auto":
+        return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+    raise ModelError(f"unknown device {device!r}")
+
+
+_logged_providers: set[str] = set()
+
+
+def session(path: Path, device: str = "auto", threads: int | None = None) -> Any:
+    """An onnxruntime session with a fixed thread count, so parallel jobs do not oversubscribe the cores."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=choose_providers(device))
+    provider = sess.get_providers()[0]
+    if provider not in _logged_providers:
+        _logged_providers.add(provider)
+        log.info("onnxruntime runs on %s", provider)
+    return sess

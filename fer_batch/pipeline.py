@@ -1,0 +1,222 @@
+"""The per-video pipeline: decode → detect → track → classify → sink (→ render), one window at a time.
+
+Why windows: the faces of ``batch_size`` analysed frames are classified in one onnxruntime call, which is where
+batching pays; detection and tracking stay per frame so results never depend on the window size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_batch import __version__
+from fer_batch.classify import Classifier
+from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, probe
+from fer_batch.detect import Detector, make_detector
+from fer_batch.options import Options
+from fer_batch.sink import MemorySink, ParquetSink, window_table
+from fer_batch.track import Smoother, Tracker
+from fer_batch.types import Faces, Frames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoResult:
+    """One input's outcome: the row it gets in ``manifest.parquet``."""
+
+    path: str
+    status: str  # ok | partial | failed | skipped
+    error: str | None = None
+    frames_decoded: int = 0
+    frames_analysed: int = 0
+    faces: int = 0
+    duration_s: float | None = None
+    wall_s: float = 0.0
+    table: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def cores() -> int:
+    """The cores this process may use (respects affinity masks set by a scheduler)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@lru_cache(maxsize=4)
+def models_for(options: Options) -> tuple[Detector, Classifier]:
+    """Detector and classifier for these options, loaded once per process (folder runs reuse them)."""
+    return make_detector(options), Classifier(options)
+
+
+class Analyzer:
+    """Runs detect → track → classify on windows of decoded frames of one video (or camera)."""
+
+    def __init__(self, options: Options) -> None:
+        if options.threads is None:
+            options = _with(options, threads=cores())
+        self.options = options
+        self.detector, self.classifier = models_for(options)
+        self.labels = self.classifier.labels
+        self.tracker = Tracker()
+        self.smoother = Smoother(options.smooth) if options.smooth else None
+        self._analysed = 0  # counts analysed frames, to pick the ones the detector runs on
+
+    def process(self, items: list[Decoded]) -> tuple[Frames, Faces, np.ndarray | None]:
+        """Faces of the analysed items (in order) with track ids and probabilities, and smoothed probabilities."""
+        analysed = [d for d in items if d.analyse]
+        frames = Frames(
+            index=np.array([d.index for d in analysed], dtype=np.int64),
+            time_s=np.array([d.time_s for d in analysed], dtype=np.float64),
+            gray=[d.gray for d in analysed],  # type: ignore[misc]
+            small=[d.small for d in analysed],  # type: ignore[misc]
+            bgr=[d.bgr for d in analysed] if self.classifier.needs_color else None,  # type: ignore[misc]
+        )
+        if not len(frames):
+            return frames, Faces(), None
+        every = self.options.detect_every
+        detect_mask = (self._analysed + np.arange(len(frames))) % every == 0
+        self._analysed += len(frames)
+        det_frames = _subset(frames, detect_mask)
+        detections = self.detector(det_frames) if len(det_frames) else Faces()
+        w, h = frames.size
+        per_frame = []
+        for j, idx in enumerate(frames.index):
+            if detect_mask[j]:
+                per_frame.append(self.tracker.update(detections.of_frame(int(idx))))
+            else:
+                per_frame.append(self.tracker.predict(int(idx), w, h))
+        faces = self.classifier(frames, Faces.concat(per_frame))
+        smoothed = self.smoother(faces) if self.smoother is not None else None
+        return frames, faces, smoothed
+
+
+def _subset(frames: Frames, mask: np.ndarray) -> Frames:
+    sel = np.nonzero(mask)[0]
+    return Frames(
+        index=frames.index[sel],
+        time_s=frames.time_s[sel],
+        gray=[frames.gray[i] for i in sel],
+        small=[frames.small[i] for i in sel],
+        bgr=None if frames.bgr is None else [frames.bgr[i] for i in sel],
+    )
+
+
+def _with(options: Options, **changes: Any) -> Options:
+    d = options.as_dict()
+    d.update(changes)
+    return Options(**d)
+
+
+def metadata(path: Path, options: Options, info: VideoInfo | None, analyzer: Analyzer | None) -> dict[str, Any]:
+    """What the table's Parquet metadata records: enough to reproduce the run and to resume safely."""
+    st = path.stat()
+    meta: dict[str, Any] = {
+        "version": __version__,
+        "options": options.as_dict(),
+        "source": {"path": str(path), "size": st.st_size, "mtime": st.st_mtime},
+    }
+    if analyzer is not None:
+        meta["model"] = {"id": analyzer.classifier.id, "sha256": analyzer.classifier.sha256,
+                         "labels": analyzer.labels}  # fmt: skip
+        meta["detector"] = {"id": analyzer.detector.id, "sha256": analyzer.detector.sha256}
+        meta["provider"] = analyzer.classifier.session.get_providers()[0]
+    if info is not None:
+        meta.update(width=info.width, height=info.height, rotation=info.rotation, fps=info.fps,
+                    duration_s=info.duration_s)  # fmt: skip
+    return meta
+
+
+def run_video(
+    path: Path,
+    options: Options,
+    *,
+    video_name: str,
+    table_path: Path | None = None,
+    annotate_path: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[VideoResult, MemorySink | None]:
+    """Analyse one input; write its table (and annotated video) or collect it in memory.
+
+    Decoding errors never escape: the result says ``failed`` (nothing written) or ``partial`` (the frames
+    before the damage are in the table, which records the reason).
+    """
+    t0 = time.perf_counter()
+    result = VideoResult(path=str(path), status="ok")
+    try:
+        info = probe(path)
+    except (DecodeError, OSError) as e:
+        result.status, result.error = "failed", _oneline(e)
+        result.wall_s = time.perf_counter() - t0
+        return result, None
+    result.duration_s = info.duration_s
+    analyzer = Analyzer(options)
+    need_bgr = "all" if annotate_path is not None else ("analysed" if analyzer.classifier.needs_color else "none")
+    reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=2 * options.batch_size,
+                         decode_threads=1)  # fmt: skip
+    smooth = options.smooth is not None
+    sink: ParquetSink | MemorySink = (
+        ParquetSink(table_path, analyzer.labels, smooth) if table_path else MemorySink(analyzer.labels, smooth)
+    )
+    renderer: Any = nullcontext()
+    if annotate_path is not None:
+        from fer_batch.render import Renderer
+
+        renderer = Renderer(path, annotate_path, info, analyzer.labels)
+    try:
+        with sink, renderer as rend:
+            try:
+                for window in _windows(reader, options.batch_size, hold_limit=max(options.batch_size, 64)):
+                    frames, faces, smoothed = analyzer.process(window)
+                    if len(frames):
+                        sink.write(window_table(video_name, frames.index, frames.time_s, faces, analyzer.labels,
+                                                smoothed))  # fmt: skip
+                        result.faces += len(faces)
+                    if rend is not None:
+                        rend.write(window, faces)
+                    if progress is not None:
+                        progress(len(window))
+            except StreamBroken as e:
+                result.status, result.error = "partial", str(e)
+            result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
+            if result.frames_decoded == 0:
+                raise DecodeError(result.error or "no frame could be decoded")
+            sink.metadata.update(metadata(path, options, info, analyzer))
+            sink.metadata.update(frames_decoded=result.frames_decoded, frames_analysed=result.frames_analysed,
+                                 faces=result.faces, status=result.status, error=result.error)  # fmt: skip
+    except (DecodeError, OSError) as e:
+        result.status, result.error = "failed", _oneline(e)
+        result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
+    result.wall_s = time.perf_counter() - t0
+    if result.status != "failed" and table_path is not None:
+        result.table = str(table_path)
+    return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
+
+
+def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iterable[list[Decoded]]:
+    """Group decoded frames into windows of ``batch_size`` analysed frames (or ``hold_limit`` frames held)."""
+    window: list[Decoded] = []
+    analysed = 0
+    for item in items:
+        window.append(item)
+        analysed += item.analyse
+        if analysed >= batch_size or len(window) >= hold_limit:
+            yield window
+            window, analysed = [], 0
+    if window:
+        yield window
+
+
+def _oneline(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

@@ -1,0 +1,97 @@
+"""The data that passes between stages: one window of decoded frames and the faces found in it.
+
+Why one type: every stage (detect, track, classify, sink, render) takes and returns these, so a stage can be
+swapped or tested alone, and a frame without a face is simply a frame index with no rows in ``Faces``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A window of decoded frames, in presentation order.
+
+    ``index`` is the 0-based decode index within the video, ``time_s`` the presentation time in seconds
+    (``pts * time_base``), ``gray`` the full-resolution luma image used for face crops, ``small`` the
+    detector-sized RGB image (longest side about ``det_size``), and ``bgr`` the full colour image, present only
+    when something downstream (rendering, a colour classifier) needs it. Images are already rotated to the
+    displayed orientation.
+    """
+
+    index: np.ndarray  # int64 (n,)
+    time_s: np.ndarray  # float64 (n,)
+    gray: list[np.ndarray]
+    small: list[np.ndarray]
+    bgr: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the displayed frame."""
+        h, w = self.gray[0].shape[:2]
+        return w, h
+
+
+def _empty(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Faces:
+    """All faces of a window; the first axis of every array is the face.
+
+    ``frame`` holds the decode index of the frame each face belongs to, ``boxes`` are ``x1, y1, x2, y2`` in pixels
+    of the displayed frame, ``track_id`` is -1 where no tracker assigned one and ``probs`` is ``None`` until the
+    classifier has run.
+    """
+
+    frame: np.ndarray = field(default_factory=lambda: _empty((0,), np.int64))
+    boxes: np.ndarray = field(default_factory=lambda: _empty((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: _empty((0,), np.float32))
+    landmarks: np.ndarray = field(default_factory=lambda: _empty((0, 5, 2), np.float32))
+    track_id: np.ndarray = field(default_factory=lambda: _empty((0,), np.int64))
+    probs: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def replace(self, **changes: object) -> Faces:
+        """A copy with some fields changed (the dataclass is frozen so stages never mutate their input)."""
+        return replace(self, **changes)
+
+    def take(self, order: np.ndarray) -> Faces:
+        """Faces selected or reordered by an index array (or boolean mask)."""
+        return Faces(
+            frame=self.frame[order],
+            boxes=self.boxes[order],
+            scores=self.scores[order],
+            landmarks=self.landmarks[order],
+            track_id=self.track_id[order],
+            probs=None if self.probs is None else self.probs[order],
+        )
+
+    def of_frame(self, index: int) -> Faces:
+        """The faces of one frame."""
+        return self.take(self.frame == index)
+
+    @staticmethod
+    def concat(parts: list[Faces]) -> Faces:
+        """Join the faces of several windows or frames into one."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return Faces()
+        with_probs = [p.probs for p in parts if p.probs is not None]
+        return Faces(
+            frame=np.concatenate([p.frame for p in parts]),
+            boxes=np.concatenate([p.boxes for p in parts]),
+            scores=np.concatenate([p.scores for p in parts]),
+            landmarks=np.concatenate([p.landmarks for p in parts]),
+            track_id=np.concatenate([p.track_id for p in parts]),
+            probs=np.concatenate(with_probs) if len(with_probs) == len(parts) else None,
+        )
