@@ -83,6 +83,7 @@ class Sampler:
     def __init__(self, options: Options) -> None:
         self.fps, self.every = options.fps, options.every
         self._pending: tuple[int, float] | None = None
+        self._last_dt: float | None = None  # the last frame's duration, to know where the video ends
         self._pending_mark = False
         self._k: int | None = None  # next target is k / fps
         self._count = 0
@@ -103,6 +104,8 @@ class Sampler:
                 mark_cur = True
             self._k += 1
         out = [] if self._pending is None else [(self._pending[0], self._pending_mark)]
+        if self._pending is not None:
+            self._last_dt = t - self._pending[1]
         self._pending, self._pending_mark = (index, t), mark_cur
         return out
 
@@ -111,7 +114,8 @@ class Sampler:
             return []
         index, t = self._pending
         assert self._k is not None
-        if self._k / self.fps < t + 0.5 / self.fps:  # the last frame is nearest to the next target
+        shown_until = t + (self._last_dt or 0.0)  # the last frame stays on screen for one more frame step
+        if self._k / self.fps < min(shown_until, t + 0.5 / self.fps) - 1e-9:  # a target the last frame shows
             self._pending_mark = True
         out = [(index, self._pending_mark)]
         self._pending = None
@@ -225,7 +229,9 @@ class FrameReader:
         """(index, time_s, frame) in presentation order, within --start/--end."""
         start, end = self.options.start, self.options.end
         if self.info.is_image:
-            yield 0, 0.0, read_image(self.path)
+            image = read_image(self.path)
+            self.decoded = 1
+            yield 0, 0.0, image
             return
         try:
             container = av.open(str(self.path))
@@ -279,8 +285,9 @@ class FrameReader:
                 held[i] = (t, frame)
                 emit(sampler.push(i, t))
             emit(sampler.flush())
-        except BaseException as e:  # handed to the consumer, which re-raises it in the main thread
-            emit(sampler.flush())
+        except BaseException as e:  # noqa: BLE001 — handed to the consumer, which re-raises it in its thread
+            if isinstance(e, StreamBroken):
+                emit(sampler.flush())  # the frames before the damage are still delivered
             self._put(e)
         self._put(None)
 

@@ -11,7 +11,6 @@ import glob
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -122,7 +121,10 @@ def is_complete(job: Job, options: Options) -> bool:
     st = job.source.stat()
     src = meta.get("source", {})
     same_source = src.get("size") == st.st_size and src.get("mtime") == st.st_mtime
-    same_options = Options(**meta.get("options", {})).result_key() == options.result_key() if "options" in meta else False
+    try:
+        same_options = Options(**meta["options"]).result_key() == options.result_key()
+    except (KeyError, TypeError, ValueError):  # written by another version: redo it
+        same_options = False
     if job.annotated is not None and not job.annotated.exists():
         return False
     return same_source and same_options

@@ -135,7 +135,9 @@ class ParquetSink:
             self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS * 4)
         self._pending, self._pending_rows = [], 0
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._writer is None:
             return
         if exc_type is None:

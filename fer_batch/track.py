@@ -2,7 +2,10 @@
 and an optional exponential moving average of the probabilities along each track.
 
 Why online: tables are written as the video streams, so ids must be assigned frame by frame, never after
-the fact.
+the fact. Why an exact assignment: when two faces pass close, a greedy best-pair-first match can hand one
+face's detection to the other's track; minimising the total cost over all pairs (with each track's position
+predicted from its velocity) keeps both ids where they belong. Frames hold few faces, so a small Hungarian
+solver written here is plenty (scipy is not a dependency).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_batch.types import Faces
+
+_FORBIDDEN = 1e6  # cost of a pair outside the gates; any such pair in the solution is dropped
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -26,100 +31,194 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+def linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Row/column pairs of a minimum-cost assignment of an (n, m) cost matrix (Hungarian method, O(k^3)).
+
+    Every row is assigned when n <= m, every column when n > m; callers drop pairs whose cost marks them
+    as forbidden. Written here because scipy's ``linear_sum_assignment`` is not a dependency.
+    """
+    n, m = cost.shape
+    if n == 0 or m == 0:
+        return []
+    transposed = n > m
+    c = np.asarray(cost.T if transposed else cost, dtype=np.float64)
+    n, m = c.shape  # now n <= m
+    # potentials u (rows), v (columns); p[j] = row matched to column j (1-based, 0 = free); way = augmenting path
+    u, v = np.zeros(n + 1), np.zeros(m + 1)
+    p, way = np.zeros(m + 1, dtype=np.int64), np.zeros(m + 1, dtype=np.int64)
+    for i in range(1, n + 1):
+        p[0], j0 = i, 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, dtype=bool)
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            free = ~used[1:]
+            cur = c[i0 - 1] - u[i0] - v[1:]
+            better = free & (cur < minv[1:])
+            minv[1:][better] = cur[better]
+            way[1:][better] = j0
+            cand = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(cand)) + 1
+            delta = cand[j1 - 1]
+            u[p[used]] += delta
+            v[used] -= delta
+            minv[1:][free] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while j0:  # flip the augmenting path
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+    pairs = [(int(p[j]) - 1, j - 1) for j in range(1, m + 1) if p[j] > 0]
+    if transposed:
+        pairs = [(j, i) for i, j in pairs]
+    return sorted(pairs)
+
+
+def _centres_sizes(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    wh = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)
+    return (boxes[:, :2] + boxes[:, 2:]) / 2, wh
+
+
 @dataclass
 class _Track:
     id: int
-    box: np.ndarray  # last box, xyxy
-    velocity: np.ndarray  # per analysed frame, xyxy
+    box: np.ndarray  # last matched box, xyxy
+    velocity: np.ndarray  # change of the xyxy box per analysed frame
     score: float
     landmarks: np.ndarray
-    last_seen: int  # analysed-frame counter
+    last_seen: int  # analysed-frame counter at the last match
     hits: int = 1
     missed: int = 0  # detection rounds in a row without a match
 
 
 class Tracker:
-    """Greedy IoU association with constant-velocity prediction.
+    """Assigns track ids: constant-velocity prediction, IoU with a centre-distance fallback, exact assignment.
 
-    A track survives ``max_missed`` analysed frames without a detection (so one or two misses keep the id);
-    matches are made best-IoU-first, each detection and track used once, which keeps two faces passing
-    close from swapping as long as their predicted boxes overlap their own detections more.
+    A detection may join a track when its box overlaps the track's predicted box (IoU >= ``iou_threshold``)
+    or, where they do not overlap (fast motion, a low ``--fps``, a face back after a miss), when the centres lie
+    within ``max_distance`` box sizes and the sizes differ by less than ``max_scale``. The pairing minimises
+    ``(1 - IoU) + distance`` over the frame. A track that goes unmatched survives ``max_missed`` detection
+    rounds (so one or two missed detections keep the id) and is then dropped; ids are never reused and count
+    from 0 per tracker, i.e. per video.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5) -> None:
+    def __init__(
+        self,
+        iou_threshold: float = 0.3,
+        max_missed: int = 3,
+        max_distance: float = 1.0,
+        max_scale: float = 1.6,
+        velocity_weight: float = 0.5,
+    ) -> None:
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
+        self.max_distance = max_distance
+        self.max_scale = max_scale
+        self.velocity_weight = velocity_weight  # weight of the newest displacement in the velocity average
         self.tracks: list[_Track] = []
         self.next_id = 0
-        self.step = 0
+        self.step = 0  # analysed frames seen (detected or carried)
 
-    def _predicted(self) -> np.ndarray:
-        if not self.tracks:
-            return np.zeros((0, 4), dtype=np.float32)
-        return np.stack([t.box + t.velocity * (self.step - t.last_seen) for t in self.tracks]).astype(np.float32)
+    def _predict_box(self, t: _Track) -> np.ndarray:
+        gap = self.step - t.last_seen
+        box = t.box + t.velocity * gap
+        # extrapolated size change must not collapse or flip the box
+        centre, wh = (box[:2] + box[2:]) / 2, np.maximum(box[2:] - box[:2], 0.5 * (t.box[2:] - t.box[:2]))
+        return np.concatenate([centre - wh / 2, centre + wh / 2]).astype(np.float32)
+
+    def cost_matrix(self, predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Cost of pairing each predicted track box with each detection; ``_FORBIDDEN`` outside the gates."""
+        iou = iou_matrix(predicted, boxes)
+        if iou.size == 0:
+            return iou.astype(np.float64)
+        (pc, pwh), (dc, dwh) = _centres_sizes(predicted), _centres_sizes(boxes)
+        side_p, side_d = np.sqrt(pwh.prod(1))[:, None], np.sqrt(dwh.prod(1))[None, :]  # geometric-mean box sides
+        # centre distance in units of the pair's box side, so the gate means the same for near and far faces
+        dist = np.linalg.norm(pc[:, None, :] - dc[None, :, :], axis=2) / np.sqrt(side_p * side_d)
+        ratio = np.maximum(side_p / side_d, side_d / side_p)
+        ok = (iou >= self.iou_threshold) | ((dist <= self.max_distance) & (ratio <= self.max_scale))
+        return np.where(ok, (1.0 - iou) + dist, _FORBIDDEN)
 
     def update(self, faces: Faces) -> Faces:
         """Assign ids to one frame's detections (all faces share one frame index)."""
         self.step += 1
         ids = np.full(len(faces), -1, dtype=np.int64)
-        iou = iou_matrix(self._predicted(), faces.boxes)
-        pairs = np.argwhere(iou >= self.iou_threshold)
-        pairs = pairs[np.argsort(-iou[pairs[:, 0], pairs[:, 1]], kind="stable")] if len(pairs) else pairs
-        used_t: set[int] = set()
-        for ti, di in pairs:
-            if ti in used_t or ids[di] >= 0:
+        predicted = (
+            np.stack([self._predict_box(t) for t in self.tracks]) if self.tracks else np.zeros((0, 4), np.float32)
+        )
+        cost = self.cost_matrix(predicted, faces.boxes.astype(np.float32))
+        matched: set[int] = set()
+        for ti, di in linear_assignment(cost):
+            if cost[ti, di] >= _FORBIDDEN:
                 continue
-            used_t.add(int(ti))
+            matched.add(ti)
             t = self.tracks[ti]
             gap = max(self.step - t.last_seen, 1)
             new_v = (faces.boxes[di] - t.box) / gap
-            t.velocity = 0.5 * t.velocity + 0.5 * new_v if t.hits > 1 else new_v
-            t.box, t.score, t.landmarks = faces.boxes[di].copy(), float(faces.scores[di]), faces.landmarks[di]
+            w = self.velocity_weight
+            t.velocity = (w * new_v + (1 - w) * t.velocity if t.hits > 1 else new_v).astype(np.float32)
+            t.box = faces.boxes[di].astype(np.float32)
+            t.score, t.landmarks = float(faces.scores[di]), faces.landmarks[di]
             t.last_seen, t.hits, t.missed = self.step, t.hits + 1, 0
             ids[di] = t.id
         for ti, t in enumerate(self.tracks):
-            if ti not in used_t:
+            if ti not in matched:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for di in np.nonzero(ids < 0)[0]:
-            track = _Track(self.next_id, faces.boxes[di].copy(), np.zeros(4, np.float32), float(faces.scores[di]),
-                           faces.landmarks[di], self.step)  # fmt: skip
+            track = _Track(self.next_id, faces.boxes[di].astype(np.float32), np.zeros(4, np.float32),
+                           float(faces.scores[di]), faces.landmarks[di], self.step)  # fmt: skip
             self.tracks.append(track)
             ids[di] = track.id
             self.next_id += 1
         return faces.replace(track_id=ids)
 
     def predict(self, frame_index: int, width: int, height: int) -> Faces:
-        """Boxes of the tracks seen at the last detection, moved by their velocity (for ``--detect-every``)."""
+        """Boxes of the tracks matched at the last detection, moved by their velocity (for ``--detect-every``).
+
+        Largest first, like the detector's output, so the sink's per-frame ``face`` rank means the same thing.
+        """
         self.step += 1
         live = [t for t in self.tracks if t.missed == 0]
         if not live:
             return Faces()
-        boxes = np.stack([t.box + t.velocity * (self.step - t.last_seen) for t in live]).astype(np.float32)
+        boxes = np.stack([self._predict_box(t) for t in live])
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-        n = len(live)
+        keep = np.nonzero((boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1))[0]  # not moved out
+        if not len(keep):
+            return Faces()
+        live, boxes = [live[k] for k in keep], boxes[keep]
+        shift = boxes[:, None, :2] - np.stack([t.box[:2] for t in live])[:, None, :]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         order = np.argsort(-area, kind="stable")
         return Faces(
-            frame=np.full(n, frame_index, dtype=np.int64),
+            frame=np.full(len(live), frame_index, dtype=np.int64),
             boxes=boxes,
             scores=np.array([t.score for t in live], dtype=np.float32),
-            landmarks=np.stack([t.landmarks for t in live]).astype(np.float32),
+            landmarks=(np.stack([t.landmarks for t in live]) + shift).astype(np.float32),
             track_id=np.array([t.id for t in live], dtype=np.int64),
         ).take(order)
 
 
 class Smoother:
-    """Exponential moving average of probabilities along each track; raw probabilities are left untouched."""
+    """Exponential moving average of probabilities along each track; raw probabilities are left untouched.
+
+    ``alpha`` is the weight of the newest frame (1 = no smoothing). Faces without a track keep their raw values.
+    """
 
     def __init__(self, alpha: float) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError("--smooth must be in (0, 1]")
         self.alpha = alpha
         self.state: dict[int, np.ndarray] = {}
 
     def __call__(self, faces: Faces) -> np.ndarray:
         assert faces.probs is not None
-        out = faces.probs.copy()
+        out = faces.probs.astype(np.float32, copy=True)
         for i, tid in enumerate(faces.track_id):
             if tid < 0:
                 continue

@@ -1,0 +1,117 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """``../shared/media`` beside the repo: real but unlicensed test media that is never committed.
+
+    Tests that need it are skipped where it is absent (a bare clone, a packaged sdist).
+    """
+    media = REPO.parent / "shared" / "media"
+    if not media.is_dir():
+        pytest.skip(f"{media} is absent")
+    return media
+
+
+# --- clips made in code ---------------------------------------------------------------------------------------
+
+import fractions  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def astronaut_face(size: int) -> np.ndarray:
+    """The astronaut's head (public-domain NASA photo in scikit-image) as a ``size``-px square RGB image."""
+    import cv2
+    from skimage import data
+
+    img = data.astronaut()
+    return cv2.resize(np.ascontiguousarray(img[20:220, 140:320]), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def write_clip(
+    path: Path,
+    *,
+    size: tuple[int, int] = (320, 240),
+    times: Sequence[float] | None = None,
+    n: int = 20,
+    fps: int = 10,
+    faces: Callable[[int], list[tuple[int, int, int]]] | None = None,
+    audio: bool = False,
+    rotation: int = 0,
+    pix_fmt: str = "yuv420p",
+    codec: str = "libx264",
+) -> list[float]:
+    """Write a test clip and return its presentation times (seconds).
+
+    ``times`` gives variable frame rate (a 1/1000 time base); ``faces(i)`` returns (x, y, side) squares where
+    the astronaut's face is pasted in frame i; ``rotation`` sets the display matrix (counter-clockwise degrees).
+    """
+    w, h = size
+    if times is None:
+        times = [i / fps for i in range(n)]
+    tb = fractions.Fraction(1, 1000)
+    rng = np.random.default_rng(0)
+    background = (rng.integers(60, 200, (h, w, 3))).astype(np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        stream.time_base = tb
+        stream.codec_context.time_base = tb
+        if rotation:
+            stream.set_display_rotation(rotation)
+        if audio:
+            astream = out.add_stream("aac", rate=16000)
+            astream.layout = "mono"
+        for i, t in enumerate(times):
+            img = background.copy()
+            for x, y, side in faces(i) if faces else []:
+                face = astronaut_face(side)
+                x2, y2 = min(x + side, w), min(y + side, h)
+                img[y:y2, x:x2] = face[: y2 - y, : x2 - x]
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if pix_fmt != "yuv420p":
+                frame = frame.reformat(format=pix_fmt)
+            frame.pts = round(t / tb)
+            frame.time_base = tb
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+        if audio:
+            duration = times[-1] + 1 / fps
+            samples = (0.1 * np.sin(np.arange(int(16000 * duration)) * 0.2)).astype(np.float32)
+            for k in range(0, len(samples), 1024):
+                chunk = np.ascontiguousarray(samples[None, k : k + 1024])
+                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                af.sample_rate, af.pts = 16000, k
+                out.mux(astream.encode(af))
+            out.mux(astream.encode())
+    with av.open(str(path)) as c:  # what the file really holds, as the decoder will see it
+        vs = c.streams.video[0]
+        return [float(f.pts * vs.time_base) for f in c.decode(vs)]
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Callable[..., tuple[Path, list[float]]]:
+    """Factory: ``clip(name, **write_clip kwargs) -> (path, pts seconds)`` in a fresh temporary folder."""
+
+    def make(name: str = "clip.mp4", **kwargs: object) -> tuple[Path, list[float]]:
+        path = tmp_path / "in" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, write_clip(path, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+def one_face(i: int) -> list[tuple[int, int, int]]:
+    """A 90-px face drifting right."""
+    return [(40 + 3 * i, 50, 90)]

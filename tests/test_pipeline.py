@@ -1,0 +1,111 @@
+"""The per-video pipeline: complete time line, batch-size invariance, faces found where they are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import one_face
+
+import fer_batch
+from fer_batch.sink import read_metadata
+
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def test_every_decoded_frame_has_a_row_with_its_pts(clip) -> None:
+    times = [0.0, 0.03, 0.2, 0.21, 0.6, 0.9, 1.4]
+    path, pts = clip(times=times, faces=one_face)
+    df = fer_batch.analyze_video(path)
+    assert df["frame"].tolist() == list(range(len(times)))
+    assert np.allclose(df["time_s"], pts, atol=1e-6)
+    assert df["face"].tolist() == [0] * len(times)
+    probs = df[LABELS].to_numpy(dtype=np.float64)
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert (df["emotion"].astype(str) == np.array(LABELS)[probs.argmax(axis=1)]).all()
+
+
+def test_no_face_clip_keeps_one_null_row_per_frame(clip) -> None:
+    path, _ = clip(n=12)
+    df = fer_batch.analyze_video(path)
+    assert df["frame"].tolist() == list(range(12))
+    assert df["face"].isna().all() and df["x"].isna().all() and df["emotion"].isna().all()
+    assert df["happy"].isna().all()
+
+
+def test_face_appears_and_boxes_match_where_it_was_pasted(clip) -> None:
+    path, _ = clip(n=20, faces=lambda i: [(150, 60, 100)] if i >= 10 else [])
+    df = fer_batch.analyze_video(path)
+    assert df["frame"].tolist() == list(range(20))
+    assert df["face"].iloc[:10].isna().all()
+    late = df.iloc[10:]
+    assert late["face"].notna().all()
+    cx, cy = late["x"] + late["w"] / 2, late["y"] + late["h"] / 2
+    assert ((cx > 150) & (cx < 250) & (cy > 60) & (cy < 160)).all()
+    assert late["track_id"].nunique() == 1
+
+
+def test_two_faces_are_ordered_largest_first(clip) -> None:
+    path, _ = clip(size=(400, 240), n=4, faces=lambda i: [(10, 60, 80), (200, 30, 150)])
+    df = fer_batch.analyze_video(path)
+    assert (df.groupby("frame").size() == 2).all()
+    areas = (df["w"] * df["h"]).to_numpy().reshape(-1, 2)
+    assert (areas[:, 0] >= areas[:, 1]).all()
+    assert (df[df["face"] == 0]["x"] > 190).all()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_results_do_not_depend_on_batch_size(clip, batch_size: int) -> None:
+    path, _ = clip(size=(400, 240), n=13, faces=lambda i: [(10 + 2 * i, 60, 80), (200, 30, 120)])
+    ref = fer_batch.analyze_video(path, batch_size=8)
+    got = fer_batch.analyze_video(path, batch_size=batch_size)
+    pd.testing.assert_frame_equal(ref.drop(columns=LABELS), got.drop(columns=LABELS))
+    np.testing.assert_allclose(got[LABELS].to_numpy(float), ref[LABELS].to_numpy(float), atol=1e-6)
+
+
+def test_batched_classification_equals_one_at_a_time(clip) -> None:
+    """One ORT call over all crops gives what N calls of one crop give."""
+    from fer_batch.classify import Classifier
+    from fer_batch.options import Options
+
+    classifier = Classifier(Options())
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (17, 64, 64), dtype=np.uint8)
+    batched = classifier.predict(crops)
+    single = np.concatenate([classifier.predict(crops[i : i + 1]) for i in range(len(crops))])
+    np.testing.assert_allclose(batched, single, atol=1e-6)
+
+
+def test_haar_detector_finds_the_face(clip) -> None:
+    path, _ = clip(n=5, faces=lambda i: [(100, 40, 140)])
+    df = fer_batch.analyze_video(path, detector="haar")
+    assert df["face"].notna().sum() >= 4
+
+
+def test_photo_is_a_one_frame_video(tmp_path) -> None:
+    import cv2
+    from conftest import astronaut_face
+
+    img = np.full((300, 400, 3), 120, np.uint8)
+    img[50:200, 100:250] = astronaut_face(150)[..., ::-1]
+    path = tmp_path / "photo.PNG"
+    cv2.imwrite(str(path), img)
+    df = fer_batch.analyze_video(path)
+    assert len(df) == 1 and df["frame"].iloc[0] == 0 and df["time_s"].iloc[0] == 0
+    assert df["face"].iloc[0] == 0
+
+
+def test_table_metadata_and_load(clip, tmp_path) -> None:
+    path, _ = clip(n=6, faces=one_face)
+    out = tmp_path / "out"
+    results = fer_batch.analyze_many([path.parent], out, fps=5)
+    assert [r.status for r in results] == ["ok"]
+    table = out / "clip.parquet"
+    meta = read_metadata(table)
+    assert meta["options"]["fps"] == 5 and meta["model"]["id"] == "fer2013-minixception"
+    assert meta["detector"]["id"] == "centerface" and meta["status"] == "ok" and meta["frames_decoded"] == 6
+    assert meta["source"]["size"] == path.stat().st_size and meta["width"] == 320
+    loaded = fer_batch.load(out)
+    direct = pd.read_parquet(table)
+    assert len(loaded) == len(direct) and loaded["frame"].tolist() == direct["frame"].tolist()
+    assert loaded["video"].unique().tolist() == ["clip.mp4"]
