@@ -107,6 +107,94 @@ def list_models() -> None:
     raise typer.Exit(0 if all(r["sha256_ok"] for r in rows) else 1)
 
 
+@app.command()
+def render(
+    video: Annotated[Path, typer.Argument(help="The source video.")],
+    table: Annotated[Path, typer.Argument(help="Its table (.parquet) from `fer-batch analyze`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .mp4 (H.264, audio kept).")],
+    scale: Annotated[float, typer.Option(help="Output size relative to the displayed frame.")] = 1.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
+) -> None:
+    """Draw a saved table's faces onto the video, without running any model."""
+    from fer_batch.decode import DecodeError
+    from fer_batch.render import render_table
+
+    _setup_logging(quiet)
+    if scale <= 0:
+        _fail("--scale must be positive", 2)
+    for path in (video, table):
+        if not path.is_file():
+            _fail(f"{path}: no such file", 2)
+    try:
+        frames = render_table(video, table, out, scale=scale)
+    except (DecodeError, OSError, ValueError, KeyError) as e:
+        _fail(f"{video}: {e}", 1)
+    if not quiet:
+        typer.echo(f"wrote {out} ({frames} frames)", err=True)
+
+
+@app.command()
+def webcam(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    camera: Annotated[
+        str, typer.Option(help="Camera index, /dev/videoN, stream URL, or a video FILE played at real-time pace.")
+    ] = "0",
+    seconds: Annotated[Optional[float], typer.Option(help="Stop after S seconds (else Ctrl-C or q).")] = None,
+    annotate: Annotated[bool, typer.Option(help="Also record every frame, annotated, to .annotated.mp4.")] = False,
+    preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Window, if a display exists.")] = True,
+    detector: Annotated[str, typer.Option(help="centerface or haar.")] = "centerface",
+    model: Annotated[str, typer.Option(help="Emotion model: manifest id or PATH.onnx.")] = "fer2013-minixception",
+    model_spec: Annotated[Optional[Path], typer.Option(help="Manifest entry (JSON) for a custom --model.")] = None,
+    min_face: Annotated[int, typer.Option(help="Smallest face side kept (px).")] = Options.min_face,
+    det_size: Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")] = Options.det_size,
+    det_threshold: Annotated[float, typer.Option(help="Detector confidence threshold.")] = Options.det_threshold,
+    detect_every: Annotated[int, typer.Option(help="Detect on every N-th analysed frame, track between.")] = 1,
+    smooth: Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Analyse a live camera into OUT/webcam-<YYYYmmdd-HHMMSS>.parquet (same columns as `analyze`).
+
+    Every captured frame gets a capture index (`frame`) and a capture time (`time_s`, seconds since the start,
+    monotonic clock). Analysis always takes the newest frame, so it never falls behind the camera: on a machine
+    slower than the camera, some frames are not analysed. The table has one row per face per ANALYSED frame; `frame`
+    has gaps where frames were skipped, and the table metadata records frames_captured and frames_analysed. With
+    --annotate the recording holds every captured frame, with the same timestamps and the latest analysis drawn.
+
+    Stops at --seconds, Ctrl-C, SIGTERM, or q in the preview; each way closes the table and recording properly.
+    """
+    from fer_batch.models import ModelError, choose_providers, resolve
+    from fer_batch.webcam import CameraError, open_source, redact, run_webcam
+
+    _setup_logging(quiet)
+    try:
+        options = Options(
+            detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, min_face=min_face,
+            det_size=det_size, det_threshold=det_threshold, detect_every=detect_every, batch_size=1, smooth=smooth,
+            device=device, threads=threads, annotate=annotate,
+        )  # fmt: skip
+        if seconds is not None and seconds <= 0:
+            raise ValueError("--seconds must be positive")
+        choose_providers(device)
+        resolve(options.model, options.model_spec, task="emotion")
+    except (ValueError, ModelError) as e:
+        _fail(str(e), 2)
+    try:
+        source = open_source(camera)
+    except CameraError as e:
+        _fail(str(e), 1)
+    result = run_webcam(source, out, options, seconds=seconds, annotate=annotate, preview=preview,
+                        name=redact(camera))  # fmt: skip
+    if not quiet:
+        line = (f"{result.frames_captured} frames captured, {result.frames_analysed} analysed, {result.faces} faces, "
+                f"{result.duration_s:.1f} s (stopped: {result.stopped_by}); table: {result.table}")  # fmt: skip
+        if result.recording is not None:
+            line += f"; recording: {result.recording}"
+        typer.echo(line, err=True)
+    raise typer.Exit(1 if result.stopped_by == "error" or (annotate and result.recording is None) else 0)
+
+
 def main() -> None:
     app()
 

@@ -263,9 +263,25 @@ class FrameReader:
                             return
             except av.error.FFmpegError as e:
                 raise StreamBroken(f"stream broken after {index} frames: {_reason(e)}") from None
-            expected = self.info.frames
-            if expected and start is None and end is None and index < expected:
-                raise StreamBroken(f"stream ended after {index} of {expected} frames")
+            if start is None and end is None:
+                self._check_complete(container, index, last_t, fallback_dt)
+
+    def _check_complete(self, container: av.container.InputContainer, count: int, last_t: float | None,
+                        dt: float) -> None:  # fmt: skip
+        """Catch files cut short without a decoder error: fewer frames, or less time, than the header says."""
+        expected = self.info.frames
+        if expected and count < expected:
+            raise StreamBroken(f"stream ended after {count} of {expected} frames")
+        stream = container.streams.video[0]
+        if stream.duration and stream.time_base:  # the video stream's own length, where the header has one
+            begin, total = float((stream.start_time or 0) * stream.time_base), float(stream.duration * stream.time_base)
+        elif container.duration and len(container.streams) == 1:  # otherwise audio may rightly run longer
+            begin, total = (container.start_time or 0) / 1e6, container.duration / 1e6
+        else:
+            return
+        if last_t is not None:
+            if last_t - begin + dt < total - max(0.5, 3 * dt):
+                raise StreamBroken(f"stream ended at {last_t - begin:.2f} s of {total:.2f} s")
 
     def _produce(self) -> None:
         sampler = Sampler(self.options)

@@ -85,8 +85,10 @@ def _centres_sizes(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class _Track:
     id: int
-    box: np.ndarray  # last matched box, xyxy
-    velocity: np.ndarray  # change of the xyxy box per analysed frame
+    box: np.ndarray  # last matched detection, xyxy
+    centre: np.ndarray  # centre of that detection
+    size: np.ndarray  # width, height: average of the recent detections (one partly hidden face does not shrink it)
+    velocity: np.ndarray  # centre displacement per analysed frame, averaged
     score: float
     landmarks: np.ndarray
     last_seen: int  # analysed-frame counter at the last match
@@ -94,21 +96,28 @@ class _Track:
     missed: int = 0  # detection rounds in a row without a match
 
 
+def _new_track(track_id: int, faces: Faces, i: int, step: int) -> _Track:
+    box = faces.boxes[i].astype(np.float32)
+    centre, size = _centres_sizes(box[None])
+    return _Track(track_id, box, centre[0], size[0], np.zeros(2, np.float32), float(faces.scores[i]),
+                  faces.landmarks[i], step)  # fmt: skip
+
+
 class Tracker:
     """Assigns track ids: constant-velocity prediction, IoU with a centre-distance fallback, exact assignment.
 
     A detection may join a track when its box overlaps the track's predicted box (IoU >= ``iou_threshold``)
     or, where they do not overlap (fast motion, a low ``--fps``, a face back after a miss), when the centres lie
-    within ``max_distance`` box sizes and the sizes differ by less than ``max_scale``. The pairing minimises
-    ``(1 - IoU) + distance`` over the frame. A track that goes unmatched survives ``max_missed`` detection
-    rounds (so one or two missed detections keep the id) and is then dropped; ids are never reused and count
-    from 0 per tracker, i.e. per video.
+    within ``max_distance`` box sides (a gate that widens by a quarter per missed round) and the sizes differ by
+    less than ``max_scale``. The pairing minimises ``(1 - IoU) + distance`` over the frame. A track that goes
+    unmatched survives ``max_missed`` detection rounds (so one or two missed detections keep the id) and is then
+    dropped; ids are never reused and count from 0 per tracker, i.e. per video.
     """
 
     def __init__(
         self,
         iou_threshold: float = 0.3,
-        max_missed: int = 3,
+        max_missed: int = 5,
         max_distance: float = 1.0,
         max_scale: float = 1.6,
         velocity_weight: float = 0.5,
@@ -123,13 +132,10 @@ class Tracker:
         self.step = 0  # analysed frames seen (detected or carried)
 
     def _predict_box(self, t: _Track) -> np.ndarray:
-        gap = self.step - t.last_seen
-        box = t.box + t.velocity * gap
-        # extrapolated size change must not collapse or flip the box
-        centre, wh = (box[:2] + box[2:]) / 2, np.maximum(box[2:] - box[:2], 0.5 * (t.box[2:] - t.box[:2]))
-        return np.concatenate([centre - wh / 2, centre + wh / 2]).astype(np.float32)
+        centre = t.centre + t.velocity * (self.step - t.last_seen)
+        return np.concatenate([centre - t.size / 2, centre + t.size / 2]).astype(np.float32)
 
-    def cost_matrix(self, predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def cost_matrix(self, predicted: np.ndarray, boxes: np.ndarray, missed: np.ndarray | None = None) -> np.ndarray:
         """Cost of pairing each predicted track box with each detection; ``_FORBIDDEN`` outside the gates."""
         iou = iou_matrix(predicted, boxes)
         if iou.size == 0:
@@ -139,7 +145,8 @@ class Tracker:
         # centre distance in units of the pair's box side, so the gate means the same for near and far faces
         dist = np.linalg.norm(pc[:, None, :] - dc[None, :, :], axis=2) / np.sqrt(side_p * side_d)
         ratio = np.maximum(side_p / side_d, side_d / side_p)
-        ok = (iou >= self.iou_threshold) | ((dist <= self.max_distance) & (ratio <= self.max_scale))
+        gate = self.max_distance * (1 + 0.25 * (np.zeros(len(predicted)) if missed is None else missed))[:, None]
+        ok = (iou >= self.iou_threshold) | ((dist <= gate) & (ratio <= self.max_scale))
         return np.where(ok, (1.0 - iou) + dist, _FORBIDDEN)
 
     def update(self, faces: Faces) -> Faces:
@@ -149,18 +156,21 @@ class Tracker:
         predicted = (
             np.stack([self._predict_box(t) for t in self.tracks]) if self.tracks else np.zeros((0, 4), np.float32)
         )
-        cost = self.cost_matrix(predicted, faces.boxes.astype(np.float32))
+        missed = np.array([t.missed for t in self.tracks], dtype=np.float64)
+        cost = self.cost_matrix(predicted, faces.boxes.astype(np.float32), missed)
         matched: set[int] = set()
         for ti, di in linear_assignment(cost):
             if cost[ti, di] >= _FORBIDDEN:
                 continue
             matched.add(ti)
             t = self.tracks[ti]
-            gap = max(self.step - t.last_seen, 1)
-            new_v = (faces.boxes[di] - t.box) / gap
+            box = faces.boxes[di].astype(np.float32)
+            centre, size = (c[0] for c in _centres_sizes(box[None]))
+            new_v = (centre - t.centre) / max(self.step - t.last_seen, 1)
             w = self.velocity_weight
             t.velocity = (w * new_v + (1 - w) * t.velocity if t.hits > 1 else new_v).astype(np.float32)
-            t.box = faces.boxes[di].astype(np.float32)
+            t.size = (0.5 * size + 0.5 * t.size).astype(np.float32)
+            t.box, t.centre = box, centre
             t.score, t.landmarks = float(faces.scores[di]), faces.landmarks[di]
             t.last_seen, t.hits, t.missed = self.step, t.hits + 1, 0
             ids[di] = t.id
@@ -169,10 +179,8 @@ class Tracker:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for di in np.nonzero(ids < 0)[0]:
-            track = _Track(self.next_id, faces.boxes[di].astype(np.float32), np.zeros(4, np.float32),
-                           float(faces.scores[di]), faces.landmarks[di], self.step)  # fmt: skip
-            self.tracks.append(track)
-            ids[di] = track.id
+            self.tracks.append(_new_track(self.next_id, faces, int(di), self.step))
+            ids[di] = self.next_id
             self.next_id += 1
         return faces.replace(track_id=ids)
 
@@ -192,7 +200,7 @@ class Tracker:
         if not len(keep):
             return Faces()
         live, boxes = [live[k] for k in keep], boxes[keep]
-        shift = boxes[:, None, :2] - np.stack([t.box[:2] for t in live])[:, None, :]
+        shift = np.stack([self._predict_box(t)[:2] - t.box[:2] for t in live])[:, None, :]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         order = np.argsort(-area, kind="stable")
         return Faces(

@@ -85,7 +85,7 @@ def same_or_valid_pads(
     express exactly; explicit pads avoid relying on auto_pad semantics.
     """
     begins, ends, out = [], [], []
-    for n, k, s, d in zip(size, kernel, strides, dilation):
+    for n, k, s, d in zip(size, kernel, strides, dilation, strict=True):
         eff = (k - 1) * d + 1
         if padding == "same":
             o = math.ceil(n / s)
@@ -266,11 +266,8 @@ def build(h5: h5py.File) -> onnx.ModelProto:
         tensors[name] = HANDLERS[kind](g, name, layer["config"], inputs)
     (output_layer,) = config["config"]["output_layers"]
     final = tensors[output_layer[0]]
-    if (
-        g.shapes[final] != (len(LABELS),)
-        or g.nodes[-1].op_type != "Softmax"
-        or g.nodes[-1].output[0] != final
-    ):
+    last = g.nodes[-1]
+    if g.shapes[final] != (len(LABELS),) or last.op_type != "Softmax" or last.output[0] != final:
         raise ValueError(f"unexpected head: {g.shapes[final]} from {g.nodes[-1].op_type}")
     g.nodes[-1].output[0] = OUTPUT_NAME
     graph = helper.make_graph(
@@ -286,9 +283,9 @@ def build(h5: h5py.File) -> onnx.ModelProto:
         ir_version=IR_VERSION,
         producer_name="fer_batch/models/convert_emotion.py",
         doc_string=(
-            f"mini-Xception FER2013 emotion classifier from {SOURCE_PACKAGE} {SOURCE_VERSION} ({SOURCE_PATH}, "
-            f"sha256 {SOURCE_SHA256}), converted from Keras NHWC to ONNX NCHW. Input: gray 64x64, "
-            "v*2/255-1. Output: softmax over " + ",".join(LABELS) + "."
+            f"mini-Xception FER2013 emotion classifier from {SOURCE_PACKAGE} {SOURCE_VERSION} "
+            f"({SOURCE_PATH}, sha256 {SOURCE_SHA256}), converted from Keras NHWC to ONNX NCHW. "
+            "Input: gray 64x64, v*2/255-1. Output: softmax over " + ",".join(LABELS) + "."
         ),
     )
     helper.set_model_props(model, {"labels": ",".join(LABELS), "source_sha256": SOURCE_SHA256})
@@ -357,9 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = read_source(args.source)
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SOURCE_SHA256:
-        print(
-            f"{args.source}: sha256 {digest} is not fer {SOURCE_VERSION}'s {SOURCE_SHA256}", file=sys.stderr
-        )
+        print(f"{args.source}: sha256 {digest}, expected {SOURCE_SHA256}", file=sys.stderr)
         return 1
     with h5py.File(io.BytesIO(raw), "r") as h5:
         model = build(h5)

@@ -78,6 +78,8 @@ def write_clip(
             for x, y, side in faces(i) if faces else []:
                 face = astronaut_face(side)
                 x2, y2 = min(x + side, w), min(y + side, h)
+                if x2 <= x or y2 <= y:
+                    continue
                 img[y:y2, x:x2] = face[: y2 - y, : x2 - x]
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             if pix_fmt != "yuv420p":

@@ -1,0 +1,715 @@
+"""Live analysis of a camera: every frame captured and recorded, the newest one analysed.
+
+Why three threads: a camera delivers frames at its own pace whatever we do. The capture thread only reads and
+stamps frames (so nothing is lost at the source), the recorder encodes every frame it is handed, and the analysis
+loop always takes the newest frame from a one-slot mailbox. When the machine is slower than the camera, analysis
+jumps ahead instead of falling behind; the table's ``frame`` column (the capture index) then has gaps, and the
+table's metadata records ``frames_captured`` and ``frames_analysed``.
+
+``time_s`` is the capture time in seconds since the run started, on the monotonic clock; the recording carries the
+same times as its PTS (1/1000 s time base). The capture source is an interface (``CaptureSource``): a real camera
+(``OpenCVCamera``) or a video file played at real-time pace (``RealtimeFile``), which stands in for a camera in
+tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import av
+import cv2
+import numpy as np
+
+from fer_batch import __version__
+from fer_batch.decode import Decoded, rotate, small_size
+from fer_batch.options import Options
+from fer_batch.pipeline import Analyzer
+from fer_batch.render import Painter, output_size
+from fer_batch.sink import TMP_MARK, ParquetSink, window_table
+from fer_batch.types import Faces
+
+log = logging.getLogger(__name__)
+
+TIME_BASE = Fraction(1, 1000)  # recording PTS unit: capture times are kept to the millisecond
+STOP_GRACE_S = 5.0  # how long a stop waits for a camera read that hangs (a stalled network stream)
+WINDOW_TITLE = "fer-batch webcam (q to stop)"
+
+
+class CameraError(RuntimeError):
+    """The capture source cannot be opened; the message is one line saying what was tried and why it failed."""
+
+
+class CaptureSource(Protocol):
+    """Where frames come from. ``read`` blocks until the next frame and returns (ok, BGR image, capture time on
+    ``time.monotonic``); ``ok`` False means the source has ended or stopped delivering. Only the capture thread
+    calls ``read`` and ``close``."""
+
+    description: str  # what the table's metadata and the log say about the source
+    fps: float | None  # nominal frame rate, when the source reports one
+
+    def read(self) -> tuple[bool, np.ndarray | None, float]: ...
+
+    def close(self) -> None: ...
+
+
+# --- sources ---------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV prints its own warnings when a device is missing; the CLI says it in one line instead."""
+    logging_mod = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_mod is None:
+        yield
+        return
+    previous = logging_mod.getLogLevel()
+    logging_mod.setLogLevel(logging_mod.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_mod.setLogLevel(previous)
+
+
+def redact(spec: str) -> str:
+    """A camera spec fit for logs and tables: a URL loses its user and password."""
+    if "://" not in spec:
+        return spec
+    parts = urlsplit(spec)
+    if parts.username is None and parts.password is None:
+        return spec
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+class OpenCVCamera:
+    """A camera or stream through ``cv2.VideoCapture``: an index, a ``/dev/videoN`` device (V4L2) or a URL (FFmpeg).
+
+    Opening reads one frame, so a device that opens but delivers nothing fails here with a clear message rather
+    than producing an empty table.
+    """
+
+    def __init__(self, spec: str) -> None:
+        target: int | str
+        if spec.isdigit():
+            target = int(spec)
+            linux = sys.platform.startswith("linux")
+            api = cv2.CAP_V4L2 if linux else cv2.CAP_ANY
+            tried = f"/dev/video{target} via V4L2" if linux else f"index {target} via the default backend"
+            device: str | None = f"/dev/video{target}" if linux else None
+        elif "://" in spec:
+            target, api, tried, device = spec, cv2.CAP_FFMPEG, f"{redact(spec)} via FFmpeg", None
+        else:
+            target, api, tried, device = spec, cv2.CAP_V4L2, f"{spec} via V4L2", spec
+        self.description = f"{redact(spec)} ({tried.split(' via ')[-1]})"
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(target, api)
+            ok = bool(cap.isOpened())
+            ok = ok and bool(cap.read()[0])  # the probe frame is dropped: it predates the run's clock
+        if not ok:
+            cap.release()
+            raise CameraError(f"cannot open camera {redact(spec)} (tried {tried}): {_why(device, spec)}")
+        self._cap = cap
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0 < fps < 1000 else None
+
+    def read(self) -> tuple[bool, np.ndarray | None, float]:
+        ok, frame = self._cap.read()
+        return bool(ok), frame if ok else None, time.monotonic()
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def _why(device: str | None, spec: str) -> str:
+    """The likely reason a device did not open, from what the file system says about it."""
+    if device is None:
+        return "the stream is unreachable or not a video stream"
+    if not os.path.exists(device):
+        return "no such device"
+    if not os.access(device, os.R_OK | os.W_OK):
+        return "permission denied (is this user in the 'video' group?)"
+    return "the device is busy or is not a video capture device"
+
+
+class RealtimeFile:
+    """A video file played at real-time pace: each frame is released when its PTS is due, none is dropped.
+
+    It stands in for a camera (tests, replaying a recorded session): a reader that falls behind releases the late
+    frames at once, as a camera's driver buffer would.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.description = f"{self.path} (file at real-time pace)"
+        try:
+            self._container = av.open(str(self.path))
+        except av.error.FFmpegError as e:
+            raise CameraError(f"cannot open camera {self.path} (tried it as a video file): {_reason(e)}") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise CameraError(f"cannot open camera {self.path} (tried it as a video file): no video stream")
+        stream = self._container.streams.video[0]
+        self.fps = float(stream.average_rate) if stream.average_rate else None
+        self._frames = self._container.decode(stream)
+        self._start: float | None = None  # monotonic time at which PTS 0 (the first frame) is due
+        self._first_t: float | None = None
+        self._last_t = 0.0
+        self._dt = 1.0 / (self.fps or 30.0)
+
+    def read(self) -> tuple[bool, np.ndarray | None, float]:
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            return False, None, time.monotonic()
+        except av.error.FFmpegError as e:
+            log.warning("%s: decoding stopped: %s", self.path, _reason(e))
+            return False, None, time.monotonic()
+        if frame.pts is not None and frame.time_base is not None:
+            t = float(frame.pts * frame.time_base)
+        else:
+            t = self._last_t + self._dt
+        self._last_t = t
+        image = rotate(frame.to_ndarray(format="bgr24"), int(frame.rotation or 0))
+        now = time.monotonic()
+        if self._start is None or self._first_t is None:
+            self._start, self._first_t = now, t
+        delay = self._start + (t - self._first_t) - now
+        if delay > 0:
+            time.sleep(delay)
+        return True, image, time.monotonic()
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _reason(e: BaseException) -> str:
+    return " ".join(str(getattr(e, "strerror", None) or e).split())
+
+
+def open_source(spec: str) -> CaptureSource:
+    """The capture source a ``--camera`` value names: index, ``/dev/videoN``, URL, or a video file."""
+    spec = spec.strip()
+    if spec.isdigit() or spec.startswith("/dev/") or "://" in spec:
+        return OpenCVCamera(spec)
+    if Path(spec).is_file():
+        return RealtimeFile(spec)
+    hint = "a camera is an index, /dev/videoN or a URL"
+    raise CameraError(f"cannot open camera {spec} (tried it as a video file: no such file; {hint})")
+
+
+# --- plumbing between the threads ------------------------------------------------------------------------------
+@dataclass
+class Captured:
+    """One captured frame: capture index, seconds since the run's start, BGR image."""
+
+    index: int
+    time_s: float
+    bgr: np.ndarray
+
+
+class LatestFrame:
+    """A one-slot mailbox: ``put`` replaces what the reader has not taken yet, so the reader always gets the newest."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Captured | None = None
+        self.closed = False
+
+    def put(self, item: Captured) -> None:
+        with self._cond:
+            self._item = item
+            self._cond.notify()
+
+    def take(self, timeout: float) -> Captured | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self.closed, timeout=timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class Rate:
+    """Frames per second over the last couple of seconds (for the preview and the recording's caption)."""
+
+    def __init__(self, span_s: float = 2.0) -> None:
+        self.span = span_s
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, t: float) -> None:
+        with self._lock:
+            self._times.append(t)
+            while self._times and self._times[0] < t - self.span:
+                self._times.popleft()
+
+    @property
+    def fps(self) -> float:
+        with self._lock:
+            if len(self._times) < 2 or self._times[-1] <= self._times[0]:
+                return 0.0
+            return (len(self._times) - 1) / (self._times[-1] - self._times[0])
+
+
+class Overlay:
+    """The latest analysis (faces of the newest analysed frame) shared by the analysis loop and the recorder."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faces = Faces()
+        self._caption = ""
+
+    def set(self, faces: Faces, caption: str) -> None:
+        with self._lock:
+            self._faces, self._caption = faces, caption
+
+    def get(self) -> tuple[Faces, str]:
+        with self._lock:
+            return self._faces, self._caption
+
+
+def draw(bgr: np.ndarray, faces: Faces, painter: Painter, caption: str = "") -> np.ndarray:
+    """A copy of the frame with boxes, labels, per-face probability bars and a caption (the current fps)."""
+    img = bgr.copy()
+    painter.draw(img, faces)
+    if caption:
+        s = painter.style
+        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, s.font, s.thick)
+        cv2.rectangle(img, (0, 0), (tw + 2 * s.pad, th + base + 2 * s.pad), (0, 0, 0), -1)
+        cv2.putText(img, caption, (s.pad, s.pad + th), cv2.FONT_HERSHEY_SIMPLEX, s.font, (255, 255, 255), s.thick,
+                    cv2.LINE_AA)  # fmt: skip
+    return img
+
+
+# --- recorder --------------------------------------------------------------------------------------------------
+class Recorder:
+    """Encodes every captured frame (H.264 yuv420p MP4) with the latest analysis drawn, in its own thread.
+
+    The queue is unbounded on purpose: the capture thread must never wait on the encoder, or frames would be lost
+    at the camera. Written under a temporary name and renamed by ``close``; a recorder that failed logs why and
+    leaves no file, and the table is still written.
+    """
+
+    def __init__(self, path: Path, labels: list[str], overlay: Overlay, fps_hint: float | None) -> None:
+        self.path = path
+        self.labels = labels
+        self.overlay = overlay
+        self.rate = max(1, round(fps_hint or 30))
+        self.tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.frames = 0
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[Captured | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="webcam-recorder", daemon=True)
+        self._out: av.container.OutputContainer | None = None
+        self._warned_backlog = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, item: Captured) -> None:
+        self._queue.put(item)
+        backlog = self._queue.qsize()
+        if backlog > 4 * self.rate and not self._warned_backlog:
+            self._warned_backlog = True
+            log.warning("recording is %d frames behind the camera; memory use grows until it catches up", backlog)
+
+    def close(self, timeout: float | None = None) -> Path | None:
+        """Encode what is queued, finish the file and give it its final name; the path, or None if it failed."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.error = TimeoutError("the encoder did not finish in time")
+        out, self._out = self._out, None
+        try:
+            if out is not None:
+                out.close()
+        except (av.error.FFmpegError, OSError) as e:
+            self.error = self.error or e
+        if self.error is not None or self.frames == 0:
+            self.tmp.unlink(missing_ok=True)
+            if self.error is not None:
+                log.error("recording failed: %s", _reason(self.error))
+            return None
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def _open(self, width: int, height: int) -> None:
+        self.enc_w, self.enc_h, self.w, self.h = output_size(width, height, 1.0)
+        self.painter = Painter(self.labels, self.w, self.h)
+        out = av.open(str(self.tmp), "w", format="mp4", options={"movflags": "+faststart"})
+        self._out = out
+        vs = out.add_stream("libx264", rate=self.rate, options={"crf": "23", "preset": "veryfast"})
+        vs.width, vs.height, vs.pix_fmt = self.enc_w, self.enc_h, "yuv420p"
+        vs.time_base = TIME_BASE
+        vs.codec_context.time_base = TIME_BASE
+        self._stream = vs
+
+    def _run(self) -> None:
+        last_pts = -1
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            if self.error is not None:
+                continue  # keep draining so memory is freed; the failure is reported by close()
+            try:
+                if self._out is None:
+                    self._open(item.bgr.shape[1], item.bgr.shape[0])
+                img = item.bgr
+                if img.shape[:2] != (self.h, self.w):  # a camera that changed mode mid-run
+                    img = cv2.resize(img, (self.w, self.h), interpolation=cv2.INTER_AREA)
+                faces, caption = self.overlay.get()
+                img = draw(img, faces, self.painter, caption)
+                if (self.enc_w, self.enc_h) != (self.w, self.h):
+                    img = cv2.copyMakeBorder(img, 0, self.enc_h - self.h, 0, self.enc_w - self.w, cv2.BORDER_REPLICATE)
+                frame = av.VideoFrame.from_ndarray(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+                pts = max(round(item.time_s / TIME_BASE), last_pts + 1)
+                frame.pts, frame.time_base, last_pts = pts, TIME_BASE, pts
+                self._mux(self._stream.encode(frame))
+                self.frames += 1
+            except (av.error.FFmpegError, OSError, ValueError, cv2.error) as e:
+                self.error = e
+        try:
+            if self._out is not None and self.error is None:
+                self._mux(self._stream.encode(None))
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            self.error = e
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        assert self._out is not None
+        for p in packets:
+            self._out.mux(p)
+
+
+# --- capture thread --------------------------------------------------------------------------------------------
+class Capture(threading.Thread):
+    """Reads the source as fast as it delivers, numbers and stamps every frame, hands it to recorder and mailbox.
+
+    It owns the source: it alone reads it and closes it when it stops.
+    """
+
+    def __init__(self, source: CaptureSource, t0: float, mailbox: LatestFrame, recorder: Recorder | None,
+                 stop: threading.Event, seconds: float | None) -> None:  # fmt: skip
+        super().__init__(name="webcam-capture", daemon=True)
+        self.source, self.t0, self.mailbox, self.recorder = source, t0, mailbox, recorder
+        self.stop, self.seconds = stop, seconds
+        self.count = 0
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.size: tuple[int, int] | None = None
+        self.rate = Rate()
+        self.ended: str | None = None  # "seconds" or "source" when the capture stopped by itself
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        last = -1.0
+        try:
+            while not self.stop.is_set():
+                ok, bgr, t_cap = self.source.read()
+                if not ok or bgr is None:
+                    self.ended = "source"
+                    break
+                t = max(t_cap - self.t0, last + 1e-6)  # strictly increasing, whatever the source's clock does
+                if self.seconds is not None and t >= self.seconds:
+                    self.ended = "seconds"
+                    break
+                if self.stop.is_set():  # stopped while this frame was being read: it is after the stop
+                    break
+                last = t
+                item = Captured(self.count, t, bgr)
+                self.count += 1
+                if self.first_t is None:
+                    self.first_t, self.size = t, (bgr.shape[1], bgr.shape[0])
+                self.last_t = t
+                self.rate.tick(t)
+                if self.recorder is not None:
+                    self.recorder.put(item)
+                self.mailbox.put(item)
+        except Exception as e:  # noqa: BLE001 — a camera failing mid-run ends the capture; the table is kept
+            self.error = e
+            log.error("camera stopped: %s", _reason(e))
+        finally:
+            self.mailbox.close()
+            try:
+                self.source.close()
+            except Exception as e:  # noqa: BLE001 — closing a broken device must not lose the table
+                log.debug("closing the source failed: %s", e)
+
+
+# --- preview ---------------------------------------------------------------------------------------------------
+def has_display() -> bool:
+    """Whether a window could be shown at all (X11/Wayland on Linux; assumed elsewhere)."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+class Preview:
+    """An OpenCV highgui window showing each analysed frame; ``q``/Esc or closing the window asks to stop."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+    @staticmethod
+    def create() -> Preview | None:
+        """A window, or None with one notice saying why there is none."""
+        if not has_display():
+            log.info("no display (DISPLAY/WAYLAND_DISPLAY unset): running without a preview window")
+            return None
+        try:
+            cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            log.info("this OpenCV build has no GUI (opencv-python-headless): running without a preview window")
+            return None
+        return Preview()
+
+    def show(self, image: np.ndarray) -> None:
+        cv2.imshow(WINDOW_TITLE, image)
+
+    def wants_stop(self) -> bool:
+        """Pump the window's events; True on q, Q, Esc, or when the user closed the window."""
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), ord("Q"), 27):
+            return True
+        try:
+            return cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) < 1
+        except cv2.error:
+            return True
+
+    def close(self) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(WINDOW_TITLE)
+            cv2.waitKey(1)
+
+
+# --- stopping --------------------------------------------------------------------------------------------------
+class StopSignals:
+    """SIGINT and SIGTERM ask the run to stop instead of killing it, so the table and recording get finished.
+
+    A third Ctrl-C during the finishing abandons it (KeyboardInterrupt), for a user who really wants out.
+    Installed only in the main thread (Python allows signal handlers nowhere else).
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.reason: str | None = None
+        self.count = 0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.reason is None:
+            self.reason = "interrupt" if signum == signal.SIGINT else "terminate"
+        if self.count == 2:
+            log.warning("finishing the table and the recording; Ctrl-C once more abandons them")
+        elif self.count > 2 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop.set()
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+@dataclass
+class WebcamResult:
+    """What a webcam run produced."""
+
+    table: Path
+    recording: Path | None
+    frames_captured: int
+    frames_analysed: int
+    faces: int
+    duration_s: float
+    stopped_by: str  # seconds | source | interrupt | terminate | preview | error
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def output_paths(out: Path, annotate: bool, now: datetime | None = None) -> tuple[Path, Path | None]:
+    """``OUT/webcam-YYYYmmdd-HHMMSS.parquet`` (and ``.annotated.mp4``), with a counter if that name is taken."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    for k in range(1000):
+        stem = f"webcam-{stamp}" + (f"-{k}" if k else "")
+        table, rec = out / f"{stem}.parquet", out / f"{stem}.annotated.mp4"
+        if not table.exists() and not rec.exists():
+            return table, rec if annotate else None
+    raise FileExistsError(f"too many webcam runs named webcam-{stamp}* in {out}")
+
+
+def run_webcam(
+    source: CaptureSource,
+    out: Path,
+    options: Options,
+    *,
+    seconds: float | None = None,
+    annotate: bool = False,
+    preview: bool = False,
+    name: str = "webcam",
+) -> WebcamResult:
+    """Capture from ``source`` until ``seconds``, the source ends, Ctrl-C/SIGTERM or ``q`` in the preview.
+
+    Every way of stopping finishes the table (and recording) under its final name. ``name`` fills the table's
+    ``video`` column. The source is closed when the run ends.
+    """
+    if seconds is not None and seconds <= 0:
+        raise ValueError("--seconds must be positive")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now()
+    table_path, rec_path = output_paths(out, annotate, started_at)
+    try:
+        analyzer = Analyzer(options)
+    except BaseException:
+        source.close()
+        raise
+    labels = analyzer.labels
+    overlay = Overlay()
+    recorder = Recorder(rec_path, labels, overlay, source.fps) if rec_path is not None else None
+    window = Preview.create() if preview else None
+    painter: Painter | None = None
+    painter_size: tuple[int, int] | None = None
+    small_cache: dict[tuple[int, int], tuple[int, int]] = {}
+    stop = threading.Event()
+    mailbox = LatestFrame()
+    analysed_rate = Rate()
+    analysed = faces_total = 0
+    stopped_by: str | None = None
+    recording: Path | None = None
+    sink = ParquetSink(table_path, labels, options.smooth is not None)
+    t0 = time.monotonic()
+    capture = Capture(source, t0, mailbox, recorder, stop, seconds)
+    log.info("webcam: capturing from %s into %s", source.description, table_path)
+    with StopSignals(stop) as signals, sink:
+        if recorder is not None:
+            recorder.start()
+        capture.start()
+        stop_at: float | None = None  # monotonic time of a stop that still drains the last frame
+        try:
+            while True:
+                now = time.monotonic()
+                if signals.reason is not None:
+                    stopped_by = signals.reason
+                    break
+                if seconds is not None and now - t0 >= seconds and stop_at is None:
+                    stopped_by, stop_at = "seconds", now
+                    stop.set()  # the capture ends after the read in progress; its last frame is still analysed
+                if stop_at is not None and now - stop_at > STOP_GRACE_S:
+                    log.warning("the camera did not stop within %.0f s; finishing without it", STOP_GRACE_S)
+                    break
+                item = mailbox.take(timeout=0.05)
+                if item is None:
+                    if mailbox.closed:
+                        break
+                    if window is not None and window.wants_stop():
+                        stopped_by = "preview"
+                        break
+                    continue
+                d = _decoded(item, options.det_size, small_cache)
+                frames, faces, smoothed = analyzer.process([d])
+                sink.write(window_table(name, frames.index, frames.time_s, faces, labels, smoothed))
+                analysed += 1
+                faces_total += len(faces)
+                analysed_rate.tick(time.monotonic() - t0)
+                caption = f"camera {capture.rate.fps:4.1f} fps  analysis {analysed_rate.fps:4.1f} fps"
+                overlay.set(faces, caption)
+                if window is not None:
+                    size = (item.bgr.shape[1], item.bgr.shape[0])
+                    if painter is None or painter_size != size:
+                        painter, painter_size = Painter(labels, *size), size
+                    window.show(draw(item.bgr, faces, painter, caption))
+                    if window.wants_stop():
+                        stopped_by = "preview"
+                        break
+        except KeyboardInterrupt:  # raised outside the signal handler's reach (e.g. from within a library call)
+            stopped_by = "interrupt"
+        finally:
+            stop.set()
+            capture.join(STOP_GRACE_S)
+            if capture.is_alive():
+                log.warning("the camera read did not return; its thread is left behind")
+            if recorder is not None:
+                recorder.close()
+                recording = recorder.path if recorder.error is None and recorder.frames else None
+            if window is not None:
+                window.close()
+        if stopped_by is None or (stopped_by == "seconds" and capture.ended == "source"):
+            stopped_by = "error" if capture.error is not None else (capture.ended or "source")
+        duration = capture.last_t or 0.0
+        sink.metadata.update(
+            _metadata(options, analyzer, source, name, capture, started_at, duration, stopped_by, recording)
+        )
+        sink.metadata.update(frames_captured=capture.count, frames_decoded=capture.count, frames_analysed=analysed,
+                             faces=faces_total)  # fmt: skip
+    result = WebcamResult(table=table_path, recording=recording, frames_captured=capture.count,
+                          frames_analysed=analysed, faces=faces_total, duration_s=duration, stopped_by=stopped_by,
+                          error=_reason(capture.error) if capture.error is not None else None)  # fmt: skip
+    log.info("webcam: stopped (%s) after %.1f s: %d frames captured, %d analysed, %d faces", stopped_by, duration,
+             capture.count, analysed, faces_total)  # fmt: skip
+    return result
+
+
+def _decoded(item: Captured, det_size: int, cache: dict[tuple[int, int], tuple[int, int]]) -> Decoded:
+    """The analysis input for one captured frame, as ``FrameReader`` would build it for a file."""
+    h, w = item.bgr.shape[:2]
+    sw, sh = cache.setdefault((w, h), small_size(w, h, det_size))
+    small = cv2.cvtColor(cv2.resize(item.bgr, (sw, sh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    return Decoded(index=item.index, time_s=item.time_s, analyse=True, gray=cv2.cvtColor(item.bgr, cv2.COLOR_BGR2GRAY),
+                   small=small, bgr=item.bgr)  # fmt: skip
+
+
+def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name: str, capture: Capture,
+              started_at: datetime, duration: float, stopped_by: str,
+              recording: Path | None) -> dict[str, Any]:  # fmt: skip
+    """The table's metadata: like ``analyze``'s, with the camera instead of a source file."""
+    width, height = capture.size or (None, None)
+    measured = None
+    if capture.count > 1 and capture.last_t is not None and capture.first_t is not None:
+        span = capture.last_t - capture.first_t
+        measured = (capture.count - 1) / span if span > 0 else None
+    return {
+        "version": __version__,
+        "options": options.as_dict(),
+        "source": {"camera": name, "description": source.description, "nominal_fps": source.fps},
+        "model": {"id": analyzer.classifier.id, "sha256": analyzer.classifier.sha256, "labels": analyzer.labels},
+        "detector": {"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
+        "provider": analyzer.classifier.session.get_providers()[0],
+        "width": width,
+        "height": height,
+        "rotation": 0,
+        "fps": measured,
+        "duration_s": duration,
+        "clock": "time_s: seconds since the run started, time.monotonic",
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "stopped_by": stopped_by,
+        "status": "ok",
+        "error": _reason(capture.error) if capture.error is not None else None,
+        "recording": str(recording) if recording is not None else None,
+    }
