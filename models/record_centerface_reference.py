@@ -64,7 +64,7 @@ def main() -> None:
     inputs = [blob(sample_frames()[1], 256, 192)]
     for k, x in enumerate(inputs):
         record[f"input_{k}"] = x.astype(np.uint8)
-        for name, value in zip(names, sess.run(names, {"input.1": x})):
+        for name, value in zip(names, sess.run(names, {"input.1": x}), strict=True):
             record[f"out_{k}_{name}"] = value.astype(np.float32)
     crowd = REPO.parent / "shared" / "media" / "photos" / "selfie.jpg"
     if crowd.exists():

