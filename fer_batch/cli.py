@@ -39,6 +39,10 @@ def analyze(
     det_size: Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")] = Options.det_size,
     det_threshold: Annotated[float, typer.Option(help="Detector confidence threshold.")] = Options.det_threshold,
     detect_every: Annotated[int, typer.Option(help="Detect on every N-th analysed frame, track between.")] = 1,
+    scan_interval: Annotated[
+        float, typer.Option(help="Seconds between full-frame scans; between them the detector looks only around "
+                            "tracked faces (0 = scan every frame).")  # fmt: skip
+    ] = Options.scan_interval,
     batch_size: Annotated[int, typer.Option(help="Frames per classification window.")] = Options.batch_size,
     smooth: Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")] = None,
     haar_scale_factor: Annotated[float, typer.Option(help="Haar detectMultiScale scaleFactor.")] = 1.1,
@@ -46,6 +50,12 @@ def analyze(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads per job.")] = None,
     jobs: Annotated[int, typer.Option(help="Videos analysed in parallel processes.")] = 1,
+    scheduler: Annotated[
+        Optional[str], typer.Option(metavar="ADDRESS", help="Run on a Dask cluster, e.g. tcp://10.0.0.5:8786.")
+    ] = None,
+    segment_seconds: Annotated[
+        Optional[float], typer.Option(metavar="S", help="Split videos longer than S seconds into tasks of S s.")
+    ] = None,
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -59,11 +69,15 @@ def analyze(
         options = Options(
             detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, fps=fps, every=every,
             start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
-            detect_every=detect_every, batch_size=batch_size, smooth=smooth, haar_scale_factor=haar_scale_factor,
+            detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth, haar_scale_factor=haar_scale_factor,
             haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, annotate=annotate,
         )  # fmt: skip
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
+        if scheduler is not None and jobs != 1:
+            raise ValueError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
+        if segment_seconds is not None and segment_seconds <= 0:
+            raise ValueError("--segment-seconds must be positive")
         choose_providers(device)
         from fer_batch.models import resolve
 
@@ -84,7 +98,20 @@ def analyze(
             typer.echo(line, err=True)
 
     try:
-        results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=report)
+        client = None
+        if scheduler is not None:
+            from fer_batch.cluster import connect
+
+            client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
+            if not quiet and client.dashboard_link:
+                typer.echo(f"Dask dashboard: {client.dashboard_link}", err=True)
+        try:
+            results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=report,
+                               executor=client.get_executor() if client else None,
+                               segment_seconds=segment_seconds)  # fmt: skip
+        finally:
+            if client is not None:
+                client.close()
     except UsageError as e:
         _fail(str(e), 2)
     failed = [r for r in results if r.status in ("failed", "partial")]
@@ -149,6 +176,10 @@ def webcam(
     det_size: Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")] = Options.det_size,
     det_threshold: Annotated[float, typer.Option(help="Detector confidence threshold.")] = Options.det_threshold,
     detect_every: Annotated[int, typer.Option(help="Detect on every N-th analysed frame, track between.")] = 1,
+    scan_interval: Annotated[
+        float, typer.Option(help="Seconds between full-frame scans; between them the detector looks only around "
+                            "tracked faces (0 = scan every frame).")  # fmt: skip
+    ] = Options.scan_interval,
     smooth: Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads.")] = None,
@@ -193,6 +224,25 @@ def webcam(
             line += f"; recording: {result.recording}"
         typer.echo(line, err=True)
     raise typer.Exit(1 if result.stopped_by == "error" or (annotate and result.recording is None) else 0)
+
+
+@app.command()
+def summary(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fer-batch analyze`.")],
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Also write <video>.timeline.png.")] = True,
+) -> None:
+    """Per-video and per-track summary: DIR/summary.parquet, one timeline PNG per video, a short table."""
+    from fer_batch.summary import SUMMARY, short_table, summarize
+
+    _setup_logging(quiet=True)
+    if not run_dir.is_dir():
+        _fail(f"{run_dir}: not a folder", 2)
+    try:
+        result = summarize(run_dir, plots=plots)
+    except FileNotFoundError as e:
+        _fail(str(e), 2)
+    typer.echo(short_table(result))
+    typer.echo(f"summary: {run_dir / SUMMARY}", err=True)
 
 
 def main() -> None:

@@ -61,6 +61,7 @@ class Decoded:
     gray: np.ndarray | None = None
     small: np.ndarray | None = None
     bgr: np.ndarray | None = None
+    yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # planes (4:2:0), for detector regions of interest
 
 
 def small_size(width: int, height: int, det_size: int) -> tuple[int, int]:
@@ -120,6 +121,49 @@ class Sampler:
         out = [(index, self._pending_mark)]
         self._pending = None
         return out
+
+
+# limited ("MPEG") range luma 16..235 to full-range gray 0..255, as OpenCV's BGR2GRAY of swscale's BGR gives
+LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+
+
+def yuv_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Zero-copy views of a 4:2:0 frame's planes (other formats are converted once) and whether it is full range.
+
+    Why: converting a whole 720p frame to RGB or gray with swscale costs more than decoding it; the detector
+    needs only a small RGB image and the classifier only gray crops, both cheap to make from the planes.
+    """
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        frame = frame.reformat(format="yuv420p")
+    w, h = frame.width, frame.height
+    cw, ch = (w + 1) // 2, (h + 1) // 2
+
+    def plane(i: int, pw: int, ph: int) -> np.ndarray:
+        p = frame.planes[i]
+        return np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:ph, :pw]
+
+    full = frame.format.name == "yuvj420p" or int(frame.color_range or 0) == 2
+    return plane(0, w, h), plane(1, cw, ch), plane(2, cw, ch), full
+
+
+def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """RGB image of ``size`` (even width and height) from 4:2:0 planes, resizing the planes first."""
+    w, h = size
+    ys = cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA if y.shape[1] > w else cv2.INTER_LINEAR)
+    us = cv2.resize(u, (w // 2, h // 2), interpolation=cv2.INTER_AREA if u.shape[1] > w // 2 else cv2.INTER_LINEAR)
+    vs = cv2.resize(v, (w // 2, h // 2), interpolation=cv2.INTER_AREA if v.shape[1] > w // 2 else cv2.INTER_LINEAR)
+    i420 = np.concatenate([ys.reshape(-1), us.reshape(-1), vs.reshape(-1)]).reshape(h * 3 // 2, w)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+
+
+def yuv_region(
+    yuv: tuple[np.ndarray, np.ndarray, np.ndarray], box: tuple[int, int, int, int], size: tuple[int, int]
+) -> np.ndarray:
+    """RGB image of ``size`` showing the region ``box`` (x0, y0, x1, y1, inside the frame) of a 4:2:0 frame."""
+    y, u, v = yuv
+    x0, y0, x1, y1 = box
+    cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, max((x1 + 1) // 2, x0 // 2 + 1), max((y1 + 1) // 2, y0 // 2 + 1)
+    return yuv_to_rgb(y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1], size)
 
 
 def rotate(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -216,55 +260,119 @@ class FrameReader:
             item.bgr = frame if want_bgr else None
             return item
         if analyse:
-            # the small image is made in the stored orientation, then rotated: swap its size when rotated
-            rw, rh = (sh, sw) if rot % 180 else (sw, sh)
-            item.gray = rotate(frame.to_ndarray(format="gray"), rot)
-            small = frame.reformat(width=rw, height=rh, format="rgb24", interpolation="BILINEAR").to_ndarray()
-            item.small = rotate(small, rot)
+            y, u, v, full_range = yuv_planes(frame)
+            y, u, v = rotate(y, rot), rotate(u, rot), rotate(v, rot)
+            item.gray = np.ascontiguousarray(y) if full_range else cv2.LUT(y, LIMITED_TO_FULL)
+            item.small = yuv_to_rgb(y, u, v, (sw, sh))
+            item.yuv = (y, u, v)
         if want_bgr:
             item.bgr = rotate(frame.to_ndarray(format="bgr24"), rot)
         return item
 
     def _frames(self) -> Iterator[tuple[int, float, av.VideoFrame | np.ndarray]]:
-        """(index, time_s, frame) in presentation order, within --start/--end."""
+        """(index, time_s, frame) in presentation order, within --start/--end.
+
+        With a --start, the reader seeks: a demux-only pass counts the video packets before the start (cheap, no
+        decoding), so ``index`` stays the frame's decode index in the whole video, then it seeks to the keyframe
+        before the start and decodes from there. Where that cannot be trusted (packets without timestamps, a seek
+        that lands after the first wanted frame) it decodes from the beginning instead, as without a --start.
+        """
         start, end = self.options.start, self.options.end
         if self.info.is_image:
             image = read_image(self.path)
             self.decoded = 1
             yield 0, 0.0, image
             return
-        try:
-            container = av.open(str(self.path))
-        except av.error.FFmpegError as e:
-            raise DecodeError(_reason(e)) from None
-        with container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
-            stream.codec_context.thread_count = self.decode_threads
+
+        def count_before(container: av.container.InputContainer, stream: av.VideoStream) -> tuple | None:
+            """(packets with pts < start, pts of the first packet at/after start, last pts before) or None."""
+            assert start is not None and stream.time_base is not None
             tb = stream.time_base
-            fallback_dt = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
-            index, last_t = 0, None
+            count, first, last_before = 0, None, None
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                if packet.pts is None:
+                    return None
+                if float(packet.pts * tb) < start - 1e-9:
+                    count += 1
+                    t_before = float(packet.pts * tb)
+                    last_before = t_before if last_before is None else max(last_before, t_before)
+                elif first is None or packet.pts < first:
+                    first = packet.pts
+                # packets come in decode order and pts >= dts: once dts passes the first wanted pts, nothing later
+                # can be earlier
+                if first is not None and packet.dts is not None and packet.dts >= first:
+                    break
+            return count, first, last_before
+
+        seek = start is not None and start > 0
+        while True:  # at most twice: seeking, then (if the seek cannot be trusted) from the beginning
             try:
-                for packet in container.demux(stream):
-                    for frame in packet.decode():
-                        if frame.pts is not None and tb is not None:
-                            t = float(frame.pts * tb)
-                        else:  # no timestamp at all (raw streams): continue from the previous one
-                            t = 0.0 if last_t is None else last_t + fallback_dt
-                        last_t = t
-                        i, index = index, index + 1
-                        self.decoded = index
-                        if start is not None and t < start - 1e-9:
-                            continue
-                        if end is not None and t >= end - 1e-9:
-                            return
-                        yield i, t, frame
-                        if self._stop.is_set():
-                            return
+                container = av.open(str(self.path))
             except av.error.FFmpegError as e:
-                raise StreamBroken(f"stream broken after {index} frames: {_reason(e)}") from None
-            if start is None and end is None:
-                self._check_complete(container, index, last_t, fallback_dt)
+                raise DecodeError(_reason(e)) from None
+            with container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
+                stream.codec_context.thread_count = self.decode_threads
+                tb = stream.time_base
+                fallback_dt = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
+                index, last_t = 0, None
+                expect: int | None = None  # pts of the first frame to keep after a seek
+                if seek:
+                    plan = None
+                    try:
+                        plan = count_before(container, stream) if tb is not None else None
+                        if plan is not None and plan[1] is not None:
+                            container.seek(plan[1], stream=stream, backward=True, any_frame=False)
+                    except av.error.FFmpegError:
+                        plan = None
+                    if plan is None:
+                        seek = False
+                        continue
+                    index, expect, last_t = plan
+                    self.decoded = index
+                    if expect is None:  # nothing at or after --start
+                        if end is None:
+                            self._check_complete(container, index, last_t, fallback_dt)
+                        return
+                yielded = False
+                try:
+                    for packet in container.demux(stream):
+                        for frame in packet.decode():
+                            if expect is not None and not yielded:  # after a seek: drop frames before the first wanted
+                                if frame.pts is None or frame.pts > expect:
+                                    break  # the seek cannot be trusted: decode from the beginning
+                                if frame.pts < expect:
+                                    last_t = float(frame.pts * tb)
+                                    continue
+                            if frame.pts is not None and tb is not None:
+                                t = float(frame.pts * tb)
+                            else:  # no timestamp at all (raw streams): continue from the previous one
+                                t = 0.0 if last_t is None else last_t + fallback_dt
+                            last_t = t
+                            i, index = index, index + 1
+                            self.decoded = index
+                            if start is not None and t < start - 1e-9:
+                                continue
+                            if end is not None and t >= end - 1e-9:
+                                return
+                            yielded = True
+                            yield i, t, frame
+                            if self._stop.is_set():
+                                return
+                        else:
+                            continue
+                        break  # only reached when a seek went wrong before anything was yielded
+                    else:
+                        if end is None:
+                            self._check_complete(container, index, last_t, fallback_dt)
+                        return
+                except av.error.FFmpegError as e:
+                    raise StreamBroken(f"stream broken after {index} frames: {_reason(e)}") from None
+            log.debug("%s: seek to %.3f s not exact, decoding from the beginning", self.path, start)
+            seek = False
 
     def _check_complete(self, container: av.container.InputContainer, count: int, last_t: float | None,
                         dt: float) -> None:  # fmt: skip

@@ -27,6 +27,7 @@ class Options:
     det_size: int = 640  # longest side of the detector input (px); 0 = full size
     det_threshold: float = 0.5
     detect_every: int = 1  # run the detector on every N-th analysed frame, track in between
+    scan_interval: float = 0.5  # s between full-frame scans; other detector frames look only around tracked faces
     batch_size: int = 32  # frames per window: their faces are classified in one call
     smooth: float | None = None  # EMA factor along a track for <label>_smooth columns; None = off
     haar_scale_factor: float = 1.1
@@ -45,6 +46,8 @@ class Options:
             raise ValueError("--every must be at least 1")
         if self.batch_size < 1:
             raise ValueError("--batch-size must be at least 1")
+        if self.scan_interval < 0:
+            raise ValueError("--scan-interval must be >= 0")
         if self.detect_every < 1:
             raise ValueError("--detect-every must be at least 1")
         if self.detector not in ("centerface", "haar"):

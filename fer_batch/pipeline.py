@@ -72,9 +72,16 @@ class Analyzer:
         self.tracker = Tracker()
         self.smoother = Smoother(options.smooth) if options.smooth else None
         self._analysed = 0  # counts analysed frames, to pick the ones the detector runs on
+        self._last_scan: float | None = None  # time of the last full-frame scan
 
     def process(self, items: list[Decoded]) -> tuple[Frames, Faces, np.ndarray | None]:
-        """Faces of the analysed items (in order) with track ids and probabilities, and smoothed probabilities."""
+        """Faces of the analysed items (in order) with track ids and probabilities, and smoothed probabilities.
+
+        Per analysed frame, in order: a full-frame scan (the first frame, then at least every ``scan_interval``
+        seconds), or detection in regions around the tracked faces (the other detector frames), or boxes carried
+        by the tracker (frames skipped by ``--detect-every``). The schedule depends only on the stream, never on
+        how frames fall into windows, so results do not depend on the batch size.
+        """
         analysed = [d for d in items if d.analyse]
         frames = Frames(
             index=np.array([d.index for d in analysed], dtype=np.int64),
@@ -82,35 +89,40 @@ class Analyzer:
             gray=[d.gray for d in analysed],  # type: ignore[misc]
             small=[d.small for d in analysed],  # type: ignore[misc]
             bgr=[d.bgr for d in analysed] if self.classifier.needs_color else None,  # type: ignore[misc]
+            yuv=[d.yuv for d in analysed],
         )
         if not len(frames):
             return frames, Faces(), None
-        every = self.options.detect_every
-        detect_mask = (self._analysed + np.arange(len(frames))) % every == 0
-        self._analysed += len(frames)
-        det_frames = _subset(frames, detect_mask)
-        detections = self.detector(det_frames) if len(det_frames) else Faces()
+        plan = [self._plan(float(t), d.yuv is not None) for t, d in zip(frames.time_s, analysed, strict=True)]
+        scan_pos = np.array([j for j, p in enumerate(plan) if p == "scan"], dtype=np.int64)
+        scans = self.detector(frames.subset(scan_pos)) if len(scan_pos) else Faces()
         w, h = frames.size
         per_frame = []
         for j, idx in enumerate(frames.index):
-            if detect_mask[j]:
-                per_frame.append(self.tracker.update(detections.of_frame(int(idx))))
+            if plan[j] == "scan":
+                per_frame.append(self.tracker.update(scans.of_frame(int(idx))))
+            elif plan[j] == "regions":
+                found = self.detector.regions(frames, j, self.tracker.expected_boxes())  # type: ignore[attr-defined]
+                per_frame.append(self.tracker.update(found))
             else:
                 per_frame.append(self.tracker.predict(int(idx), w, h))
         faces = self.classifier(frames, Faces.concat(per_frame))
         smoothed = self.smoother(faces) if self.smoother is not None else None
         return frames, faces, smoothed
 
+    def _plan(self, t: float, has_planes: bool) -> str:
+        """What the detector does on the next analysed frame: "scan", "regions" or "carry".
 
-def _subset(frames: Frames, mask: np.ndarray) -> Frames:
-    sel = np.nonzero(mask)[0]
-    return Frames(
-        index=frames.index[sel],
-        time_s=frames.time_s[sel],
-        gray=[frames.gray[i] for i in sel],
-        small=[frames.small[i] for i in sel],
-        bgr=None if frames.bgr is None else [frames.bgr[i] for i in sel],
-    )
+        Regions are cut from the decoded planes; frames without them (photos, camera frames) are scanned whole.
+        """
+        n, self._analysed = self._analysed, self._analysed + 1
+        if n % self.options.detect_every:
+            return "carry"
+        due = self._last_scan is None or t - self._last_scan >= self.options.scan_interval - 1e-9
+        if due or not has_planes or not hasattr(self.detector, "regions"):
+            self._last_scan = t
+            return "scan"
+        return "regions"
 
 
 def _with(options: Options, **changes: Any) -> Options:

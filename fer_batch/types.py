@@ -16,10 +16,10 @@ class Frames:
     """A window of decoded frames, in presentation order.
 
     ``index`` is the 0-based decode index within the video, ``time_s`` the presentation time in seconds
-    (``pts * time_base``), ``gray`` the full-resolution luma image used for face crops, ``small`` the
-    detector-sized RGB image (longest side about ``det_size``), and ``bgr`` the full colour image, present only
-    when something downstream (rendering, a colour classifier) needs it. Images are already rotated to the
-    displayed orientation.
+    (``pts * time_base``), ``gray`` the full-resolution gray image used for face crops, ``small`` the
+    detector-sized RGB image, ``bgr`` the full colour image, present only when something downstream (rendering,
+    a colour classifier) needs it, and ``yuv`` the decoded planes from which the detector cuts regions of
+    interest around tracked faces. Images are already rotated to the displayed orientation.
     """
 
     index: np.ndarray  # int64 (n,)
@@ -27,6 +27,18 @@ class Frames:
     gray: list[np.ndarray]
     small: list[np.ndarray]
     bgr: list[np.ndarray] | None = None
+    yuv: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None  # 4:2:0 planes, for regions
+
+    def subset(self, sel: np.ndarray) -> Frames:
+        """The frames at positions ``sel`` (an index array)."""
+        return Frames(
+            index=self.index[sel],
+            time_s=self.time_s[sel],
+            gray=[self.gray[i] for i in sel],
+            small=[self.small[i] for i in sel],
+            bgr=None if self.bgr is None else [self.bgr[i] for i in sel],
+            yuv=None if self.yuv is None else [self.yuv[i] for i in sel],
+        )
 
     def __len__(self) -> int:
         return len(self.index)

@@ -109,3 +109,30 @@ def test_table_metadata_and_load(clip, tmp_path) -> None:
     direct = pd.read_parquet(table)
     assert len(loaded) == len(direct) and loaded["frame"].tolist() == direct["frame"].tolist()
     assert loaded["video"].unique().tolist() == ["clip.mp4"]
+
+
+def test_region_tracking_follows_what_full_scans_find(clip) -> None:
+    """Between full scans the detector looks only around tracked faces: boxes and labels must not drift."""
+    from fer_batch.track import iou_matrix
+
+    path, _ = clip(size=(480, 320), n=40, fps=20, faces=lambda i: [(20 + 6 * i, 40 + 2 * i, 110), (380, 10, 70)])
+    full = fer_batch.analyze_video(path, scan_interval=0)
+    fast = fer_batch.analyze_video(path)  # default: a full scan every 0.5 s
+    assert full["face"].notna().sum() == fast["face"].notna().sum() == 80
+    m = full.merge(fast, on=["frame", "face"], suffixes=("_a", "_b"))
+    a = m[["x_a", "y_a", "w_a", "h_a"]].to_numpy(float, copy=True)
+    b = m[["x_b", "y_b", "w_b", "h_b"]].to_numpy(float, copy=True)
+    a[:, 2:] += a[:, :2]
+    b[:, 2:] += b[:, :2]
+    iou = np.diag(iou_matrix(a, b))
+    assert iou.min() > 0.7 and np.median(iou) > 0.85
+    assert (m["emotion_a"] == m["emotion_b"]).mean() >= 0.95
+    assert fast.dropna(subset=["track_id"]).groupby("face")["track_id"].nunique().max() == 1
+
+
+def test_a_face_that_appears_is_found_by_the_next_full_scan(clip) -> None:
+    path, _ = clip(n=30, fps=10, faces=lambda i: [(40, 40, 100)] + ([(200, 60, 90)] if i >= 12 else []))
+    df = fer_batch.analyze_video(path, scan_interval=0.5)
+    per_frame = df.groupby("frame")["face"].count()
+    assert (per_frame.loc[:11] == 1).all()
+    assert (per_frame.loc[15:] == 2).all()  # the scan at 1.5 s (frame 15) at the latest

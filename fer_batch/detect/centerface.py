@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fer_batch import models
+from fer_batch.decode import yuv_region
 from fer_batch.detect import finish, nms
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
@@ -12,6 +13,8 @@ from fer_batch.types import Faces, Frames
 STRIDE = 4
 NMS_IOU = 0.3
 CHUNK = 8  # frames per detector call: bigger batches gain nothing on CPU and cost memory
+ROI_SCALE = 2.0  # a region of interest is this many times the face's side, centred on its predicted box
+ROI_SIZE = 96  # px: the region's detector input, where the face spans about ROI_SIZE / ROI_SCALE px
 
 
 class CenterFace:
@@ -28,25 +31,63 @@ class CenterFace:
         self.output_names = [outs["heatmap"], outs["scale"], outs["offset"], outs["landmarks"]]
 
     def __call__(self, frames: Frames) -> Faces:
+        """Full-frame detection on every frame of the window (on ``frames.small``)."""
         if not len(frames):
             return Faces()
         parts = []
+        full_w, full_h = frames.size
         for lo in range(0, len(frames), CHUNK):
             batch = np.stack(frames.small[lo : lo + CHUNK]).transpose(0, 3, 1, 2).astype(np.float32)
-            heat, scale, offset, lms = self.session.run(self.output_names, {self.input_name: batch})
+            outputs = self.session.run(self.output_names, {self.input_name: batch})
+            small_h, small_w = batch.shape[2:]
+            scale = (full_w / small_w, full_h / small_h)
             for j in range(batch.shape[0]):
-                parts.append(self._decode(heat[j, 0], scale[j], offset[j], lms[j], frames, lo + j))
+                parts.append(self._decode([o[j] for o in outputs], int(frames.index[lo + j]), scale, (0.0, 0.0)))
         return finish(Faces.concat(parts), frames, self.min_face)
 
+    def regions(self, frames: Frames, j: int, boxes: np.ndarray) -> Faces:
+        """Detection inside square regions around ``boxes`` (predicted face boxes) of frame ``j`` only.
+
+        Why: a tracked face is found again at a fraction of a full-frame pass's cost, at full resolution,
+        so boxes stay fresh between full scans; faces new to the frame wait for the next full scan.
+        """
+        yuv = frames.yuv[j] if frames.yuv is not None else None
+        if yuv is None or not len(boxes):
+            return Faces()
+        full_w, full_h = frames.size
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * ROI_SCALE
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        rois, images = [], []
+        for k in range(len(boxes)):
+            x0, y0 = int(max(0, cx[k] - side[k] / 2)), int(max(0, cy[k] - side[k] / 2))
+            x1, y1 = int(min(full_w, cx[k] + side[k] / 2)), int(min(full_h, cy[k] + side[k] / 2))
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            rois.append((x0, y0, x1, y1))
+            images.append(yuv_region(yuv, (x0, y0, x1, y1), (ROI_SIZE, ROI_SIZE)))
+        if not images:
+            return Faces()
+        batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
+        outputs = self.session.run(self.output_names, {self.input_name: batch})
+        parts = []
+        for k, (x0, y0, x1, y1) in enumerate(rois):
+            scale = ((x1 - x0) / ROI_SIZE, (y1 - y0) / ROI_SIZE)
+            parts.append(self._decode([o[k] for o in outputs], int(frames.index[j]), scale, (float(x0), float(y0))))
+        faces = Faces.concat(parts)
+        if len(faces) > 1:  # neighbouring regions may both hold a face: keep it once
+            faces = faces.take(nms(faces.boxes, faces.scores, NMS_IOU))
+        return finish(faces, frames, self.min_face)
+
     def _decode(
-        self, heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, lms: np.ndarray, frames: Frames, j: int
+        self, outputs: list[np.ndarray], frame: int, scale: tuple[float, float], origin: tuple[float, float]
     ) -> Faces:
-        """Boxes and landmarks of one frame's heat map, vectorised, in full-resolution pixels."""
+        """Boxes and landmarks of one heat map, vectorised, mapped to frame pixels by ``scale`` and ``origin``."""
+        heat, size, offset, lms = outputs[0][0], outputs[1], outputs[2], outputs[3]
         ys, xs = np.nonzero(heat > self.threshold)
         if ys.size == 0:
             return Faces()
-        sh = np.exp(scale[0, ys, xs]) * STRIDE
-        sw = np.exp(scale[1, ys, xs]) * STRIDE
+        sh = np.exp(size[0, ys, xs]) * STRIDE
+        sw = np.exp(size[1, ys, xs]) * STRIDE
         cy = (ys + offset[0, ys, xs] + 0.5) * STRIDE
         cx = (xs + offset[1, ys, xs] + 0.5) * STRIDE
         x1, y1 = cx - sw / 2, cy - sh / 2
@@ -55,14 +96,13 @@ class CenterFace:
         lm_x = lms[1::2, ys, xs].T * sw[:, None] + x1[:, None]
         scores = heat[ys, xs]
         keep = nms(boxes, scores, NMS_IOU)
-        small_h, small_w = frames.small[j].shape[:2]
-        full_w, full_h = frames.size
-        fx, fy = full_w / small_w, full_h / small_h
-        boxes = boxes[keep] * np.array([fx, fy, fx, fy], dtype=np.float32)
-        landmarks = np.stack([lm_x[keep] * fx, lm_y[keep] * fy], axis=2)
+        fx, fy = scale
+        ox, oy = origin
+        boxes = boxes[keep] * np.array([fx, fy, fx, fy], dtype=np.float32) + np.array([ox, oy, ox, oy], np.float32)
+        landmarks = np.stack([lm_x[keep] * fx + ox, lm_y[keep] * fy + oy], axis=2)
         n = len(keep)
         return Faces(
-            frame=np.full(n, frames.index[j], dtype=np.int64),
+            frame=np.full(n, frame, dtype=np.int64),
             boxes=boxes.astype(np.float32),
             scores=scores[keep].astype(np.float32),
             landmarks=landmarks.astype(np.float32),
