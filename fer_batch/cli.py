@@ -69,7 +69,8 @@ def analyze(
         options = Options(
             detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, fps=fps, every=every,
             start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
-            detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth, haar_scale_factor=haar_scale_factor,
+            detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth,
+            haar_scale_factor=haar_scale_factor,
             haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, annotate=annotate,
         )  # fmt: skip
         if jobs < 1:
