@@ -24,7 +24,7 @@ class Options:
     start: float | None = None  # seconds
     end: float | None = None  # seconds
     min_face: int = 24  # px in the displayed frame; smaller faces are dropped
-    det_size: int = 640  # longest side of the detector input (px); 0 = full size
+    det_size: int = 640  # longest side of a full-frame scan's input (px), raised by min_face; 0 = full size
     det_threshold: float = 0.5
     detect_every: int = 1  # run the detector on every N-th analysed frame, track in between
     scan_interval: float = 0.5  # s between full-frame scans; other detector frames look only around tracked faces
@@ -46,6 +46,8 @@ class Options:
             raise ValueError("--every must be at least 1")
         if self.batch_size < 1:
             raise ValueError("--batch-size must be at least 1")
+        if self.smooth is not None and not 0 < self.smooth <= 1:
+            raise ValueError("--smooth must be in (0, 1]")
         if self.scan_interval < 0:
             raise ValueError("--scan-interval must be >= 0")
         if self.detect_every < 1:

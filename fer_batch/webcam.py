@@ -289,15 +289,19 @@ class Overlay:
 
 
 def draw(bgr: np.ndarray, faces: Faces, painter: Painter, caption: str = "") -> np.ndarray:
-    """A copy of the frame with boxes, labels, per-face probability bars and a caption (the current fps)."""
+    """A copy of the frame with boxes, labels, per-face probability bars and a caption (the current fps).
+
+    The caption sits at the bottom left, where it rarely covers a face's label (drawn above the box).
+    """
     img = bgr.copy()
     painter.draw(img, faces)
     if caption:
         s = painter.style
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, s.font, s.thick)
-        cv2.rectangle(img, (0, 0), (tw + 2 * s.pad, th + base + 2 * s.pad), (0, 0, 0), -1)
-        cv2.putText(img, caption, (s.pad, s.pad + th), cv2.FONT_HERSHEY_SIMPLEX, s.font, (255, 255, 255), s.thick,
-                    cv2.LINE_AA)  # fmt: skip
+        top = max(0, img.shape[0] - (th + base + 2 * s.pad))
+        cv2.rectangle(img, (0, top), (tw + 2 * s.pad, img.shape[0]), (0, 0, 0), -1)
+        cv2.putText(img, caption, (s.pad, top + s.pad + th), cv2.FONT_HERSHEY_SIMPLEX, s.font, (255, 255, 255),
+                    s.thick, cv2.LINE_AA)  # fmt: skip
     return img
 
 
@@ -632,7 +636,7 @@ def run_webcam(
                         stopped_by = "preview"
                         break
                     continue
-                d = _decoded(item, options.det_size, small_cache)
+                d = _decoded(item, options, small_cache)
                 frames, faces, smoothed = analyzer.process([d])
                 sink.write(window_table(name, frames.index, frames.time_s, faces, labels, smoothed))
                 analysed += 1
@@ -676,10 +680,10 @@ def run_webcam(
     return result
 
 
-def _decoded(item: Captured, det_size: int, cache: dict[tuple[int, int], tuple[int, int]]) -> Decoded:
+def _decoded(item: Captured, options: Options, cache: dict[tuple[int, int], tuple[int, int]]) -> Decoded:
     """The analysis input for one captured frame, as ``FrameReader`` would build it for a file."""
     h, w = item.bgr.shape[:2]
-    sw, sh = cache.setdefault((w, h), small_size(w, h, det_size))
+    sw, sh = cache.setdefault((w, h), small_size(w, h, options.det_size, options.min_face))
     small = cv2.cvtColor(cv2.resize(item.bgr, (sw, sh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     return Decoded(index=item.index, time_s=item.time_s, analyse=True, gray=cv2.cvtColor(item.bgr, cv2.COLOR_BGR2GRAY),
                    small=small, bgr=item.bgr)  # fmt: skip

@@ -33,7 +33,7 @@ def test_rotation_is_applied_to_every_image(clip) -> None:
     assert (info.width, info.height, info.rotation) == (160, 320, 90)
     items = decode_all(path)
     assert items[0].gray.shape == (320, 160)
-    sw, sh = small_size(160, 320, Options().det_size)
+    sw, sh = small_size(160, 320, Options().det_size, Options().min_face)
     assert items[0].small.shape == (sh, sw, 3)
 
 
@@ -42,6 +42,8 @@ def test_small_size_is_a_multiple_of_32_and_never_upscales() -> None:
     assert small_size(320, 240, 640) == (320, 256)
     assert small_size(1, 1, 640) == (32, 32)
     assert small_size(4000, 3000, 0) == (4000, 3008)
+    assert small_size(1280, 720, 640, min_face=24) == (864, 480)  # a 24-px face spans 16 px at the input
+    assert small_size(640, 360, 640, min_face=8) == (640, 384)
 
 
 @pytest.mark.parametrize("fps", [5.0, 3.0, 1.0])

@@ -1,0 +1,227 @@
+"""Per-video and per-track summaries of a run: ``DIR/summary.parquet`` and one timeline PNG per video.
+
+Definitions (the numbers must be reproducible with a plain pandas groupby over the tables):
+
+- A video's analysed frames are its distinct ``frame`` values. Each one lasts until the next analysed frame
+  (``next time_s - time_s``); the last one lasts the median of those steps (0 for a single frame, e.g. a photo).
+- ``frames`` counts the analysed frames in which the track appears, ``faces`` its rows (the same number: one
+  row per frame), ``time_visible_s`` sums the durations of those frames, ``first_s``/``last_s`` are the first
+  and last ``time_s`` in which it appears.
+- ``mean_<label>`` is the mean probability over those rows; ``share_<label>`` the fraction of those rows whose
+  ``emotion`` (the arg-max label) is ``<label>``; ``emotion`` the label with the largest share.
+- Rows with ``scope == "track"`` hold one track each; the row with ``scope == "video"`` (``track_id`` null) is
+  the same over every face row of the video: ``frames`` and ``time_visible_s`` count the frames with at least
+  one face, ``faces`` all face rows.
+  Rows without a face, or a face without a track, never enter a track row.
+
+Why a separate step: the tables are the product; a summary is a cheap, re-runnable view of them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from fer_batch.sink import TMP_MARK, to_pandas
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "summary.parquet"
+MAX_TRACKS_PLOTTED = 12  # a crowd video gets its longest-visible tracks plotted, not a wall of tiny panels
+
+# colours per FER2013 label, chosen to read as the emotion; other labels take matplotlib's tab10 in order
+LABEL_COLORS = {
+    "angry": "#d62728",
+    "disgust": "#8c564b",
+    "fear": "#9467bd",
+    "happy": "#ffbf00",
+    "sad": "#1f77b4",
+    "surprise": "#ff7f0e",
+    "neutral": "#7f7f7f",
+}
+
+
+def labels_of(df: pd.DataFrame) -> list[str]:
+    """The probability columns of a table: those between ``det_score`` and ``emotion``, in order."""
+    cols = list(df.columns)
+    return cols[cols.index("det_score") + 1 : cols.index("emotion")]
+
+
+def frame_durations(df: pd.DataFrame) -> pd.Series:
+    """Duration (s) of each analysed frame of one video, indexed by ``frame`` (see the module docstring)."""
+    times = df.groupby("frame", sort=True)["time_s"].first()
+    steps = np.diff(times.to_numpy(np.float64))
+    last = float(np.median(steps)) if len(steps) else 0.0
+    return pd.Series(np.append(steps, last), index=times.index, name="duration_s")
+
+
+def _stats(rows: pd.DataFrame, labels: list[str], durations: pd.Series) -> dict[str, Any]:
+    n = len(rows)
+    emotion = rows["emotion"].astype(object)
+    share = {label: float((emotion == label).sum()) / n if n else np.nan for label in labels}
+    frames_seen = rows["frame"].unique()
+    out: dict[str, Any] = {
+        "frames": len(frames_seen),
+        "faces": n,
+        "first_s": float(rows["time_s"].min()) if n else np.nan,
+        "last_s": float(rows["time_s"].max()) if n else np.nan,
+        "time_visible_s": float(durations.loc[frames_seen].sum()),
+    }
+    out.update({f"mean_{label}": float(rows[label].mean()) if n else np.nan for label in labels})
+    out.update({f"share_{label}": share[label] for label in labels})
+    out["emotion"] = max(labels, key=lambda k: share[k]) if n else None
+    return out
+
+
+def summarize_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Summary rows of one video's table: one ``scope="video"`` row, then one per track in id order."""
+    labels = labels_of(df)
+    rows: list[dict[str, Any]] = []
+    for video, vdf in df.groupby("video", sort=True):
+        durations = frame_durations(vdf)
+        faces = vdf[vdf["face"].notna()]
+        base = {"video": video, "analysed_frames": len(durations), "duration_s": float(durations.sum())}
+        rows.append({**base, "scope": "video", "track_id": pd.NA, **_stats(faces, labels, durations)})
+        tracked = faces[faces["track_id"].notna()]
+        for tid, tdf in tracked.groupby("track_id", sort=True):
+            rows.append({**base, "scope": "track", "track_id": int(tid), **_stats(tdf, labels, durations)})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["track_id"] = out["track_id"].astype(pd.Int64Dtype())
+        out[["frames", "faces"]] = out[["frames", "faces"]].astype(np.int64)
+    return out
+
+
+def _tables(run_dir: Path) -> list[Path]:
+    from fer_batch.api import tables  # late: api imports the pipeline and its models
+
+    return tables(run_dir)
+
+
+def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.DataFrame:
+    """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
+
+    Tables are read one at a time, so a run of many long videos is summarised in bounded memory. The PNGs need
+    matplotlib (``pip install fer-batch[plots]``); without it only the Parquet file is written.
+    """
+    root = Path(run_dir)
+    paths = _tables(root)
+    if not paths:
+        raise FileNotFoundError(f"{root}: no tables found")
+    plot = _plotter() if plots else None
+    parts = []
+    for path in paths:
+        df = to_pandas(pq.read_table(path))
+        part = summarize_table(df)
+        parts.append(part)
+        if plot is not None:
+            for video, vdf in df.groupby("video", sort=True):
+                plot(vdf, part[part["video"] == video], timeline_path(root, str(video)))
+    summary = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    tmp = root / f"{SUMMARY}{TMP_MARK}{os.getpid()}"
+    summary.to_parquet(tmp, index=False)
+    os.replace(tmp, root / SUMMARY)
+    return summary
+
+
+def timeline_path(root: Path, video: str) -> Path:
+    """``root/<video>.timeline.png``; ``video`` is the table's relative name, kept inside ``root``."""
+    parts = [p for p in Path(video).parts if p not in ("..", ".", "", "/")]
+    rel = Path(*parts) if parts else Path("video")
+    return root / rel.with_name(rel.name + ".timeline.png")
+
+
+def _plotter() -> Any:
+    """The PNG writer, or None (with one notice) where matplotlib is not installed."""
+    if importlib.util.find_spec("matplotlib") is None:
+        log.warning("matplotlib is not installed: summary.parquet only, no timeline PNGs (fer-batch[plots])")
+        return None
+    return plot_timeline
+
+
+def label_colors(labels: list[str]) -> dict[str, str]:
+    """A colour per label: the fixed FER2013 ones, then tab10 for any other."""
+    extra = iter(f"C{i}" for i in range(100))
+    return {label: LABEL_COLORS.get(label) or next(extra) for label in labels}
+
+
+def plot_timeline(vdf: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
+    """One PNG per video: a panel per track (the ``MAX_TRACKS_PLOTTED`` longest visible, in id order) with each
+    label's probability over time; lines break where the track is not visible."""
+    from matplotlib.figure import Figure  # lazy: an optional extra; no pyplot, so no global backend state
+
+    labels = labels_of(vdf)
+    colors = label_colors(labels)
+    tracks = summary[summary["scope"] == "track"].sort_values(["time_visible_s", "track_id"], ascending=[False, True])
+    shown = tracks.head(MAX_TRACKS_PLOTTED).sort_values("track_id")
+    smooth = all(f"{label}_smooth" in vdf.columns for label in labels)
+    times = vdf.groupby("frame", sort=True)["time_s"].first()
+    n = max(len(shown), 1)
+    fig = Figure(figsize=(10, 1.9 * n + 0.9))
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False)
+    for ax, (_, track) in zip(axes[:, 0], shown.iterrows(), strict=False):
+        tdf = vdf[vdf["track_id"] == track["track_id"]].drop_duplicates("frame").set_index("frame")
+        tdf = tdf.reindex(times.index)  # NaN where the track is absent, so the lines break there
+        style = {"ms": 3, "marker": "." if len(times) <= 300 else None}  # dots keep one-frame sightings visible
+        for label in labels:
+            t, raw = times.to_numpy(), tdf[label].to_numpy(np.float64)
+            if smooth:  # the EMA solid, the raw values faint behind it
+                ax.plot(t, raw, color=colors[label], lw=0.8, alpha=0.35)
+                smoothed = tdf[f"{label}_smooth"].to_numpy(np.float64)
+                ax.plot(t, smoothed, color=colors[label], lw=1.4, label=label, **style)
+            else:
+                ax.plot(t, raw, color=colors[label], lw=1.2, label=label, **style)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("p")
+        ax.set_title(
+            f"track {int(track['track_id'])}: {track['time_visible_s']:.1f} s visible, mostly {track['emotion']}",
+            fontsize=9,
+            loc="left",
+        )
+        ax.grid(alpha=0.3)
+    if not len(shown):
+        axes[0, 0].text(0.5, 0.5, "no tracked face", ha="center", va="center", transform=axes[0, 0].transAxes)
+        axes[0, 0].set_yticks([])
+    axes[-1, 0].set_xlabel("time (s)")
+    if len(times):
+        axes[-1, 0].set_xlim(float(times.min()), float(max(times.max(), times.min() + 1e-3)))
+    title = str(vdf["video"].iloc[0])
+    if len(tracks) > len(shown):
+        title += f" ({len(shown)} of {len(tracks)} tracks: the longest visible)"
+    if smooth:
+        title += " (lines: smoothed; faint: raw)"
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="upper right", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    fig.savefig(tmp, format="png", dpi=100)
+    os.replace(tmp, path)
+
+
+def short_table(summary: pd.DataFrame) -> str:
+    """The few columns a terminal has room for: one line per video and per track."""
+    if not len(summary):
+        return "(no tables)"
+    rows = []
+    for _, r in summary.iterrows():
+        label = r["emotion"]
+        share = r[f"share_{label}"] if isinstance(label, str) else np.nan
+        rows.append({
+            "video": r["video"],
+            "track": "all" if r["scope"] == "video" else str(int(r["track_id"])),
+            "frames": int(r["frames"]),
+            "visible_s": round(float(r["time_visible_s"]), 2),
+            "emotion": label if isinstance(label, str) else "-",
+            "share": "-" if np.isnan(share) else f"{share:.0%}",
+        })  # fmt: skip
+    return pd.DataFrame(rows).to_string(index=False)
