@@ -42,17 +42,19 @@ def analyze_many(
     jobs: int = 1,
     resume: bool = True,
     quiet: bool = True,
+    segment_seconds: float | None = None,
     **options: Any,
 ) -> list[VideoResult]:
     """Analyse files, folders and globs into ``out`` (one table each plus ``manifest.parquet``).
 
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);
-    by default inputs run in this process, or in a pool of ``jobs`` processes.
+    by default inputs run in this process, or in a pool of ``jobs`` processes. ``segment_seconds`` splits long
+    videos into time ranges analysed as separate tasks and joined into one table.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
-                    resume=resume, quiet=quiet)  # fmt: skip
+                    resume=resume, quiet=quiet, segment_seconds=segment_seconds)  # fmt: skip
 
 
 def tables(out: str | os.PathLike[str]) -> list[Path]:

@@ -104,8 +104,6 @@ def analyze(
             from fer_batch.cluster import connect
 
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
-            if not quiet and client.dashboard_link:
-                typer.echo(f"Dask dashboard: {client.dashboard_link}", err=True)
         try:
             results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=report,
                                executor=client.get_executor() if client else None,

@@ -21,13 +21,15 @@ import numpy as np
 from fer_batch import __version__
 from fer_batch.classify import Classifier
 from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, probe
-from fer_batch.detect import Detector, make_detector
+from fer_batch.detect import Detector, make_detector, nms
 from fer_batch.options import Options
 from fer_batch.sink import MemorySink, ParquetSink, window_table
 from fer_batch.track import Smoother, Tracker
 from fer_batch.types import Faces, Frames
 
 log = logging.getLogger(__name__)
+
+REGION_MEMORY = 3  # detector frames whose faces are looked for again in regions
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Analyzer:
         self.smoother = Smoother(options.smooth) if options.smooth else None
         self._analysed = 0  # counts analysed frames, to pick the ones the detector runs on
         self._last_scan: float | None = None  # time of the last full-frame scan
+        self._recent: list[np.ndarray] = []  # boxes found on the latest detector frames, newest first
 
     def process(self, items: list[Decoded]) -> tuple[Frames, Faces, np.ndarray | None]:
         """Faces of the analysed items (in order) with track ids and probabilities, and smoothed probabilities.
@@ -100,15 +103,31 @@ class Analyzer:
         per_frame = []
         for j, idx in enumerate(frames.index):
             if plan[j] == "scan":
-                per_frame.append(self.tracker.update(scans.of_frame(int(idx))))
+                found = scans.of_frame(int(idx))
+                self._recent = [found.boxes]
+                per_frame.append(self.tracker.update(found))
             elif plan[j] == "regions":
-                found = self.detector.regions(frames, j, self.tracker.expected_boxes())  # type: ignore[attr-defined]
+                found = self.detector.regions(frames, j, self._regions())  # type: ignore[attr-defined]
+                self._recent = [found.boxes, *self._recent][:REGION_MEMORY]
                 per_frame.append(self.tracker.update(found))
             else:
                 per_frame.append(self.tracker.predict(int(idx), w, h))
         faces = self.classifier(frames, Faces.concat(per_frame))
         smoothed = self.smoother(faces) if self.smoother is not None else None
         return frames, faces, smoothed
+
+    def _regions(self) -> np.ndarray:
+        """Boxes to look around: the faces found on the last few detector frames since the last full scan.
+
+        Why not the tracker's predictions: they depend on the whole history of the video, while these depend only
+        on the frames since the last scan, so a video split into segments that start at a scan frame gives the
+        same boxes and probabilities as the unsplit run. A face missed in one region is looked for again where
+        it was last seen (``REGION_MEMORY`` frames), and re-found by the next scan at the latest.
+        """
+        boxes = np.concatenate(self._recent) if self._recent else np.zeros((0, 4), np.float32)
+        if len(boxes) > 1:  # the newest box of each face comes first and wins
+            boxes = boxes[nms(boxes, -np.arange(len(boxes), dtype=np.float32), 0.3)]
+        return boxes
 
     def _plan(self, t: float, has_planes: bool) -> str:
         """What the detector does on the next analysed frame: "scan", "regions" or "carry".
@@ -185,11 +204,13 @@ def run_video(
     if annotate_path is not None:
         from fer_batch.render import Renderer
 
-        renderer = Renderer(path, annotate_path, info, analyzer.labels)
+        renderer = Renderer(path, annotate_path, info, analyzer.labels, start=options.start, end=options.end)
     try:
         with sink, renderer as rend:
             try:
-                for window in _windows(reader, options.batch_size, hold_limit=max(options.batch_size, 64)):
+                # frames held for rendering carry a full BGR image: bound them; otherwise held frames are tiny
+                hold_limit = max(options.batch_size, 64) if annotate_path is not None else 100 * options.batch_size
+                for window in _windows(reader, options.batch_size, hold_limit):
                     frames, faces, smoothed = analyzer.process(window)
                     if len(frames):
                         sink.write(window_table(video_name, frames.index, frames.time_s, faces, analyzer.labels,

@@ -12,10 +12,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -135,8 +136,10 @@ def analyze_one(job: Job, options: Options, show_progress: bool = False) -> Vide
 
     Catches everything an input can cause, so one bad file never stops a folder run.
     """
-    for stale in job.table.parent.glob(f"{glob.escape(job.table.name)}{TMP_MARK}*"):
-        stale.unlink(missing_ok=True)  # left by a killed run
+    for final in (job.table, job.annotated):
+        if final is not None:
+            for stale in final.parent.glob(f"{glob.escape(final.name)}{TMP_MARK}*"):
+                stale.unlink(missing_ok=True)  # left by a killed run
     bar = None
     try:
         if show_progress:
@@ -180,6 +183,18 @@ class ManifestWriter:
         os.replace(tmp, self.path)
 
 
+class InlineExecutor(Executor):
+    """Runs each task in this process as it is submitted: the one-job case goes through the same loop as pools."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 — handed to the caller through the future, as a pool would
+            fut.set_exception(e)
+        return fut
+
+
 def run_many(
     paths: Iterable[str | os.PathLike[str]],
     out: Path,
@@ -190,10 +205,23 @@ def run_many(
     resume: bool = True,
     quiet: bool = False,
     on_result: Callable[[VideoResult], None] | None = None,
+    segment_seconds: float | None = None,
 ) -> list[VideoResult]:
-    """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``)."""
+    """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``).
+
+    Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
+    process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
+    worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
+    split into time ranges run as separate tasks, then joined (``fer_batch.cluster``).
+    """
     files, failures = expand_inputs(paths)
     out = Path(out)
+    if segment_seconds is not None and segment_seconds <= 0:
+        raise UsageError("--segment-seconds must be positive")
+    if executor is not None and type(executor).__module__.startswith("distributed"):
+        from fer_batch.cluster import prepare_executor
+
+        executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
     out.mkdir(parents=True, exist_ok=True)
     planned = plan_jobs(files, out, options.annotate)
     manifest = ManifestWriter(out)
@@ -214,37 +242,90 @@ def run_many(
             done(VideoResult(path=str(job.source), status="skipped", error=None, table=str(job.table)))
         else:
             todo.append(job)
-    overall = tqdm(total=len(todo), desc="files", unit="file", disable=not interactive, dynamic_ncols=True)
     own_executor = executor is None and jobs > 1
-    if own_executor:
-        executor = local_executor(jobs)
-    try:
-        if executor is None:
-            job_options = options if options.threads else _threads(options, cores())
-            for job in todo:
-                done(analyze_one(job, job_options, show_progress=interactive))
-                overall.update()
-        else:
-            job_options = options if options.threads else _threads(options, max(1, cores() // max(jobs, 1)))
-            futures: dict[Future[VideoResult], Job] = {executor.submit(analyze_one, j, job_options): j for j in todo}
+    if executor is None:
+        job_options = options if options.threads else _threads(options, cores() if jobs == 1 else cores() // jobs)
+        executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
+    else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
+        job_options = options
+    inline = isinstance(executor, InlineExecutor)
+    # the tasks: whole inputs, or the segments of a long video (joined by one more task once all are in)
+    segments: dict[Job, list[Any]] = {}
+    if segment_seconds is not None:
+        from fer_batch.cluster import finished_part, plan_segments
+
+        for job in todo:
+            if job.annotated is None:  # an annotated video is rendered in one pass
+                parts = plan_segments(job, job_options, segment_seconds)
+                if parts:
+                    segments[job] = parts
+    total = sum(len(segments.get(j, [None])) for j in todo)
+    overall = tqdm(total=total, desc="inputs" if not segments else "inputs+segments", unit="task",
+                   disable=not interactive, dynamic_ncols=True)  # fmt: skip
+    pending: dict[Future[VideoResult], tuple[str, Job, int]] = {}  # kind: whole | part | join
+    part_results: dict[Job, dict[int, VideoResult]] = {}
+
+    def harvest(block: bool) -> None:
+        if not pending:
+            return
+        ready, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for fut in ready:
+            kind, job, k = pending.pop(fut)
             try:
-                for fut in as_completed(futures):
-                    job = futures[fut]
-                    try:
-                        res = fut.result()
-                    except Exception as e:  # noqa: BLE001 — a worker that died is this input's failure
-                        res = VideoResult(path=str(job.source), status="failed", error=f"worker failed: {e!r}")
-                    done(res)
-                    overall.update()
-            except KeyboardInterrupt:
-                for fut in futures:
-                    fut.cancel()
-                raise
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 — a worker that died (every time) is this input's failure
+                res = VideoResult(path=str(job.source), status="failed", error=f"worker failed: {_oneline(e)}")
+            if kind == "part":
+                overall.update()
+                got = part_results.setdefault(job, {})
+                got[k] = res
+                if res.status == "failed":
+                    log.warning("%s: segment %d failed: %s", job.source, k, res.error)
+                if len(got) == len(segments[job]):
+                    from fer_batch.cluster import join_segments
+
+                    ordered = [got[i] for i in range(len(segments[job]))]
+                    submit(("join", job, 0), join_segments, job, segments[job], ordered, job_options)
+                continue
+            if kind == "whole":
+                overall.update()
+            res.path = str(job.source)
+            done(res)
+
+    def submit(tag: tuple[str, Job, int], fn: Callable[..., VideoResult], *args: Any) -> None:
+        pending[executor.submit(fn, *args)] = tag
+
+    try:
+        for job in todo:
+            if job in segments:
+                for i, seg in enumerate(segments[job]):
+                    res = finished_part(seg) if resume else None
+                    if res is not None:  # a finished part of a stopped run
+                        fut: Future[VideoResult] = Future()
+                        fut.set_result(res)
+                        pending[fut] = ("part", job, i)
+                    else:
+                        submit(("part", job, i), analyze_one, seg.job, seg.options)
+            else:
+                args = (job, job_options, True) if inline and interactive else (job, job_options)
+                submit(("whole", job, 0), analyze_one, *args)
+            if inline or len(pending) % 32 == 0:  # results already in reach the manifest while the rest is submitted
+                harvest(block=False)
+        while pending:
+            harvest(block=True)
+    except KeyboardInterrupt:
+        for fut in pending:
+            fut.cancel()
+        raise
     finally:
         overall.close()
-        if own_executor and executor is not None:
+        if own_executor:
             executor.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def _oneline(e: BaseException) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())
 
 
 def _threads(options: Options, n: int) -> Options:
