@@ -274,8 +274,7 @@ class FrameReader:
             y, u, v, full_range = yuv_planes(frame)
             y, u, v = rotate(y, rot), rotate(u, rot), rotate(v, rot)
             item.gray = np.ascontiguousarray(y) if full_range else cv2.LUT(y, LIMITED_TO_FULL)
-            item.small = yuv_to_rgb(y, u, v, (sw, sh))
-            item.yuv = (y, u, v)
+            item.yuv = (y, u, v)  # the detector's small image is made from these only for frames it scans
         if want_bgr:
             item.bgr = rotate(frame.to_ndarray(format="bgr24"), rot)
         return item

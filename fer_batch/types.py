@@ -25,9 +25,21 @@ class Frames:
     index: np.ndarray  # int64 (n,)
     time_s: np.ndarray  # float64 (n,)
     gray: list[np.ndarray]
-    small: list[np.ndarray]
+    small: list[np.ndarray | None]  # made on demand (``small_image``) where planes exist
     bgr: list[np.ndarray] | None = None
     yuv: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None  # 4:2:0 planes, for regions
+
+    def small_image(self, j: int, size: tuple[int, int]) -> np.ndarray:
+        """The detector-sized RGB image of frame ``j``, made from its planes the first time it is asked for."""
+        small = self.small[j]
+        if small is None:
+            from fer_batch.decode import yuv_to_rgb
+
+            planes = self.yuv[j] if self.yuv is not None else None
+            if planes is None:
+                raise ValueError("frame has neither a small image nor planes")
+            small = self.small[j] = yuv_to_rgb(*planes, size)
+        return small
 
     def subset(self, sel: np.ndarray) -> Frames:
         """The frames at positions ``sel`` (an index array)."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import one_face
 
-from fer_batch.decode import DecodeError, FrameReader, Sampler, probe, small_size
+from fer_batch.decode import DecodeError, FrameReader, Sampler, probe, small_size, yuv_to_rgb
 from fer_batch.options import Options
 
 
@@ -33,8 +33,10 @@ def test_rotation_is_applied_to_every_image(clip) -> None:
     assert (info.width, info.height, info.rotation) == (160, 320, 90)
     items = decode_all(path)
     assert items[0].gray.shape == (320, 160)
+    y, u, v = items[0].yuv
+    assert y.shape == (320, 160) and u.shape == v.shape == (160, 80)
     sw, sh = small_size(160, 320, Options().det_size, Options().min_face)
-    assert items[0].small.shape == (sh, sw, 3)
+    assert yuv_to_rgb(y, u, v, (sw, sh)).shape == (sh, sw, 3)
 
 
 def test_small_size_is_a_multiple_of_32_and_never_upscales() -> None:
@@ -89,7 +91,7 @@ def test_fps_sampling_on_a_real_clip(clip) -> None:
 def test_odd_sizes_and_grayscale_decode(clip, kwargs: dict, shape: tuple[int, int]) -> None:
     path, _ = clip(name="odd.mkv", n=3, **kwargs)
     items = decode_all(path)
-    assert len(items) == 3 and items[0].gray.shape == shape and items[0].small.shape[2] == 3
+    assert len(items) == 3 and items[0].gray.shape == shape and items[0].yuv[0].shape == shape
 
 
 def test_unreadable_inputs_raise_decode_error(tmp_path: Path) -> None:

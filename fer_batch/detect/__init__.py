@@ -1,6 +1,7 @@
 """Face detectors: ``detector(frames) -> Faces`` with boxes in pixels of the displayed frame.
 
-Both run on ``Frames.small`` (the downscaled detector image) and map boxes back to full resolution.
+Both scan ``Frames.small_image`` (the downscaled detector image, made on demand) and map boxes back to full
+resolution.
 """
 
 from __future__ import annotations
@@ -29,6 +30,17 @@ def make_detector(options: Options) -> Detector:
     from fer_batch.detect.centerface import CenterFace
 
     return CenterFace(options)
+
+
+def scan_images(frames: Frames, options: Options) -> list[np.ndarray]:
+    """The downscaled RGB image of every frame, at the size ``--det-size`` and ``--min-face`` ask for."""
+    from fer_batch.decode import small_size
+
+    if not len(frames):
+        return []
+    w, h = frames.size
+    size = small_size(w, h, options.det_size, options.min_face)
+    return [frames.small_image(j, size) for j in range(len(frames))]
 
 
 def finish(faces: Faces, frames: Frames, min_face: int) -> Faces:

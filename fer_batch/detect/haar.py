@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_batch.detect import finish
+from fer_batch.detect import finish, scan_images
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
@@ -29,11 +29,12 @@ class HaarDetector:
         self.scale_factor = options.haar_scale_factor
         self.min_neighbors = options.haar_min_neighbors
         self.min_face = options.min_face
+        self.options = options
 
     def __call__(self, frames: Frames) -> Faces:
         parts = []
         full_w, full_h = frames.size
-        for j, small in enumerate(frames.small):
+        for j, small in enumerate(scan_images(frames, self.options)):
             gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
             fx, fy = full_w / small.shape[1], full_h / small.shape[0]
             min_px = max(int(self.min_face / max(fx, fy)), 8)
