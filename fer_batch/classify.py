@@ -21,6 +21,7 @@ class Classifier:
         self.color, self.layout = inp["color"], inp["layout"]
         self.a, self.b = self.spec.transform()
         self.margin = options.crop_margin
+        self.logits = self.spec.entry.get("output") == "logits"  # optional spec key: "probs" (default) or "logits"
         self.session = models.session(self.spec.path, options.device, options.threads)
         self.input_name = self.session.get_inputs()[0].name
 
@@ -57,8 +58,12 @@ class Classifier:
         x = x * self.a + self.b
         if self.layout == "NCHW":
             x = x.transpose(0, 3, 1, 2)
-        probs = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0]
-        return np.asarray(probs, dtype=np.float32).reshape(len(crops), -1)
+        out = np.asarray(self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0], dtype=np.float32)
+        out = out.reshape(len(crops), -1)
+        if self.logits:  # e.g. the ONNX model zoo's FER+ ends without a softmax
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        return out
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
         if not len(faces):

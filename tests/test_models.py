@@ -167,6 +167,12 @@ def test_gray_custom_model_with_raw_pixels(tmp_path: Path) -> None:
     clf = Classifier(Options(model=str(onnx_path), model_spec=str(spec_path)))
     probs = clf.predict(np.full((2, 64, 64), 100, np.uint8))
     assert probs.shape == (2, 8) and np.allclose(probs.sum(axis=1), 1, atol=1e-6)
+    # the same model declared as ending in logits: a softmax over its outputs (here already probabilities)
+    spec["output"] = "logits"
+    spec_path.write_text(json.dumps(spec))
+    logit_clf = Classifier(Options(model=str(onnx_path), model_spec=str(spec_path)))
+    want = np.exp(probs) / np.exp(probs).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(logit_clf.predict(np.full((2, 64, 64), 100, np.uint8)), want, atol=1e-6)
 
 
 def test_bad_spec_is_a_usage_error(tmp_path: Path) -> None:
