@@ -14,6 +14,23 @@ from fer_batch.options import Options
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
 log = logging.getLogger("fer_batch")
 
+# options shared by analyze and webcam, declared once
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+DetectorOpt = Annotated[str, typer.Option(help="centerface or haar.")]
+ModelOpt = Annotated[str, typer.Option(help="Emotion model: manifest id or PATH.onnx.")]
+ModelSpecOpt = Annotated[Optional[Path], typer.Option(help="Manifest entry (JSON) for a custom --model.")]
+MinFace = Annotated[int, typer.Option(help="Smallest face side kept (px).")]
+DetSize = Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")]
+DetThreshold = Annotated[float, typer.Option(help="Detector confidence threshold.")]
+DetectEvery = Annotated[int, typer.Option(help="Detect on every N-th analysed frame, track between.")]
+Smooth = Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+ScanInterval = Annotated[
+    float, typer.Option(help="Seconds between full-frame scans; between them the detector looks only around "
+                        "tracked faces (0 = scan every frame).")  # fmt: skip
+]
+
 
 def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -27,27 +44,24 @@ def _fail(message: str, code: int) -> None:
 @app.command()
 def analyze(
     paths: Annotated[list[str], typer.Argument(help="Video files, photos, folders (recursive) or globs.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    detector: Annotated[str, typer.Option(help="centerface or haar.")] = "centerface",
-    model: Annotated[str, typer.Option(help="Emotion model: manifest id or PATH.onnx.")] = "fer2013-minixception",
-    model_spec: Annotated[Optional[Path], typer.Option(help="Manifest entry (JSON) for a custom --model.")] = None,
+    out: Out,
+    detector: DetectorOpt = "centerface",
+    model: ModelOpt = "fer2013-minixception",
+    model_spec: ModelSpecOpt = None,
     fps: Annotated[Optional[float], typer.Option(help="Analyse the frame nearest each 1/F seconds.")] = None,
     every: Annotated[Optional[int], typer.Option(help="Analyse every N-th frame.")] = None,
     start: Annotated[Optional[float], typer.Option(help="Start time (s).")] = None,
     end: Annotated[Optional[float], typer.Option(help="End time (s).")] = None,
-    min_face: Annotated[int, typer.Option(help="Smallest face side kept (px).")] = Options.min_face,
-    det_size: Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")] = Options.det_size,
-    det_threshold: Annotated[float, typer.Option(help="Detector confidence threshold.")] = Options.det_threshold,
-    detect_every: Annotated[int, typer.Option(help="Detect on every N-th analysed frame, track between.")] = 1,
-    scan_interval: Annotated[
-        float, typer.Option(help="Seconds between full-frame scans; between them the detector looks only around "
-                            "tracked faces (0 = scan every frame).")  # fmt: skip
-    ] = Options.scan_interval,
+    min_face: MinFace = Options.min_face,
+    det_size: DetSize = Options.det_size,
+    det_threshold: DetThreshold = Options.det_threshold,
+    detect_every: DetectEvery = 1,
+    scan_interval: ScanInterval = Options.scan_interval,
     batch_size: Annotated[int, typer.Option(help="Frames per classification window.")] = Options.batch_size,
-    smooth: Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")] = None,
+    smooth: Smooth = None,
     haar_scale_factor: Annotated[float, typer.Option(help="Haar detectMultiScale scaleFactor.")] = 1.1,
     haar_min_neighbors: Annotated[int, typer.Option(help="Haar detectMultiScale minNeighbors.")] = 5,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads per job.")] = None,
     jobs: Annotated[int, typer.Option(help="Videos analysed in parallel processes.")] = 1,
     scheduler: Annotated[
@@ -58,10 +72,11 @@ def analyze(
     ] = None,
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Analyse recordings into one Parquet table per input plus OUT/manifest.parquet."""
     from fer_batch.models import ModelError, choose_providers
+    from fer_batch.pipeline import VideoResult
     from fer_batch.runner import UsageError, run_many
 
     _setup_logging(quiet)
@@ -88,14 +103,14 @@ def analyze(
 
     interactive = sys.stderr.isatty() and not quiet
 
-    def report(result: object) -> None:
-        r = result  # VideoResult
-        line = f"{r.path}: {r.status}"  # type: ignore[attr-defined]
-        if r.error:  # type: ignore[attr-defined]
-            line += f" — {r.error}"  # type: ignore[attr-defined]
-        elif r.status in ("ok", "partial"):  # type: ignore[attr-defined]
-            line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"  # type: ignore[attr-defined]
-        if r.status == "failed" or (not quiet and not interactive):  # type: ignore[attr-defined]
+    def report(r: VideoResult) -> None:
+        """One line per input: always for failures and cut-short streams, for every input when not a terminal."""
+        line = f"{r.path}: {r.status}"
+        if r.error:
+            line += f" — {r.error}"
+        elif r.status == "ok":
+            line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
+        if r.status in ("failed", "partial") or (not quiet and not interactive):
             typer.echo(line, err=True)
 
     try:
@@ -161,28 +176,25 @@ def render(
 
 @app.command()
 def webcam(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    out: Out,
     camera: Annotated[
         str, typer.Option(help="Camera index, /dev/videoN, stream URL, or a video FILE played at real-time pace.")
     ] = "0",
     seconds: Annotated[Optional[float], typer.Option(help="Stop after S seconds (else Ctrl-C or q).")] = None,
     annotate: Annotated[bool, typer.Option(help="Also record every frame, annotated, to .annotated.mp4.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Window, if a display exists.")] = True,
-    detector: Annotated[str, typer.Option(help="centerface or haar.")] = "centerface",
-    model: Annotated[str, typer.Option(help="Emotion model: manifest id or PATH.onnx.")] = "fer2013-minixception",
-    model_spec: Annotated[Optional[Path], typer.Option(help="Manifest entry (JSON) for a custom --model.")] = None,
-    min_face: Annotated[int, typer.Option(help="Smallest face side kept (px).")] = Options.min_face,
-    det_size: Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")] = Options.det_size,
-    det_threshold: Annotated[float, typer.Option(help="Detector confidence threshold.")] = Options.det_threshold,
-    detect_every: Annotated[int, typer.Option(help="Detect on every N-th analysed frame, track between.")] = 1,
-    scan_interval: Annotated[
-        float, typer.Option(help="Seconds between full-frame scans; between them the detector looks only around "
-                            "tracked faces (0 = scan every frame).")  # fmt: skip
-    ] = Options.scan_interval,
-    smooth: Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    detector: DetectorOpt = "centerface",
+    model: ModelOpt = "fer2013-minixception",
+    model_spec: ModelSpecOpt = None,
+    min_face: MinFace = Options.min_face,
+    det_size: DetSize = Options.det_size,
+    det_threshold: DetThreshold = Options.det_threshold,
+    detect_every: DetectEvery = 1,
+    scan_interval: ScanInterval = Options.scan_interval,
+    smooth: Smooth = None,
+    device: Device = "auto",
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Analyse a live camera into OUT/webcam-<YYYYmmdd-HHMMSS>.parquet (same columns as `analyze`).
 
