@@ -184,16 +184,6 @@ class Tracker:
             self.next_id += 1
         return faces.replace(track_id=ids)
 
-    def expected_boxes(self) -> np.ndarray:
-        """Where each live track's face should be on the next analysed frame (for region-of-interest detection)."""
-        if not self.tracks:
-            return np.zeros((0, 4), np.float32)
-        self.step += 1
-        try:
-            return np.stack([self._predict_box(t) for t in self.tracks]).astype(np.float32)
-        finally:
-            self.step -= 1
-
     def predict(self, frame_index: int, width: int, height: int) -> Faces:
         """Boxes of the tracks matched at the last detection, moved by their velocity (for ``--detect-every``).
 
