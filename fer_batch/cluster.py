@@ -207,7 +207,7 @@ def worker_threads(slots: dict[str, int]) -> int:
 def on_worker(fn: Callable[..., Any], slots: dict[str, int], *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` with every ``Options`` argument that leaves threads open sized for this worker."""
     threads = worker_threads(slots)
-    args = tuple(_with(a, threads=threads) if isinstance(a, Options) and a.threads is None else a for a in args)
+    args = tuple(a.replace(threads=threads) if isinstance(a, Options) and a.threads is None else a for a in args)
     return fn(*args, **kwargs)
 
 
@@ -246,12 +246,6 @@ class Segment:
 
 def segments_dir(table: Path) -> Path:
     return table.parent / f".{table.name}.segments"
-
-
-def _with(options: Options, **changes: Any) -> Options:
-    d = options.as_dict()
-    d.update(changes)
-    return Options(**d)
 
 
 def frame_times(path: Path) -> list[float] | None:
@@ -317,7 +311,7 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
     first, last = math.floor(lo / seconds + 1e-9), math.floor(hi / seconds + 1e-9)
     if last <= first:
         return None
-    scans = scan_times(times, _with(options, start=None, end=None)) if options.start is None else []
+    scans = scan_times(times, options.replace(start=None, end=None)) if options.start is None else []
     folder = segments_dir(job.table)
     parts = []
     for k in range(first, last + 1):
@@ -332,7 +326,7 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
             start = options.start
         end = options.end if k == last else (k + 1) * seconds
         part = Job(source=job.source, name=job.name, table=folder / f"part-{k:05d}{SEGMENT_SUFFIX}", annotated=None)
-        parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=_with(options, start=start, end=end)))
+        parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end)))
     return parts
 
 

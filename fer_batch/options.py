@@ -68,6 +68,10 @@ class Options:
             raise TypeError(f"unknown option(s): {', '.join(unknown)}")
         return cls(**kwargs)
 
+    def replace(self, **changes: Any) -> Options:
+        """A copy with some settings changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -67,7 +67,7 @@ class Analyzer:
 
     def __init__(self, options: Options) -> None:
         if options.threads is None:
-            options = _with(options, threads=cores())
+            options = options.replace(threads=cores())
         self.options = options
         self.detector, self.classifier = models_for(options)
         self.labels = self.classifier.labels
@@ -142,12 +142,6 @@ class Analyzer:
             self._last_scan = t
             return "scan"
         return "regions"
-
-
-def _with(options: Options, **changes: Any) -> Options:
-    d = options.as_dict()
-    d.update(changes)
-    return Options(**d)
 
 
 def metadata(path: Path, options: Options, info: VideoInfo | None, analyzer: Analyzer | None) -> dict[str, Any]:

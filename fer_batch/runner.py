@@ -244,7 +244,7 @@ def run_many(
             todo.append(job)
     own_executor = executor is None and jobs > 1
     if executor is None:
-        job_options = options if options.threads else _threads(options, cores() if jobs == 1 else cores() // jobs)
+        job_options = options if options.threads else options.replace(threads=max(1, cores() // jobs))
         executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
     else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
         job_options = options
@@ -327,8 +327,3 @@ def run_many(
 def _oneline(e: BaseException) -> str:
     return " ".join(f"{type(e).__name__}: {e}".split())
 
-
-def _threads(options: Options, n: int) -> Options:
-    d = options.as_dict()
-    d["threads"] = n
-    return Options(**d)
