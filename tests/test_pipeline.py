@@ -136,3 +136,28 @@ def test_a_face_that_appears_is_found_by_the_next_full_scan(clip) -> None:
     per_frame = df.groupby("frame")["face"].count()
     assert (per_frame.loc[:11] == 1).all()
     assert (per_frame.loc[15:] == 2).all()  # the scan at 1.5 s (frame 15) at the latest
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_phone_clip_boxes_are_in_the_displayed_frame(tmp_path, rotation: int) -> None:
+    """A phone stores the image turned and says so in the display matrix: boxes follow what a player shows."""
+    import av
+    from conftest import astronaut_face
+
+    shown = np.full((320, 240, 3), 120, np.uint8)  # portrait, as displayed
+    shown[100:220, 60:180] = astronaut_face(120)
+    stored = np.ascontiguousarray(np.rot90(shown, {90: -1, -90: 1, 180: 2}[rotation]))
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        stream.set_display_rotation(rotation)
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    df = fer_batch.analyze_video(path)
+    assert df["face"].notna().all()
+    cx, cy = df["x"] + df["w"] / 2, df["y"] + df["h"] / 2
+    assert (cx.between(100, 140) & cy.between(140, 180)).all()  # the face's centre in the displayed frame
