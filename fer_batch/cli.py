@@ -36,6 +36,14 @@ def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
+def _check_models(options: Options) -> None:
+    """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
+    from fer_batch.models import choose_providers, resolve
+
+    choose_providers(options.device)
+    resolve(options.model, options.model_spec, task="emotion")
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -75,7 +83,7 @@ def analyze(
     quiet: Quiet = False,
 ) -> None:
     """Analyse recordings into one Parquet table per input plus OUT/manifest.parquet."""
-    from fer_batch.models import ModelError, choose_providers
+    from fer_batch.models import ModelError
     from fer_batch.pipeline import VideoResult
     from fer_batch.runner import UsageError, run_many
 
@@ -94,10 +102,7 @@ def analyze(
             raise ValueError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
         if segment_seconds is not None and segment_seconds <= 0:
             raise ValueError("--segment-seconds must be positive")
-        choose_providers(device)
-        from fer_batch.models import resolve
-
-        resolve(options.model, options.model_spec, task="emotion")
+        _check_models(options)
     except (ValueError, ModelError) as e:
         _fail(str(e), 2)
 
@@ -190,7 +195,6 @@ def webcam(
     det_size: DetSize = Options.det_size,
     det_threshold: DetThreshold = Options.det_threshold,
     detect_every: DetectEvery = 1,
-    scan_interval: ScanInterval = Options.scan_interval,
     smooth: Smooth = None,
     device: Device = "auto",
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads.")] = None,
@@ -206,7 +210,7 @@ def webcam(
 
     Stops at --seconds, Ctrl-C, SIGTERM, or q in the preview; each way closes the table and recording properly.
     """
-    from fer_batch.models import ModelError, choose_providers, resolve
+    from fer_batch.models import ModelError
     from fer_batch.webcam import CameraError, open_source, redact, run_webcam
 
     _setup_logging(quiet)
@@ -218,8 +222,7 @@ def webcam(
         )  # fmt: skip
         if seconds is not None and seconds <= 0:
             raise ValueError("--seconds must be positive")
-        choose_providers(device)
-        resolve(options.model, options.model_spec, task="emotion")
+        _check_models(options)
     except (ValueError, ModelError) as e:
         _fail(str(e), 2)
     try:
