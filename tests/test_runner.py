@@ -210,3 +210,22 @@ def test_unreadable_file_fails_cleanly(clip, tmp_path: Path) -> None:
     a.chmod(0)
     res = fer_batch.analyze_many(a, tmp_path / "out")
     assert res[0].status == "failed" and res[0].error
+
+
+def test_a_file_that_cannot_be_opened_fails_with_the_reason(clip, tmp_path: Path, monkeypatch) -> None:
+    """Root reads any file, so the permission error is raised where PyAV would raise it for other users."""
+    import fer_batch.decode as decode
+
+    locked, _ = clip("locked.mp4", n=3)
+    fine, _ = clip("fine.mp4", n=3)
+    real_open = decode.av.open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(decode.av, "open", guarded_open)
+    res = {Path(r.path).name: r for r in fer_batch.analyze_many(locked.parent, tmp_path / "out")}
+    assert res["locked.mp4"].status == "failed" and "Permission denied" in res["locked.mp4"].error
+    assert res["fine.mp4"].status == "ok"
