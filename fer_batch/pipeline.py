@@ -56,9 +56,17 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-@lru_cache(maxsize=4)
 def models_for(options: Options) -> tuple[Detector, Classifier]:
-    """Detector and classifier for these options, loaded once per process (folder runs reuse them)."""
+    """Detector and classifier for these options, loaded once per process (folder runs and segments reuse them)."""
+    # only the settings the models read make a new pair: a segment's own --start/--end must not reload them
+    return _load_models(
+        options.replace(fps=None, every=None, start=None, end=None, detect_every=1, smooth=None, annotate=False,
+                        scan_interval=Options.scan_interval, batch_size=Options.batch_size)  # fmt: skip
+    )
+
+
+@lru_cache(maxsize=4)
+def _load_models(options: Options) -> tuple[Detector, Classifier]:
     return make_detector(options), Classifier(options)
 
 
@@ -81,9 +89,9 @@ class Analyzer:
         """Faces of the analysed items (in order) with track ids and probabilities, and smoothed probabilities.
 
         Per analysed frame, in order: a full-frame scan (the first frame, then at least every ``scan_interval``
-        seconds), or detection in regions around the tracked faces (the other detector frames), or boxes carried
-        by the tracker (frames skipped by ``--detect-every``). The schedule depends only on the stream, never on
-        how frames fall into windows, so results do not depend on the batch size.
+        seconds), or detection in regions around the faces found since the last scan (the other detector frames),
+        or boxes carried by the tracker (frames skipped by ``--detect-every``). The schedule depends only on the
+        stream, never on how frames fall into windows, so results do not depend on the batch size.
         """
         analysed = [d for d in items if d.analyse]
         frames = Frames(
