@@ -240,7 +240,8 @@ def read_image(path: Path) -> np.ndarray:
 class FrameReader:
     """Iterates ``Decoded`` frames of one input, decoding in a background thread into a bounded queue.
 
-    ``need_bgr`` is "none", "analysed" (a colour classifier) or "all" (rendering every frame).
+    ``need_bgr`` is "none", "analysed" (a colour classifier), "all" (BGR for every frame) or "render" (every
+    frame's 4:2:0 planes, and BGR only where the renderer cannot use the planes: odd sizes, full range, photos).
     Counters ``decoded`` and ``analysed`` are final once iteration ends; a stream that breaks midway raises
     ``StreamBroken`` after the frames before the damage.
     """
@@ -259,7 +260,9 @@ class FrameReader:
 
     # --- producer side -------------------------------------------------------------------------------------
     def _convert(self, index: int, t: float, analyse: bool, frame: av.VideoFrame | np.ndarray) -> Decoded:
-        want_bgr = self.need_bgr == "all" or (self.need_bgr == "analysed" and analyse)
+        want_bgr = self.need_bgr == "all" or (self.need_bgr == "analysed" and analyse) or (
+            self.need_bgr == "render" and isinstance(frame, np.ndarray)
+        )
         rot = self.info.rotation
         item = Decoded(index=index, time_s=t, analyse=analyse)
         sw, sh = self.small_wh
@@ -270,11 +273,14 @@ class FrameReader:
                                           cv2.COLOR_BGR2RGB)  # fmt: skip
             item.bgr = frame if want_bgr else None
             return item
-        if analyse:
+        if analyse or self.need_bgr == "render":
             y, u, v, full_range = yuv_planes(frame)
             y, u, v = rotate(y, rot), rotate(u, rot), rotate(v, rot)
-            item.gray = np.ascontiguousarray(y) if full_range else cv2.LUT(y, LIMITED_TO_FULL)
             item.yuv = (y, u, v)  # the detector's small image is made from these only for frames it scans
+            if analyse:
+                item.gray = np.ascontiguousarray(y) if full_range else cv2.LUT(y, LIMITED_TO_FULL)
+            if self.need_bgr == "render" and (full_range or y.shape[0] % 2 or y.shape[1] % 2):
+                want_bgr = True  # the renderer passes 4:2:0 planes straight to the encoder only where it can
         if want_bgr:
             item.bgr = rotate(frame.to_ndarray(format="bgr24"), rot)
         return item
@@ -409,7 +415,7 @@ class FrameReader:
             for idx, analyse in decisions:
                 t, frame = held.pop(idx)
                 self.analysed += analyse
-                if self.need_bgr == "all" or analyse:
+                if self.need_bgr in ("all", "render") or analyse:
                     self._put(self._convert(idx, t, analyse, frame))
                 else:
                     self._put(Decoded(index=idx, time_s=t, analyse=False))

@@ -195,7 +195,7 @@ def run_video(
         return result, None
     result.duration_s = info.duration_s
     analyzer = Analyzer(options)
-    need_bgr = "all" if annotate_path is not None else ("analysed" if analyzer.classifier.needs_color else "none")
+    need_bgr = "render" if annotate_path is not None else ("analysed" if analyzer.classifier.needs_color else "none")
     reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=options.batch_size,
                          decode_threads=1)  # fmt: skip
     smooth = options.smooth is not None

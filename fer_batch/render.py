@@ -104,6 +104,20 @@ class Style:
                      pad=max(2, round(4 * unit)))  # fmt: skip
 
 
+Image = np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]  # BGR, or 4:2:0 planes (Y, U, V)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One thing to draw, in frame pixels: a face's box, its label, or its bar chart."""
+
+    kind: str  # box | label | bars
+    rect: tuple[int, int, int, int]
+    colour: tuple[int, int, int]
+    text: str = ""
+    probs: np.ndarray | None = None
+
+
 class Painter:
     """Draws one frame's faces in place; cheap enough for every frame (a few cv2 calls per face)."""
 
@@ -113,28 +127,33 @@ class Painter:
         self.style = Style.for_size(width, height, labels)
 
     def draw(self, img: np.ndarray, faces: Faces, scale: float = 1.0) -> None:
-        """Every box; then, largest face first, its label and chart where they cover no other label or chart.
+        """Draw the faces onto the whole frame ``img`` (see ``layout`` for where things go)."""
+        h, w = img.shape[:2]
+        self.paint(img, self.layout(faces, scale, w, h))
+
+    def layout(self, faces: Faces, scale: float, w: int, h: int) -> list[Op]:
+        """What to draw where, in frame pixels: every box; then, largest face first, its label and chart where
+        they cover no other label or chart.
 
         Why the rules: in a crowd, labels and charts of small faces would bury the picture; the box colour still
         says the emotion. A chart is drawn for faces at least half its height, a label for faces at least as tall
-        as the label, each only where it is free (the largest face's chart is always drawn).
+        as the label, each only where it is free (the largest face's chart is always drawn). Laying out before
+        painting lets the renderer convert only the part of the frame that changes.
         """
         if not len(faces):
-            return
-        h, w = img.shape[:2]
-        s = self.style
+            return []
+        ops: list[Op] = []
         boxes = np.round(faces.boxes * scale).astype(np.int64)
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w - 1)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h - 1)
         probs = faces.probs if faces.probs is not None and len(self.labels) else None
         top = probs.argmax(axis=1) if probs is not None else np.full(len(faces), -1)
         colours = [self.colours[k] if k >= 0 else (255, 255, 255) for k in top]
-        for i in range(len(faces)):
-            x1, y1, x2, y2 = (int(v) for v in boxes[i])
-            cv2.rectangle(img, (x1, y1), (x2, y2), colours[i], s.box, cv2.LINE_AA)
-        order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")
         faces_rects = [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes]
-        placed: list[tuple[int, int, int, int]] = []  # labels and charts drawn so far
+        for i in range(len(faces)):
+            ops.append(Op("box", faces_rects[i], colours[i]))
+        order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")
+        placed: list[tuple[int, int, int, int]] = []  # labels and charts laid out so far
         for rank, i in enumerate(order):
             x1, y1, x2, y2 = faces_rects[i]
             text = f"{self.labels[top[i]]} {probs[i, top[i]]:.2f}" if probs is not None else "face"
@@ -143,14 +162,34 @@ class Painter:
                 text += f"  #{tid}"
             rect = self._label_rect(text, x1, y1, y2, w, h)
             if rank == 0 or (y2 - y1 >= rect[3] - rect[1] and not any(_overlap(rect, r) for r in placed)):
-                self._label(img, text, rect, colours[i])
+                ops.append(Op("label", rect, colours[i], text=text))
                 placed.append(rect)
             if probs is None:
                 continue
             chart = self._chart_place(faces_rects[i], faces_rects + placed, w, h, fallback=rank == 0)
             if chart is not None and (rank == 0 or 2 * (y2 - y1) >= chart[3] - chart[1]):
-                self._bars(img, probs[i], chart)
+                ops.append(Op("bars", chart, colours[i], probs=probs[i]))
                 placed.append(chart)
+        return ops
+
+    def paint(self, img: np.ndarray, ops: list[Op], origin: tuple[int, int] = (0, 0)) -> None:
+        """Draw laid-out ``ops`` onto ``img``, whose top-left pixel is ``origin`` in frame pixels."""
+        ox, oy = origin
+        for op in ops:
+            x1, y1, x2, y2 = op.rect
+            rect = (x1 - ox, y1 - oy, x2 - ox, y2 - oy)
+            if op.kind == "box":
+                cv2.rectangle(img, rect[:2], rect[2:], op.colour, self.style.box, cv2.LINE_AA)
+            elif op.kind == "label":
+                self._label(img, op.text, rect, op.colour)
+            else:
+                self._bars(img, op.probs, rect)
+
+    def extent(self, ops: list[Op]) -> tuple[int, int, int, int]:
+        """The frame rectangle that painting ``ops`` can touch (box lines are centred on the box's edges)."""
+        m = self.style.box + 2
+        return (min(op.rect[0] for op in ops) - m, min(op.rect[1] for op in ops) - m,
+                max(op.rect[2] for op in ops) + m + 1, max(op.rect[3] for op in ops) + m + 1)  # fmt: skip
 
     def _label_rect(self, text: str, x1: int, y1: int, y2: int, w: int, h: int) -> tuple[int, int, int, int]:
         s = self.style
@@ -204,6 +243,26 @@ class Painter:
                 cv2.rectangle(img, (bx, top + 1), (bx + length, top + s.row - 2), self.colours[k], -1)
 
 
+def _i420(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """One contiguous I420 image (the layout OpenCV and the yuv420p encoder take) from even-sized planes."""
+    h, w = y.shape
+    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
+    ys, us, vs = _i420_views(out, w, h)
+    ys[:], us[:], vs[:] = y, u, v
+    return out
+
+
+def _i420_views(i420: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Writable Y, U and V views into an I420 image of ``w`` x ``h``."""
+    flat = i420.reshape(-1)
+    q = (w // 2) * (h // 2)
+    return (
+        flat[: w * h].reshape(h, w),
+        flat[w * h : w * h + q].reshape(h // 2, w // 2),
+        flat[w * h + q :].reshape(h // 2, w // 2),
+    )
+
+
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -233,7 +292,7 @@ class Renderer:
         self.frames_written = 0
         self.audio_mode: str | None = None  # "copy", "aac" or None (no audio)
         self._current = Faces()  # the latest analysed frame's faces
-        self._queue: queue.Queue[tuple[np.ndarray, Faces, float] | None] = queue.Queue(maxsize=max(1, queue_size))
+        self._queue: queue.Queue[tuple[Image, Faces, float] | None] = queue.Queue(maxsize=max(1, queue_size))
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._stop = threading.Event()
@@ -266,9 +325,10 @@ class Renderer:
         for d in window:
             if d.analyse:
                 self._current = faces.of_frame(d.index)
-            if d.bgr is None:
-                raise ValueError("the renderer needs every frame's image (FrameReader need_bgr='all')")
-            self._put((d.bgr, self._current, d.time_s))
+            image = d.bgr if d.bgr is not None else d.yuv
+            if image is None:
+                raise ValueError("the renderer needs every frame's image (FrameReader need_bgr='render')")
+            self._put((image, self._current, d.time_s))
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -297,7 +357,7 @@ class Renderer:
         if exc_type is None and self._error is not None:
             raise self._error
 
-    def _put(self, item: tuple[np.ndarray, Faces, float] | None) -> None:
+    def _put(self, item: tuple[Image, Faces, float] | None) -> None:
         while True:
             if self._error is not None:
                 raise RuntimeError(f"annotated video: {self._error}") from self._error
@@ -376,13 +436,13 @@ class Renderer:
                     break
                 if self._stop.is_set():
                     return
-                bgr, faces, t = item
+                image, faces, t = item
                 pts = round(t / self.time_base)
                 if last_pts is not None and pts <= last_pts:  # a broken source: keep the muxer's order valid
                     log.warning("%s: non-increasing timestamp at %.6f s, shifted by one tick", self.source_path, t)
                     pts = last_pts + 1
                 last_pts = pts
-                frame = self._frame(bgr, faces)
+                frame = self._frame(image, faces)
                 frame.pts, frame.time_base = pts, self.time_base
                 self._mux_video(self._video.encode(frame))
                 self.frames_written += 1
@@ -393,7 +453,16 @@ class Renderer:
         except BaseException as e:  # noqa: BLE001 — re-raised in the main thread by write() or __exit__
             self._error = e
 
-    def _frame(self, bgr: np.ndarray, faces: Faces) -> av.VideoFrame:
+    def _frame(self, image: Image, faces: Faces) -> av.VideoFrame:
+        """The encoder's frame: BGR images are drawn on whole; 4:2:0 planes go to the encoder as they are, with
+        only the part that the drawing covers converted to BGR and back (a fraction of the colour conversions)."""
+        if isinstance(image, tuple):
+            y, u, v = image
+            h, w = y.shape
+            if (self.draw_w, self.draw_h) == (w, h) == (self.enc_w, self.enc_h):
+                return self._frame_from_planes(y, u, v, faces)
+            image = cv2.cvtColor(_i420(y, u, v), cv2.COLOR_YUV2BGR_I420)
+        bgr = image
         h, w = bgr.shape[:2]
         if (self.draw_w, self.draw_h) != (w, h):
             interp = cv2.INTER_AREA if self.draw_w < w else cv2.INTER_LINEAR
@@ -408,6 +477,22 @@ class Renderer:
                                      cv2.BORDER_REPLICATE)  # fmt: skip
         yuv = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420)
         return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+    def _frame_from_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: Faces) -> av.VideoFrame:
+        h, w = y.shape
+        i420 = _i420(y, u, v)
+        ops = self.painter.layout(faces, 1.0, w, h)
+        if ops:
+            x0, y0, x1, y1 = self.painter.extent(ops)
+            x0, y0 = max(0, x0) // 2 * 2, max(0, y0) // 2 * 2  # 4:2:0: even corners, even sizes
+            x1, y1 = min(w, (x1 + 1) // 2 * 2), min(h, (y1 + 1) // 2 * 2)
+            ys, us, vs = _i420_views(i420, w, h)
+            cy, cx = slice(y0 // 2, y1 // 2), slice(x0 // 2, x1 // 2)
+            region = cv2.cvtColor(_i420(ys[y0:y1, x0:x1], us[cy, cx], vs[cy, cx]), cv2.COLOR_YUV2BGR_I420)
+            self.painter.paint(region, ops, (x0, y0))
+            ry, ru, rv = _i420_views(cv2.cvtColor(region, cv2.COLOR_BGR2YUV_I420), x1 - x0, y1 - y0)
+            ys[y0:y1, x0:x1], us[cy, cx], vs[cy, cx] = ry, ru, rv
+        return av.VideoFrame.from_ndarray(i420, format="yuv420p")
 
     def _mux_video(self, packets: list[av.Packet]) -> None:
         assert self._out is not None
@@ -511,7 +596,7 @@ def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0) -> 
     times = dict(zip(frame_ids.tolist(), tbl.column("time_s").to_numpy(zero_copy_only=False).tolist(), strict=True))
     info = probe(video)
     # every=huge: the reader marks (almost) no frame for analysis, so it makes no detector images; the table decides
-    reader = FrameReader(video, info, Options(every=1 << 62), need_bgr="all")
+    reader = FrameReader(video, info, Options(every=1 << 62), need_bgr="render")
     with Renderer(video, out, info, labels, scale=scale) as rend:
         window: list[Decoded] = []
         for d in reader:
