@@ -244,3 +244,28 @@ def test_output_size_and_palette() -> None:
     colours = palette(["calm", "excited", "bored", "Happy"])
     assert colours[3] == FER_COLOURS["happy"]
     assert len(set(colours)) == 4
+
+
+def test_planes_path_draws_what_the_bgr_path_draws(clip: Path, tmp_path: Path) -> None:
+    """Frames handed over as 4:2:0 planes (only the drawn rectangle converted) look like frames drawn on BGR."""
+    import fer_batch.decode as decode
+    from fer_batch.pipeline import run_video
+
+    planes, bgr = tmp_path / "planes.mp4", tmp_path / "bgr.mp4"
+    assert run_video(clip, Options(), video_name="c", annotate_path=planes)[0].status == "ok"
+    original = decode.FrameReader.__init__
+
+    def bgr_only(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["need_bgr"] = "all" if kwargs.get("need_bgr") == "render" else kwargs.get("need_bgr", "none")
+        original(self, *args, **kwargs)
+
+    decode.FrameReader.__init__ = bgr_only  # type: ignore[method-assign]
+    try:
+        assert run_video(clip, Options(), video_name="c", annotate_path=bgr)[0].status == "ok"
+    finally:
+        decode.FrameReader.__init__ = original  # type: ignore[method-assign]
+    with av.open(str(planes)) as a, av.open(str(bgr)) as b:
+        fa = [f.to_ndarray(format="bgr24").astype(np.int16) for f in a.decode(video=0)]
+        fb = [f.to_ndarray(format="bgr24").astype(np.int16) for f in b.decode(video=0)]
+    assert len(fa) == len(fb) > 0
+    assert max(float(np.abs(x - y).mean()) for x, y in zip(fa, fb, strict=True)) < 4.0
