@@ -177,6 +177,13 @@ def yuv_region(
     return yuv_to_rgb(y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1], size)
 
 
+def from_bgr(index: int, t: float, bgr: np.ndarray, small_wh: tuple[int, int], keep_bgr: bool = True) -> Decoded:
+    """An analysed frame from a BGR image (a photo, a camera frame), which has no planes to cut regions from."""
+    small = cv2.cvtColor(cv2.resize(bgr, small_wh, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    return Decoded(index=index, time_s=t, analyse=True, gray=cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), small=small,
+                   bgr=bgr if keep_bgr else None)  # fmt: skip
+
+
 def rotate(image: np.ndarray, rotation: int) -> np.ndarray:
     """Apply a counter-clockwise display rotation (multiples of 90 degrees)."""
     k = (round(rotation / 90)) % 4
@@ -265,12 +272,9 @@ class FrameReader:
         )
         rot = self.info.rotation
         item = Decoded(index=index, time_s=t, analyse=analyse)
-        sw, sh = self.small_wh
         if isinstance(frame, np.ndarray):  # a photo, already BGR
             if analyse:
-                item.gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                item.small = cv2.cvtColor(cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA),
-                                          cv2.COLOR_BGR2RGB)  # fmt: skip
+                return from_bgr(index, t, frame, self.small_wh, keep_bgr=want_bgr)
             item.bgr = frame if want_bgr else None
             return item
         if analyse or self.need_bgr == "render":

@@ -210,7 +210,7 @@ def run_video(
     try:
         with sink, renderer as rend:
             try:
-                # frames held for rendering carry a full BGR image: bound them; otherwise held frames are tiny
+                # frames held for rendering carry a full decoded image: bound them; otherwise held frames are tiny
                 hold_limit = max(options.batch_size, 64) if annotate_path is not None else 100 * options.batch_size
                 for window in _windows(reader, options.batch_size, hold_limit):
                     frames, faces, smoothed = analyzer.process(window)

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from fer_batch import __version__
-from fer_batch.decode import Decoded, rotate, small_size
+from fer_batch.decode import Decoded, from_bgr, rotate, small_size
 from fer_batch.options import Options
 from fer_batch.pipeline import Analyzer
 from fer_batch.render import Painter, output_size
@@ -683,10 +683,8 @@ def run_webcam(
 def _decoded(item: Captured, options: Options, cache: dict[tuple[int, int], tuple[int, int]]) -> Decoded:
     """The analysis input for one captured frame, as ``FrameReader`` would build it for a file."""
     h, w = item.bgr.shape[:2]
-    sw, sh = cache.setdefault((w, h), small_size(w, h, options.det_size, options.min_face))
-    small = cv2.cvtColor(cv2.resize(item.bgr, (sw, sh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-    return Decoded(index=item.index, time_s=item.time_s, analyse=True, gray=cv2.cvtColor(item.bgr, cv2.COLOR_BGR2GRAY),
-                   small=small, bgr=item.bgr)  # fmt: skip
+    small_wh = cache.setdefault((w, h), small_size(w, h, options.det_size, options.min_face))
+    return from_bgr(item.index, item.time_s, item.bgr, small_wh)
 
 
 def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name: str, capture: Capture,
