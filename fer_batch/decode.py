@@ -217,7 +217,7 @@ def probe(path: Path) -> VideoInfo:
             return VideoInfo(width=w, height=h, rotation=rotation, fps=fps, duration_s=duration,
                              frames=stream.frames or None)  # fmt: skip
     except av.error.FFmpegError as e:
-        raise DecodeError(_reason(e)) from None
+        raise DecodeError(error_reason(e)) from None
 
 
 def _stream_rotation(container: av.container.InputContainer) -> int:
@@ -230,7 +230,8 @@ def _stream_rotation(container: av.container.InputContainer) -> int:
     return 0
 
 
-def _reason(e: BaseException) -> str:
+def error_reason(e: BaseException) -> str:
+    """An OS or FFmpeg error's own words on one line (the path is named by whoever reports it)."""
     msg = getattr(e, "strerror", None) or str(e)
     return " ".join(str(msg).split())
 
@@ -331,7 +332,7 @@ class FrameReader:
             try:
                 container = av.open(str(self.path))
             except av.error.FFmpegError as e:
-                raise DecodeError(_reason(e)) from None
+                raise DecodeError(error_reason(e)) from None
             with container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
@@ -390,7 +391,7 @@ class FrameReader:
                             self._check_complete(container, index, last_t, fallback_dt)
                         return
                 except av.error.FFmpegError as e:
-                    raise StreamBroken(f"stream broken after {index} frames: {_reason(e)}") from None
+                    raise StreamBroken(f"stream broken after {index} frames: {error_reason(e)}") from None
             log.debug("%s: seek to %.3f s not exact, decoding from the beginning", self.path, start)
             seek = False
 

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from fer_batch import __version__
-from fer_batch.decode import Decoded, from_bgr, rotate, small_size
+from fer_batch.decode import Decoded, error_reason, from_bgr, rotate, small_size
 from fer_batch.options import Options
 from fer_batch.pipeline import Analyzer
 from fer_batch.render import Painter, output_size
@@ -161,7 +161,7 @@ class RealtimeFile:
         try:
             self._container = av.open(str(self.path))
         except av.error.FFmpegError as e:
-            raise CameraError(f"cannot open camera {self.path} (tried it as a video file): {_reason(e)}") from None
+            raise CameraError(f"cannot open camera {self.path} (tried it as a video file): {error_reason(e)}") from None
         if not self._container.streams.video:
             self._container.close()
             raise CameraError(f"cannot open camera {self.path} (tried it as a video file): no video stream")
@@ -179,7 +179,7 @@ class RealtimeFile:
         except StopIteration:
             return False, None, time.monotonic()
         except av.error.FFmpegError as e:
-            log.warning("%s: decoding stopped: %s", self.path, _reason(e))
+            log.warning("%s: decoding stopped: %s", self.path, error_reason(e))
             return False, None, time.monotonic()
         if frame.pts is not None and frame.time_base is not None:
             t = float(frame.pts * frame.time_base)
@@ -197,10 +197,6 @@ class RealtimeFile:
 
     def close(self) -> None:
         self._container.close()
-
-
-def _reason(e: BaseException) -> str:
-    return " ".join(str(getattr(e, "strerror", None) or e).split())
 
 
 def open_source(spec: str) -> CaptureSource:
@@ -352,7 +348,7 @@ class Recorder:
         if self.error is not None or self.frames == 0:
             self.tmp.unlink(missing_ok=True)
             if self.error is not None:
-                log.error("recording failed: %s", _reason(self.error))
+                log.error("recording failed: %s", error_reason(self.error))
             return None
         os.replace(self.tmp, self.path)
         return self.path
@@ -451,7 +447,7 @@ class Capture(threading.Thread):
                 self.mailbox.put(item)
         except Exception as e:  # noqa: BLE001 — a camera failing mid-run ends the capture; the table is kept
             self.error = e
-            log.error("camera stopped: %s", _reason(e))
+            log.error("camera stopped: %s", error_reason(e))
         finally:
             self.mailbox.close()
             try:
@@ -674,7 +670,7 @@ def run_webcam(
                              faces=faces_total)  # fmt: skip
     result = WebcamResult(table=table_path, recording=recording, frames_captured=capture.count,
                           frames_analysed=analysed, faces=faces_total, duration_s=duration, stopped_by=stopped_by,
-                          error=_reason(capture.error) if capture.error is not None else None)  # fmt: skip
+                          error=error_reason(capture.error) if capture.error is not None else None)  # fmt: skip
     log.info("webcam: stopped (%s) after %.1f s: %d frames captured, %d analysed, %d faces", stopped_by, duration,
              capture.count, analysed, faces_total)  # fmt: skip
     return result
@@ -712,6 +708,6 @@ def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name:
         "started_at": started_at.isoformat(timespec="seconds"),
         "stopped_by": stopped_by,
         "status": "ok",
-        "error": _reason(capture.error) if capture.error is not None else None,
+        "error": error_reason(capture.error) if capture.error is not None else None,
         "recording": str(recording) if recording is not None else None,
     }
