@@ -10,8 +10,7 @@ Python API (the CLI is a thin layer over it)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from fer_batch.api import analyze_many, analyze_video, load  # noqa: E402
+from fer_batch._version import __version__
+from fer_batch.api import analyze_many, analyze_video, load
 
 __all__ = ["__version__", "analyze_many", "analyze_video", "load"]

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch.decode import DecodeError
+from fer_batch.jobs import tables
 from fer_batch.options import Options
 from fer_batch.pipeline import VideoResult, run_video
-from fer_batch.runner import RESERVED, run_many
-from fer_batch.sink import TMP_MARK, to_pandas
+from fer_batch.runner import run_many
+from fer_batch.sink import to_pandas
 
 
 def analyze_video(path: str | os.PathLike[str], **options: Any) -> pd.DataFrame:
@@ -55,12 +56,6 @@ def analyze_many(
         paths = [paths]
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
                     resume=resume, quiet=quiet, segment_seconds=segment_seconds)  # fmt: skip
-
-
-def tables(out: str | os.PathLike[str]) -> list[Path]:
-    """The complete per-video tables of a run folder (temporary files and run-level tables excluded)."""
-    root = Path(out)
-    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED and TMP_MARK not in p.name)
 
 
 def load(out: str | os.PathLike[str]) -> pd.DataFrame:

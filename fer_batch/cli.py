@@ -83,9 +83,10 @@ def analyze(
     quiet: Quiet = False,
 ) -> None:
     """Analyse recordings into one Parquet table per input plus OUT/manifest.parquet."""
+    from fer_batch.jobs import UsageError
     from fer_batch.models import ModelError
     from fer_batch.pipeline import VideoResult
-    from fer_batch.runner import UsageError, run_many
+    from fer_batch.runner import run_many
 
     _setup_logging(quiet)
     try:

@@ -11,14 +11,14 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fer_batch import __version__
+from fer_batch._version import __version__
 from fer_batch.classify import Classifier
 from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, probe
 from fer_batch.detect import Detector, make_detector, nms
@@ -45,7 +45,6 @@ class VideoResult:
     duration_s: float | None = None
     wall_s: float = 0.0
     table: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def cores() -> int:
@@ -70,6 +69,35 @@ def _load_models(options: Options) -> tuple[Detector, Classifier]:
     return make_detector(options), Classifier(options)
 
 
+class ScanSchedule:
+    """What the detector does on each analysed frame: "scan" the full frame, look in "regions", or "carry".
+
+    Why a class of its own: the schedule depends only on the stream (analysed-frame count and times), never on
+    how frames fall into windows, and the segment planner replays it to start each segment on a frame where the
+    whole-video run scans, so both must use this one rule.
+    """
+
+    def __init__(self, detect_every: int, scan_interval: float, regions: bool) -> None:
+        self.detect_every, self.scan_interval, self.regions = detect_every, scan_interval, regions
+        self.analysed = 0  # analysed frames so far, to pick the ones the detector runs on
+        self.last_scan: float | None = None  # time of the last full-frame scan
+
+    def next(self, t: float, has_planes: bool) -> str:
+        """The action for the next analysed frame, at ``t`` seconds.
+
+        Regions are cut from the decoded planes; frames without them (photos, camera frames) are scanned whole, as
+        is every detector frame of a detector that cannot look in regions.
+        """
+        n, self.analysed = self.analysed, self.analysed + 1
+        if n % self.detect_every:
+            return "carry"
+        due = self.last_scan is None or t - self.last_scan >= self.scan_interval - 1e-9
+        if due or not has_planes or not self.regions:
+            self.last_scan = t
+            return "scan"
+        return "regions"
+
+
 class Analyzer:
     """Runs detect → track → classify on windows of decoded frames of one video (or camera)."""
 
@@ -81,8 +109,7 @@ class Analyzer:
         self.labels = self.classifier.labels
         self.tracker = Tracker()
         self.smoother = Smoother(options.smooth) if options.smooth else None
-        self._analysed = 0  # counts analysed frames, to pick the ones the detector runs on
-        self._last_scan: float | None = None  # time of the last full-frame scan
+        self.schedule = ScanSchedule(options.detect_every, options.scan_interval, hasattr(self.detector, "regions"))
         self._recent: list[np.ndarray] = []  # boxes found on the latest detector frames, newest first
 
     def process(self, items: list[Decoded]) -> tuple[Frames, Faces, np.ndarray | None]:
@@ -104,7 +131,7 @@ class Analyzer:
         )
         if not len(frames):
             return frames, Faces(), None
-        plan = [self._plan(float(t), d.yuv is not None) for t, d in zip(frames.time_s, analysed, strict=True)]
+        plan = [self.schedule.next(float(t), d.yuv is not None) for t, d in zip(frames.time_s, analysed, strict=True)]
         scan_pos = np.array([j for j, p in enumerate(plan) if p == "scan"], dtype=np.int64)
         scans = self.detector(frames.subset(scan_pos)) if len(scan_pos) else Faces()
         w, h = frames.size
@@ -136,20 +163,6 @@ class Analyzer:
         if len(boxes) > 1:  # the newest box of each face comes first and wins
             boxes = boxes[nms(boxes, -np.arange(len(boxes), dtype=np.float32), 0.3)]
         return boxes
-
-    def _plan(self, t: float, has_planes: bool) -> str:
-        """What the detector does on the next analysed frame: "scan", "regions" or "carry".
-
-        Regions are cut from the decoded planes; frames without them (photos, camera frames) are scanned whole.
-        """
-        n, self._analysed = self._analysed, self._analysed + 1
-        if n % self.options.detect_every:
-            return "carry"
-        due = self._last_scan is None or t - self._last_scan >= self.options.scan_interval - 1e-9
-        if due or not has_planes or not hasattr(self.detector, "regions"):
-            self._last_scan = t
-            return "scan"
-        return "regions"
 
 
 def metadata(path: Path, options: Options, info: VideoInfo | None, analyzer: Analyzer | None) -> dict[str, Any]:

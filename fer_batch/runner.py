@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from fer_batch.cluster import prepare_executor
+from fer_batch.jobs import MANIFEST, Job, UsageError, expand_inputs, is_complete, plan_jobs
 from fer_batch.options import Options
 from fer_batch.pipeline import VideoResult, cores, run_video
-from fer_batch.sink import TMP_MARK, read_metadata
+from fer_batch.segments import finished_part, join_segments, plan_segments
+from fer_batch.sink import TMP_MARK
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.parquet"
-RESERVED = {MANIFEST, "summary.parquet"}
-MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 MANIFEST_SCHEMA = pa.schema(
     [
         ("path", pa.string()),
@@ -45,90 +44,6 @@ MANIFEST_SCHEMA = pa.schema(
         ("table", pa.string()),
     ]
 )
-
-
-class UsageError(ValueError):
-    """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1)."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input and where its outputs go: everything a worker needs, picklable."""
-
-    source: Path
-    name: str  # path relative to its input root, as the table's ``video`` column shows it
-    table: Path
-    annotated: Path | None
-
-
-def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[Path, Path]], list[VideoResult]]:
-    """(file, root) pairs for every media file the arguments name, and failures for those that name nothing.
-
-    Folders are searched recursively for known extensions (any case); globs are expanded; an explicit file is
-    taken whatever its extension (the decoder decides whether it is media).
-    """
-    found: list[tuple[Path, Path]] = []
-    missing: list[VideoResult] = []
-    for raw in paths:
-        arg = str(raw)
-        matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))] if glob.has_magic(arg) else [Path(arg)]
-        if not matches:
-            missing.append(VideoResult(path=arg, status="failed", error="no file matches this pattern"))
-        for p in matches:
-            if p.is_dir():
-                files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_EXTENSIONS)
-                if not files:
-                    missing.append(VideoResult(path=str(p), status="failed", error="folder holds no video or image"))
-                found += [(f, p) for f in files]
-            elif p.is_file():
-                found.append((p, p.parent))
-            elif p.exists():
-                missing.append(VideoResult(path=str(p), status="failed", error="not a regular file"))
-            else:
-                missing.append(VideoResult(path=str(p), status="failed", error="no such file or directory"))
-    seen: set[Path] = set()
-    unique = []
-    for f, root in found:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append((f, root))
-    return unique, missing
-
-
-def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list[Job]:
-    """Output paths under ``out`` mirroring each file's path below its root; they can never leave ``out``."""
-    out = out.resolve()
-    jobs, taken = [], set()
-    for f, root in files:
-        rel = f.relative_to(root) if f.is_relative_to(root) else Path(f.name)
-        rel = Path(*[part for part in rel.parts if part not in ("..", ".", "")])  # belt and braces
-        table = out / rel.with_suffix(".parquet")
-        if table in taken or table.name in RESERVED:  # a.mp4 and a.mov in one folder: keep both tables
-            table = out / rel.with_name(rel.name + ".parquet")
-        taken.add(table)
-        if not table.resolve().is_relative_to(out):
-            raise UsageError(f"{f}: output {table} would leave {out}")
-        annotated = table.with_name(table.name[: -len(".parquet")] + ".annotated.mp4") if annotate else None
-        jobs.append(Job(source=f, name=rel.as_posix(), table=table, annotated=annotated))
-    return jobs
-
-
-def is_complete(job: Job, options: Options) -> bool:
-    """True when the job's table exists, came from the same source (size, mtime) and the same options."""
-    meta = read_metadata(job.table)
-    if meta is None or meta.get("status") not in ("ok", "partial"):
-        return False
-    st = job.source.stat()
-    src = meta.get("source", {})
-    same_source = src.get("size") == st.st_size and src.get("mtime") == st.st_mtime
-    try:
-        same_options = Options(**meta["options"]).result_key() == options.result_key()
-    except (KeyError, TypeError, ValueError):  # written by another version: redo it
-        same_options = False
-    if job.annotated is not None and not job.annotated.exists():
-        return False
-    return same_source and same_options
 
 
 def analyze_one(job: Job, options: Options, show_progress: bool = False) -> VideoResult:
@@ -212,15 +127,13 @@ def run_many(
     Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
     process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
     worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
-    split into time ranges run as separate tasks, then joined (``fer_batch.cluster``).
+    split into time ranges run as separate tasks, then joined (``fer_batch.segments``).
     """
     files, failures = expand_inputs(paths)
     out = Path(out)
     if segment_seconds is not None and segment_seconds <= 0:
         raise UsageError("--segment-seconds must be positive")
     if executor is not None and type(executor).__module__.startswith("distributed"):
-        from fer_batch.cluster import prepare_executor
-
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
     out.mkdir(parents=True, exist_ok=True)
     planned = plan_jobs(files, out, options.annotate)
@@ -252,8 +165,6 @@ def run_many(
     # the tasks: whole inputs, or the segments of a long video (joined by one more task once all are in)
     segments: dict[Job, list[Any]] = {}
     if segment_seconds is not None:
-        from fer_batch.cluster import finished_part, plan_segments
-
         for job in todo:
             if job.annotated is None:  # an annotated video is rendered in one pass
                 parts = plan_segments(job, job_options, segment_seconds)
@@ -282,8 +193,6 @@ def run_many(
                 if res.status == "failed":
                     log.warning("%s: segment %d failed: %s", job.source, k, res.error)
                 if len(got) == len(segments[job]):
-                    from fer_batch.cluster import join_segments
-
                     ordered = [got[i] for i in range(len(segments[job]))]
                     submit(("join", job, 0), join_segments, job, segments[job], ordered, job_options)
                 continue

@@ -113,7 +113,6 @@ class ParquetSink:
         self.schema = schema(labels, smooth)
         self.tmp = self.path.with_name(f"{self.path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.metadata: dict[str, Any] = {}
-        self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = None
@@ -126,7 +125,6 @@ class ParquetSink:
     def write(self, table: pa.Table) -> None:
         self._pending.append(table)
         self._pending_rows += table.num_rows
-        self.rows += table.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS:
             self.flush()
 
@@ -161,14 +159,12 @@ class MemorySink:
         self.schema = schema(labels, smooth)
         self.metadata: dict[str, Any] = {}
         self.tables: list[pa.Table] = []
-        self.rows = 0
 
     def __enter__(self) -> MemorySink:
         return self
 
     def write(self, table: pa.Table) -> None:
         self.tables.append(table)
-        self.rows += table.num_rows
 
     def __exit__(self, *exc: object) -> None:
         return None

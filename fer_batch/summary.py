@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from fer_batch.jobs import tables
 from fer_batch.sink import TMP_MARK, to_pandas
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,6 @@ def summarize_table(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _tables(run_dir: Path) -> list[Path]:
-    from fer_batch.api import tables  # late: api imports the pipeline and its models
-
-    return tables(run_dir)
-
-
 def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.DataFrame:
     """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
 
@@ -112,7 +107,7 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.Data
     matplotlib (``pip install fer-batch[plots]``); without it only the Parquet file is written.
     """
     root = Path(run_dir)
-    paths = _tables(root)
+    paths = tables(root)
     if not paths:
         raise FileNotFoundError(f"{root}: no tables found")
     plot = _plotter() if plots else None

@@ -33,7 +33,7 @@ class Frames:
         """The detector-sized RGB image of frame ``j``, made from its planes the first time it is asked for."""
         small = self.small[j]
         if small is None:
-            from fer_batch.decode import yuv_to_rgb
+            from fer_batch.planes import yuv_to_rgb  # lazy: cv2 only where planes are converted
 
             planes = self.yuv[j] if self.yuv is not None else None
             if planes is None:

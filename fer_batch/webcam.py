@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -37,7 +37,7 @@ import av
 import cv2
 import numpy as np
 
-from fer_batch import __version__
+from fer_batch._version import __version__
 from fer_batch.decode import Decoded, error_reason, from_bgr, rotate, small_size
 from fer_batch.options import Options
 from fer_batch.pipeline import Analyzer
@@ -550,7 +550,6 @@ class WebcamResult:
     duration_s: float
     stopped_by: str  # seconds | source | interrupt | terminate | preview | error
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def output_paths(out: Path, annotate: bool, now: datetime | None = None) -> tuple[Path, Path | None]:

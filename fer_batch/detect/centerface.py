@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from fer_batch import models
-from fer_batch.decode import yuv_region
-from fer_batch.detect import finish, nms, scan_images
+from fer_batch.detect.base import finish, nms, scan_images
 from fer_batch.options import Options
+from fer_batch.planes import yuv_region
 from fer_batch.types import Faces, Frames
 
 STRIDE = 4

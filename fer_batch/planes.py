@@ -1,0 +1,30 @@
+"""4:2:0 plane arithmetic shared by the decoder, the frame type, the detector and the H.264 writer.
+
+Why a module of its own at the bottom of the package: ``types.Frames`` makes its detector image from planes on
+demand, and the decoder and the writers cut and rebuild I420 images; none of them should import the others for it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """RGB image of ``size`` (even width and height) from 4:2:0 planes, resizing the planes first."""
+    w, h = size
+    ys = cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA if y.shape[1] > w else cv2.INTER_LINEAR)
+    us = cv2.resize(u, (w // 2, h // 2), interpolation=cv2.INTER_AREA if u.shape[1] > w // 2 else cv2.INTER_LINEAR)
+    vs = cv2.resize(v, (w // 2, h // 2), interpolation=cv2.INTER_AREA if v.shape[1] > w // 2 else cv2.INTER_LINEAR)
+    i420 = np.concatenate([ys.reshape(-1), us.reshape(-1), vs.reshape(-1)]).reshape(h * 3 // 2, w)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+
+
+def yuv_region(
+    yuv: tuple[np.ndarray, np.ndarray, np.ndarray], box: tuple[int, int, int, int], size: tuple[int, int]
+) -> np.ndarray:
+    """RGB image of ``size`` showing the region ``box`` (x0, y0, x1, y1, inside the frame) of a 4:2:0 frame."""
+    y, u, v = yuv
+    x0, y0, x1, y1 = box
+    cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, max((x1 + 1) // 2, x0 // 2 + 1), max((y1 + 1) // 2, y0 // 2 + 1)
+    return yuv_to_rgb(y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1], size)

@@ -1,0 +1,269 @@
+"""Long videos split into time segments, analysed as separate tasks and joined into the one table of the video.
+
+Why: one long video is otherwise one task, so a cluster (or a local pool) cannot spread it. Each segment starts
+a little before its range, on a frame where the whole-video run makes a full-frame scan (``ScanSchedule``), so the
+detector and tracker are in the same state at the segment's start as in the unsplit run; the join drops that
+pre-roll and uses it to stitch track ids across the boundaries. Segments run on any executor, not only Dask.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fer_batch.decode import Sampler, is_image
+from fer_batch.jobs import Job, is_complete
+from fer_batch.options import Options
+from fer_batch.pipeline import ScanSchedule, VideoResult
+from fer_batch.sink import META_KEY, ROW_GROUP_ROWS, TMP_MARK, read_metadata
+from fer_batch.track import Tracker, iou_matrix, linear_assignment
+
+SEGMENT_SUFFIX = ".segment"  # part tables: Parquet, but not named *.parquet so load() never mistakes them
+STITCH_FRAMES = Tracker().max_missed + 1  # analysed frames each side of a boundary where tracks may continue
+PREROLL_S = 3.0  # seconds analysed before a segment's range (rows dropped) so detector and tracker state match
+PREROLL_FRAMES = 20  # and at least this many analysed frames
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One time range [keep_from, end) of a long video: a task of its own, written to a part table.
+
+    The part is analysed from ``options.start`` (a little before ``keep_from``, on a frame where the whole-video run
+    makes a full-frame scan) so that the tracker and the detection schedule are in the same state at ``keep_from``
+    as in a run over the whole video; the join drops the rows before ``keep_from`` and uses them to stitch track ids.
+    """
+
+    job: Job  # the part's job: same source, ``table`` is the part file
+    k: int
+    keep_from: float | None  # None: from the first frame analysed (the first segment)
+    end: float | None
+    options: Options  # the run's options with this part's start/end
+
+
+def segments_dir(table: Path) -> Path:
+    return table.parent / f".{table.name}.segments"
+
+
+def frame_times(path: Path) -> list[float] | None:
+    """Presentation times of every video frame, from a demux-only pass (no decoding), or None where unknown."""
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                return None
+            s = c.streams.video[0]
+            if s.time_base is None:
+                return None
+            pts = []
+            for packet in c.demux(s):
+                if packet.size == 0:
+                    continue
+                if packet.pts is None:
+                    return None
+                pts.append(packet.pts)
+    except (av.error.FFmpegError, OSError):
+        return None  # the whole-video task reports the problem
+    return [float(p * s.time_base) for p in sorted(pts)]
+
+
+def scan_times(times: list[float], options: Options) -> list[tuple[float, int]]:
+    """(time, analysed-frame count before it) of the frames where a whole-video run would scan the full frame.
+
+    Uses the decoder's sampler and the analyzer's own schedule, so a segment started on such a frame scans on the
+    same frames from then on.
+    """
+    sampler = Sampler(options)
+    decisions = [d for i, t in enumerate(times) for d in sampler.push(i, t)] + sampler.flush()
+    analysed = [times[i] for i, a in decisions if a]
+    schedule = ScanSchedule(options.detect_every, options.scan_interval, regions=True)
+    return [(t, n) for n, t in enumerate(analysed) if schedule.next(t, True) == "scan"]
+
+
+def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] | None:
+    """Time ranges [k·S, (k+1)·S) of presentation time covering the video (and --start/--end), or None to run whole.
+
+    The first range is open below and the last open above, so every frame falls in exactly one range.
+    """
+    if seconds <= 0:
+        raise ValueError("--segment-seconds must be positive")
+    if is_image(job.source):
+        return None
+    times = frame_times(job.source)
+    if not times:
+        return None
+    lo = max(times[0], options.start or times[0])
+    hi = min(times[-1], options.end) if options.end is not None else times[-1]
+    first, last = math.floor(lo / seconds + 1e-9), math.floor(hi / seconds + 1e-9)
+    if last <= first:
+        return None
+    scans = scan_times(times, options.replace(start=None, end=None)) if options.start is None else []
+    folder = segments_dir(job.table)
+    parts = []
+    for k in range(first, last + 1):
+        keep = None if k == first else k * seconds
+        start = options.start
+        if keep is not None and options.start is None:
+            before = [n for t, n in scans if t < keep - 1e-9]
+            n_keep = before[-1] if before else 0
+            ok = [t for t, n in scans if t <= keep - PREROLL_S + 1e-9 and n <= n_keep - PREROLL_FRAMES]
+            start = ok[-1] if ok else None  # None: from the beginning, as the whole-video run
+        elif keep is not None:  # with --start the whole-video run's schedule begins there: so do the parts
+            start = options.start
+        end = options.end if k == last else (k + 1) * seconds
+        part = Job(source=job.source, name=job.name, table=folder / f"part-{k:05d}{SEGMENT_SUFFIX}", annotated=None)
+        parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end)))
+    return parts
+
+
+def finished_part(seg: Segment) -> VideoResult | None:
+    """The result recorded in a part table left complete by a stopped run (``--resume``), or None."""
+    if not is_complete(seg.job, seg.options):
+        return None
+    meta = read_metadata(seg.job.table) or {}
+    return VideoResult(path=str(seg.job.source), status=str(meta.get("status", "ok")), error=meta.get("error"),
+                       frames_decoded=int(meta.get("frames_decoded", 0)),
+                       frames_analysed=int(meta.get("frames_analysed", 0)), faces=int(meta.get("faces", 0)),
+                       duration_s=meta.get("duration_s"), table=str(seg.job.table))  # fmt: skip
+
+
+def _xyxy(table: pa.Table) -> np.ndarray:
+    x, y = table["x"].to_numpy(zero_copy_only=False), table["y"].to_numpy(zero_copy_only=False)
+    w, h = table["w"].to_numpy(zero_copy_only=False), table["h"].to_numpy(zero_copy_only=False)
+    return np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
+
+
+def _ids(table: pa.Table) -> np.ndarray:
+    """track_id as float64 (NaN where null)."""
+    return table["track_id"].to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def stitch(prev: pa.Table, overlap: pa.Table, local_ids: set[int], next_id: int) -> tuple[dict[int, int], int]:
+    """Map a part's local track ids to global ones, from the frames both parts analysed.
+
+    ``prev`` holds the previous part's kept rows (global ids) and ``overlap`` this part's pre-roll rows of the same
+    frames. On the last ``STITCH_FRAMES`` shared frames, faces are paired frame by frame by box overlap; each local
+    id takes the global id it was paired with most often. Every other local id gets a new global id, in the order the
+    tracker created them.
+    """
+    votes: dict[tuple[int, int], int] = {}
+    shared = np.intersect1d(np.unique(prev["frame"].to_numpy()), np.unique(overlap["frame"].to_numpy()))
+    for frame in shared[-STITCH_FRAMES:]:
+        a = prev.filter(pc.equal(prev["frame"], frame))
+        b = overlap.filter(pc.equal(overlap["frame"], frame))
+        ia, ib = _ids(a), _ids(b)
+        a, b = a.filter(pa.array(~np.isnan(ia))), b.filter(pa.array(~np.isnan(ib)))
+        ia, ib = ia[~np.isnan(ia)], ib[~np.isnan(ib)]
+        iou = iou_matrix(_xyxy(a), _xyxy(b))
+        for i, j in linear_assignment(1.0 - iou):
+            if iou[i, j] >= 0.5:
+                votes[(int(ib[j]), int(ia[i]))] = votes.get((int(ib[j]), int(ia[i])), 0) + 1
+    mapping: dict[int, int] = {}
+    taken: set[int] = set()
+    for (loc, glob), _ in sorted(votes.items(), key=lambda kv: -kv[1]):
+        if loc not in mapping and glob not in taken:
+            mapping[loc] = glob
+            taken.add(glob)
+    for tid in sorted(local_ids - set(mapping)):
+        mapping[tid], next_id = next_id, next_id + 1
+    return mapping, next_id
+
+
+def _remap(table: pa.Table, mapping: dict[int, int]) -> pa.Table:
+    col = _ids(table)
+    valid = ~np.isnan(col)
+    out = np.full(len(col), -1, dtype=np.int64)
+    out[valid] = [mapping[int(t)] for t in col[valid]]
+    arr = pa.array(out, mask=~valid, type=pa.int64())
+    return table.set_column(table.schema.get_field_index("track_id"), table.schema.field("track_id"), arr)
+
+
+def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], options: Options) -> VideoResult:
+    """Join the part tables of one video into its table, in order, track ids stitched; remove the parts.
+
+    Runs as a task (on a worker, or locally). The table is written under a temporary name and renamed when
+    complete, like every table. Parts are kept up to the first that did not finish cleanly: a part that failed
+    ends the table there (``partial``), as a stream that breaks midway would; if the first part failed, so does the
+    video.
+    """
+    t0 = time.perf_counter()
+    out = VideoResult(path=str(job.source), status="ok", table=str(job.table))
+    out.duration_s = next((r.duration_s for r in results if r.duration_s is not None), None)
+    use: list[tuple[Segment, VideoResult]] = []
+    for seg, res in zip(parts, results, strict=True):
+        if res.status == "failed":
+            if not use:
+                out.status, out.error, out.table = "failed", res.error, None
+            else:
+                out.status, out.error = "partial", f"segment from {seg.keep_from or 0:g} s: {res.error}"
+            break
+        use.append((seg, res))
+        if res.status == "partial":
+            out.status, out.error = "partial", res.error
+            break
+    if out.status == "failed":
+        out.frames_decoded = max((r.frames_decoded for r in results), default=0)
+        out.wall_s = sum(r.wall_s for r in results)
+        shutil.rmtree(segments_dir(job.table), ignore_errors=True)
+        return out
+    first_meta = read_metadata(use[0][0].job.table) or {}
+    tmp = job.table.with_name(f"{job.table.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    job.table.parent.mkdir(parents=True, exist_ok=True)
+    writer: pq.ParquetWriter | None = None
+    prev: pa.Table | None = None
+    next_id = 0
+    info = []
+    try:
+        for seg, res in use:
+            part = pq.read_table(seg.job.table).replace_schema_metadata(None)
+            if seg.keep_from is not None:
+                keep_mask = pc.greater_equal(part["time_s"], seg.keep_from - 1e-9)
+                overlap, part = part.filter(pc.invert(keep_mask)), part.filter(keep_mask)
+            ids = _ids(part)
+            local = {int(t) for t in ids[~np.isnan(ids)]}
+            if prev is None:
+                mapping = {t: t for t in local}
+                next_id = max(local, default=-1) + 1
+            else:
+                mapping, next_id = stitch(prev, overlap, local, next_id)
+            part = _remap(part, mapping)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
+            writer.write_table(part, row_group_size=ROW_GROUP_ROWS * 4)
+            if part.num_rows or prev is None:
+                prev = part
+            analysed = len(np.unique(part["frame"].to_numpy())) if part.num_rows else 0
+            faces = part.num_rows - part["face"].null_count
+            out.frames_decoded = max(out.frames_decoded, res.frames_decoded)
+            out.frames_analysed += analysed
+            out.faces += faces
+            info.append({"from": seg.keep_from, "end": seg.end, "analysed_from": seg.options.start,
+                         "frames_analysed": analysed, "wall_s": round(res.wall_s, 3)})  # fmt: skip
+        assert writer is not None
+        meta = dict(first_meta)
+        meta.update(options=options.as_dict(), frames_decoded=out.frames_decoded, frames_analysed=out.frames_analysed,
+                    faces=out.faces, status=out.status, error=out.error, segments=info)  # fmt: skip
+        writer.add_key_value_metadata({META_KEY: json.dumps(meta, default=str).encode()})
+        writer.close()
+        writer = None
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, job.table)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    shutil.rmtree(segments_dir(job.table), ignore_errors=True)
+    out.wall_s = sum(r.wall_s for r in results) + time.perf_counter() - t0
+    return out
