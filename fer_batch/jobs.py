@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fer_batch.atomic import TMP_MARK
 from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options
 from fer_batch.pipeline import VideoResult
-from fer_batch.sink import TMP_MARK, read_metadata
+from fer_batch.sink import read_metadata
 
 MANIFEST = "manifest.parquet"
 RESERVED = {MANIFEST, "summary.parquet"}

@@ -18,10 +18,8 @@ import colorsys
 import io
 import logging
 import math
-import os
 import queue
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,8 +30,8 @@ import av
 import cv2
 import numpy as np
 
+from fer_batch.atomic import AtomicPath
 from fer_batch.decode import Decoded, VideoInfo
-from fer_batch.sink import TMP_MARK
 from fer_batch.types import Faces
 
 log = logging.getLogger(__name__)
@@ -283,7 +281,8 @@ class Renderer:
         self.source_path, self.path, self.info, self.labels = Path(source_path), Path(out_path), info, list(labels)
         self.scale, self.crf, self.preset = float(scale), crf, preset
         self.start, self.end = start, end
-        self.tmp = self.path.with_name(f"{self.path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self._target = AtomicPath(self.path)
+        self.tmp = self._target.tmp
         self.enc_w, self.enc_h, self.draw_w, self.draw_h = output_size(info.width, info.height, self.scale)
         self.painter = Painter(self.labels, self.draw_w, self.draw_h)
         # one x264 thread keeps up with analysis up to 1080p (about 8 ms per 720p frame) and wastes least CPU
@@ -301,7 +300,7 @@ class Renderer:
 
     # --- main thread -------------------------------------------------------------------------------------------
     def __enter__(self) -> Renderer:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._target.__enter__()
         self.time_base, rate, audio_codec = FALLBACK_TIME_BASE, None, None
         try:
             with av.open(str(self.source_path)) as src:
@@ -348,7 +347,7 @@ class Renderer:
         if exc_type is None and self._error is None:
             try:
                 self._close_output()
-                os.replace(self.tmp, self.path)
+                self._target.commit()
                 return
             except BaseException:
                 self._discard()
@@ -375,7 +374,7 @@ class Renderer:
                 except (av.error.FFmpegError, OSError, ValueError):
                     log.debug("closing %s after a failure", self.tmp, exc_info=True)
         self._out = self._audio_in = None
-        self.tmp.unlink(missing_ok=True)
+        self._target.discard()
 
     # --- output ------------------------------------------------------------------------------------------------
     def _open_output(self, rate: Fraction | None, audio_codec: str | None) -> None:

@@ -7,7 +7,6 @@ writes the manifest, as results arrive.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import sys
@@ -22,12 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from fer_batch.atomic import atomic_path, remove_stale
 from fer_batch.cluster import prepare_executor
 from fer_batch.jobs import MANIFEST, Job, UsageError, expand_inputs, is_complete, plan_jobs
 from fer_batch.options import Options
 from fer_batch.pipeline import VideoResult, cores, run_video
 from fer_batch.segments import finished_part, join_segments, plan_segments
-from fer_batch.sink import TMP_MARK
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,7 @@ def analyze_one(job: Job, options: Options, show_progress: bool = False) -> Vide
     """
     for final in (job.table, job.annotated):
         if final is not None:
-            for stale in final.parent.glob(f"{glob.escape(final.name)}{TMP_MARK}*"):
-                stale.unlink(missing_ok=True)  # left by a killed run
+            remove_stale(final)  # left by a killed run
     bar = None
     try:
         if show_progress:
@@ -93,9 +91,8 @@ class ManifestWriter:
         self.rows[result.path] = result
         cols = {name: [asdict(r)[name] for r in self.rows.values()] for name in MANIFEST_SCHEMA.names}
         table = pa.table(cols, schema=MANIFEST_SCHEMA)
-        tmp = self.path.with_name(f"{MANIFEST}{TMP_MARK}{os.getpid()}")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            pq.write_table(table, tmp)
 
 
 class InlineExecutor(Executor):

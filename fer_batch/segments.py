@@ -8,12 +8,9 @@ pre-roll and uses it to stitch track ids across the boundaries. Segments run on 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +24,7 @@ from fer_batch.decode import Sampler, is_image
 from fer_batch.jobs import Job, is_complete
 from fer_batch.options import Options
 from fer_batch.pipeline import ScanSchedule, VideoResult
-from fer_batch.sink import META_KEY, ROW_GROUP_ROWS, TMP_MARK, read_metadata
+from fer_batch.sink import ParquetSink, read_metadata
 from fer_batch.track import Tracker, iou_matrix, linear_assignment
 
 SEGMENT_SUFFIX = ".segment"  # part tables: Parquet, but not named *.parquet so load() never mistakes them
@@ -188,17 +185,36 @@ def _remap(table: pa.Table, mapping: dict[int, int]) -> pa.Table:
     return table.set_column(table.schema.get_field_index("track_id"), table.schema.field("track_id"), arr)
 
 
-def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], options: Options) -> VideoResult:
-    """Join the part tables of one video into its table, in order, track ids stitched; remove the parts.
+class _Stitcher:
+    """Reads the part tables in order, drops each one's pre-roll and maps its track ids to the video's ids."""
 
-    Runs as a task (on a worker, or locally). The table is written under a temporary name and renamed when
-    complete, like every table. Parts are kept up to the first that did not finish cleanly: a part that failed
-    ends the table there (``partial``), as a stream that breaks midway would; if the first part failed, so does the
-    video.
-    """
-    t0 = time.perf_counter()
-    out = VideoResult(path=str(job.source), status="ok", table=str(job.table))
-    out.duration_s = next((r.duration_s for r in results if r.duration_s is not None), None)
+    def __init__(self) -> None:
+        self.prev: pa.Table | None = None  # the latest part's kept rows that hold any row, global ids
+        self.next_id = 0
+
+    def add(self, seg: Segment) -> pa.Table:
+        part = pq.read_table(seg.job.table).replace_schema_metadata(None)
+        overlap = part.slice(0, 0)
+        if seg.keep_from is not None:
+            keep_mask = pc.greater_equal(part["time_s"], seg.keep_from - 1e-9)
+            overlap, part = part.filter(pc.invert(keep_mask)), part.filter(keep_mask)
+        ids = _ids(part)
+        local = {int(t) for t in ids[~np.isnan(ids)]}
+        if self.prev is None:
+            mapping = {t: t for t in local}
+            self.next_id = max(local, default=-1) + 1
+        else:
+            mapping, self.next_id = stitch(self.prev, overlap, local, self.next_id)
+        part = _remap(part, mapping)
+        if part.num_rows or self.prev is None:
+            self.prev = part
+        return part
+
+
+def _usable_parts(
+    parts: list[Segment], results: list[VideoResult], out: VideoResult
+) -> list[tuple[Segment, VideoResult]]:
+    """The parts up to the first that did not finish cleanly; sets ``out``'s status and error accordingly."""
     use: list[tuple[Segment, VideoResult]] = []
     for seg, res in zip(parts, results, strict=True):
         if res.status == "failed":
@@ -211,59 +227,42 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
         if res.status == "partial":
             out.status, out.error = "partial", res.error
             break
+    return use
+
+
+def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], options: Options) -> VideoResult:
+    """Join the part tables of one video into its table, in order, track ids stitched; remove the parts.
+
+    Runs as a task (on a worker, or locally). The table is finished by a ``ParquetSink``, like every table.
+    Parts are kept up to the first that did not finish cleanly: a part that failed ends the table there
+    (``partial``), as a stream that breaks midway would; if the first part failed, so does the video.
+    """
+    t0 = time.perf_counter()
+    out = VideoResult(path=str(job.source), status="ok", table=str(job.table))
+    out.duration_s = next((r.duration_s for r in results if r.duration_s is not None), None)
+    use = _usable_parts(parts, results, out)
     if out.status == "failed":
         out.frames_decoded = max((r.frames_decoded for r in results), default=0)
         out.wall_s = sum(r.wall_s for r in results)
         shutil.rmtree(segments_dir(job.table), ignore_errors=True)
         return out
-    first_meta = read_metadata(use[0][0].job.table) or {}
-    tmp = job.table.with_name(f"{job.table.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    job.table.parent.mkdir(parents=True, exist_ok=True)
-    writer: pq.ParquetWriter | None = None
-    prev: pa.Table | None = None
-    next_id = 0
+    first = use[0][0].job.table
+    meta = read_metadata(first) or {}
+    stitcher = _Stitcher()
     info = []
-    try:
+    with ParquetSink(job.table, [], table_schema=pq.read_schema(first).remove_metadata()) as sink:
         for seg, res in use:
-            part = pq.read_table(seg.job.table).replace_schema_metadata(None)
-            if seg.keep_from is not None:
-                keep_mask = pc.greater_equal(part["time_s"], seg.keep_from - 1e-9)
-                overlap, part = part.filter(pc.invert(keep_mask)), part.filter(keep_mask)
-            ids = _ids(part)
-            local = {int(t) for t in ids[~np.isnan(ids)]}
-            if prev is None:
-                mapping = {t: t for t in local}
-                next_id = max(local, default=-1) + 1
-            else:
-                mapping, next_id = stitch(prev, overlap, local, next_id)
-            part = _remap(part, mapping)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
-            writer.write_table(part, row_group_size=ROW_GROUP_ROWS * 4)
-            if part.num_rows or prev is None:
-                prev = part
+            part = stitcher.add(seg)
+            sink.write(part)
             analysed = len(np.unique(part["frame"].to_numpy())) if part.num_rows else 0
-            faces = part.num_rows - part["face"].null_count
             out.frames_decoded = max(out.frames_decoded, res.frames_decoded)
             out.frames_analysed += analysed
-            out.faces += faces
+            out.faces += part.num_rows - part["face"].null_count
             info.append({"from": seg.keep_from, "end": seg.end, "analysed_from": seg.options.start,
                          "frames_analysed": analysed, "wall_s": round(res.wall_s, 3)})  # fmt: skip
-        assert writer is not None
-        meta = dict(first_meta)
         meta.update(options=options.as_dict(), frames_decoded=out.frames_decoded, frames_analysed=out.frames_analysed,
                     faces=out.faces, status=out.status, error=out.error, segments=info)  # fmt: skip
-        writer.add_key_value_metadata({META_KEY: json.dumps(meta, default=str).encode()})
-        writer.close()
-        writer = None
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, job.table)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        sink.metadata.update(meta)
     shutil.rmtree(segments_dir(job.table), ignore_errors=True)
     out.wall_s = sum(r.wall_s for r in results) + time.perf_counter() - t0
     return out

@@ -1,14 +1,13 @@
 """Per-frame tables: rows built vectorised per window, flushed to Parquet in row groups, renamed when complete.
 
-Why a temporary name: a run killed at any moment (kill -9) must never leave a ``.parquet`` that looks complete
-but is not. The file only gets its final name after the footer, with the metadata and status, is written.
+Why a temporary name (``atomic.AtomicPath``): a run killed at any moment (kill -9) must never leave a
+``.parquet`` that looks complete but is not. The file only gets its final name after the footer, with the
+metadata and status, is written.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,11 +17,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fer_batch.atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
+from fer_batch.atomic import AtomicPath
 from fer_batch.types import Faces
 
 META_KEY = b"fer_batch"
 ROW_GROUP_ROWS = 8192
-TMP_MARK = ".tmp-"
 
 
 def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
@@ -105,20 +105,23 @@ def window_table(
 class ParquetSink:
     """Context manager writing one video's table under a temporary name, renamed on a clean exit.
 
-    On an exception the temporary file is removed and nothing appears under the final name.
+    On an exception the temporary file is removed and nothing appears under the final name. ``table_schema``
+    replaces the one built from ``labels`` where the rows come from existing tables (joining segments).
     """
 
-    def __init__(self, path: Path, labels: list[str], smooth: bool = False) -> None:
+    def __init__(self, path: Path, labels: list[str], smooth: bool = False, *,
+                 table_schema: pa.Schema | None = None) -> None:  # fmt: skip
         self.path = Path(path)
-        self.schema = schema(labels, smooth)
-        self.tmp = self.path.with_name(f"{self.path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.schema = table_schema if table_schema is not None else schema(labels, smooth)
+        self._target = AtomicPath(self.path)
+        self.tmp = self._target.tmp
         self.metadata: dict[str, Any] = {}
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> ParquetSink:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._target.__enter__()
         self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
         return self
 
@@ -138,18 +141,22 @@ class ParquetSink:
     ) -> None:
         if self._writer is None:
             return
-        if exc_type is None:
-            self.flush()
-        writer, self._writer = self._writer, None
-        if exc_type is not None:
+        writer = self._writer
+        try:
+            if exc_type is None:
+                self.flush()
+                writer.add_key_value_metadata({META_KEY: json.dumps(self.metadata, default=str).encode()})
             writer.close()
-            self.tmp.unlink(missing_ok=True)
-            return
-        writer.add_key_value_metadata({META_KEY: json.dumps(self.metadata, default=str).encode()})
-        writer.close()
-        with open(self.tmp, "rb+") as f:  # durable before it gets its final name
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
+        except BaseException:
+            writer.close()  # a no-op where it is already closed
+            self._writer = None
+            self._target.discard()
+            raise
+        self._writer = None
+        if exc_type is None:
+            self._target.commit()
+        else:
+            self._target.discard()
 
 
 class MemorySink:

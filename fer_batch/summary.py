@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from fer_batch.atomic import atomic_path
 from fer_batch.jobs import tables
-from fer_batch.sink import TMP_MARK, to_pandas
+from fer_batch.sink import to_pandas
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,8 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.Data
             for video, vdf in df.groupby("video", sort=True):
                 plot(vdf, part[part["video"] == video], timeline_path(root, str(video)))
     summary = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    tmp = root / f"{SUMMARY}{TMP_MARK}{os.getpid()}"
-    summary.to_parquet(tmp, index=False)
-    os.replace(tmp, root / SUMMARY)
+    with atomic_path(root / SUMMARY) as tmp:
+        summary.to_parquet(tmp, index=False)
     return summary
 
 
@@ -197,10 +197,8 @@ def plot_timeline(vdf: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
     if handles:
         fig.legend(handles, names, loc="upper right", ncol=len(labels), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
 
 
 def short_table(summary: pd.DataFrame) -> str:

@@ -22,7 +22,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,11 +37,12 @@ import cv2
 import numpy as np
 
 from fer_batch._version import __version__
+from fer_batch.atomic import AtomicPath
 from fer_batch.decode import Decoded, error_reason, from_bgr, rotate, small_size
 from fer_batch.options import Options
 from fer_batch.pipeline import Analyzer
 from fer_batch.render import Painter, output_size
-from fer_batch.sink import TMP_MARK, ParquetSink, window_table
+from fer_batch.sink import ParquetSink, window_table
 from fer_batch.types import Faces
 
 log = logging.getLogger(__name__)
@@ -315,7 +315,8 @@ class Recorder:
         self.labels = labels
         self.overlay = overlay
         self.rate = max(1, round(fps_hint or 30))
-        self.tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self._target = AtomicPath(path)
+        self.tmp = self._target.tmp
         self.frames = 0
         self.error: BaseException | None = None
         self._queue: queue.Queue[Captured | None] = queue.Queue()
@@ -345,13 +346,15 @@ class Recorder:
                 out.close()
         except (av.error.FFmpegError, OSError) as e:
             self.error = self.error or e
-        if self.error is not None or self.frames == 0:
-            self.tmp.unlink(missing_ok=True)
-            if self.error is not None:
-                log.error("recording failed: %s", error_reason(self.error))
-            return None
-        os.replace(self.tmp, self.path)
-        return self.path
+        if self.error is None and self.frames:
+            try:
+                return self._target.commit()
+            except OSError as e:
+                self.error = e
+        self._target.discard()
+        if self.error is not None:
+            log.error("recording failed: %s", error_reason(self.error))
+        return None
 
     def _open(self, width: int, height: int) -> None:
         self.enc_w, self.enc_h, self.w, self.h = output_size(width, height, 1.0)
@@ -655,8 +658,7 @@ def run_webcam(
             if capture.is_alive():
                 log.warning("the camera read did not return; its thread is left behind")
             if recorder is not None:
-                recorder.close()
-                recording = recorder.path if recorder.error is None and recorder.frames else None
+                recording = recorder.close()
             if window is not None:
                 window.close()
         if stopped_by is None or (stopped_by == "seconds" and capture.ended == "source"):

@@ -1,0 +1,86 @@
+"""Writing a file safely: under a temporary name beside it, made durable, then renamed into place.
+
+Why one helper: a run killed at any moment (kill -9, a power cut) must never leave a file under its final name
+that looks complete but is not, and every output (tables, manifest, videos, summaries, plots) must follow the
+same rule. The rule: the temporary file is fsynced before the rename, and its folder after it, so the final name
+holds the old file or the whole new one, never a torn one. A failure removes the temporary file.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+TMP_MARK = ".tmp-"  # temporary names are <final name>.tmp-<pid>-<random>: never taken for a finished output
+
+
+class AtomicPath:
+    """A temporary path that becomes ``final`` on ``commit`` and disappears on ``discard``.
+
+    As a context manager (``with atomic_path(final) as tmp``) it commits on a clean exit and discards on an
+    exception; writers whose lifetime spans several calls (a sink, an encoder thread) call the two themselves.
+    """
+
+    def __init__(self, final: str | os.PathLike[str]) -> None:
+        self.final = Path(final)
+        self.tmp = self.final.with_name(f"{self.final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        return self.tmp
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def commit(self) -> Path:
+        """Make the temporary file durable and give it its final name (replacing any file there)."""
+        try:
+            with open(self.tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(self.tmp, self.final)
+        except BaseException:
+            self.discard()
+            raise
+        _fsync_dir(self.final.parent)
+        return self.final
+
+    def discard(self) -> None:
+        """Remove the temporary file, if it was created; the final name is left as it was."""
+        self.tmp.unlink(missing_ok=True)
+
+
+def atomic_path(final: str | os.PathLike[str]) -> AtomicPath:
+    """``with atomic_path(final) as tmp:`` write ``tmp``; it becomes ``final`` only if the block completes."""
+    return AtomicPath(final)
+
+
+def remove_stale(final: str | os.PathLike[str]) -> None:
+    """Remove temporary files of ``final`` left by a killed run (any process id)."""
+    final = Path(final)
+    for stale in final.parent.glob(f"{glob.escape(final.name)}{TMP_MARK}*"):
+        stale.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; platforms that cannot open a folder (Windows) skip it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        log.debug("fsync of %s not supported", folder)
+    finally:
+        os.close(fd)
