@@ -28,3 +28,23 @@ def yuv_region(
     x0, y0, x1, y1 = box
     cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, max((x1 + 1) // 2, x0 // 2 + 1), max((y1 + 1) // 2, y0 // 2 + 1)
     return yuv_to_rgb(y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1], size)
+
+
+def i420(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """One contiguous I420 image (the layout OpenCV and the yuv420p encoder take) from even-sized planes."""
+    h, w = y.shape
+    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
+    ys, us, vs = i420_views(out, w, h)
+    ys[:], us[:], vs[:] = y, u, v
+    return out
+
+
+def i420_views(image: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Writable Y, U and V views into an I420 image of ``w`` x ``h``."""
+    flat = image.reshape(-1)
+    q = (w // 2) * (h // 2)
+    return (
+        flat[: w * h].reshape(h, w),
+        flat[w * h : w * h + q].reshape(h // 2, w // 2),
+        flat[w * h + q :].reshape(h // 2, w // 2),
+    )

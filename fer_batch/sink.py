@@ -102,6 +102,26 @@ def window_table(
     return pa.table(cols, schema=schema(labels, smoothed is not None))
 
 
+def faces_from_table(table: pa.Table, labels: list[str]) -> Faces:
+    """The faces of a saved table (its rows with a face), as ``window_table`` received them.
+
+    Boxes, ``det_score`` (NaN where null), track ids (-1 where null) and the ``labels`` probabilities come back;
+    landmarks are not stored (zeros). Rows without a face are analysed frames where none was found: not faces.
+    """
+    sel = np.nonzero(table.column("face").is_valid().to_numpy(zero_copy_only=False))[0]
+    rows = table.take(pa.array(sel, pa.int64()))
+
+    def col(name: str, dtype: Any = np.float32) -> np.ndarray:
+        return np.asarray(rows.column(name).to_numpy(zero_copy_only=False), dtype=dtype).reshape(len(sel))
+
+    x, y = col("x"), col("y")
+    boxes = np.stack([x, y, x + col("w"), y + col("h")], axis=1).reshape(len(sel), 4)
+    probs = np.stack([col(label) for label in labels], axis=1).reshape(len(sel), len(labels))
+    track = rows.column("track_id").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return Faces(frame=col("frame", np.int64), boxes=boxes, scores=col("det_score"), track_id=track,
+                 landmarks=np.zeros((len(sel), 5, 2), np.float32), probs=np.nan_to_num(probs))  # fmt: skip
+
+
 class ParquetSink:
     """Context manager writing one video's table under a temporary name, renamed on a clean exit.
 

@@ -104,6 +104,15 @@ class Faces:
         """The faces of one frame."""
         return self.take(self.frame == index)
 
+    def by_frame(self) -> dict[int, Faces]:
+        """The faces of every frame that has any, keyed by frame index, in one sort (not one mask per frame)."""
+        if not len(self):
+            return {}
+        faces = self.take(np.argsort(self.frame, kind="stable"))
+        frames, starts = np.unique(faces.frame, return_index=True)
+        ends = np.append(starts[1:], len(faces))
+        return {int(f): faces.take(np.arange(a, b)) for f, a, b in zip(frames, starts, ends, strict=True)}
+
     @staticmethod
     def concat(parts: list[Faces]) -> Faces:
         """Join the faces of several windows or frames into one."""

@@ -37,11 +37,11 @@ import cv2
 import numpy as np
 
 from fer_batch._version import __version__
-from fer_batch.atomic import AtomicPath
 from fer_batch.decode import Decoded, error_reason, from_bgr, rotate, small_size
+from fer_batch.draw import Painter
+from fer_batch.h264 import H264Writer
 from fer_batch.options import Options
 from fer_batch.pipeline import Analyzer
-from fer_batch.render import Painter, output_size
 from fer_batch.sink import ParquetSink, window_table
 from fer_batch.types import Faces
 
@@ -303,7 +303,7 @@ def draw(bgr: np.ndarray, faces: Faces, painter: Painter, caption: str = "") -> 
 
 # --- recorder --------------------------------------------------------------------------------------------------
 class Recorder:
-    """Encodes every captured frame (H.264 yuv420p MP4) with the latest analysis drawn, in its own thread.
+    """Encodes every captured frame (``h264.H264Writer``) with the latest analysis drawn, in its own thread.
 
     The queue is unbounded on purpose: the capture thread must never wait on the encoder, or frames would be lost
     at the camera. Written under a temporary name and renamed by ``close``; a recorder that failed logs why and
@@ -315,14 +315,15 @@ class Recorder:
         self.labels = labels
         self.overlay = overlay
         self.rate = max(1, round(fps_hint or 30))
-        self._target = AtomicPath(path)
-        self.tmp = self._target.tmp
-        self.frames = 0
         self.error: BaseException | None = None
         self._queue: queue.Queue[Captured | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="webcam-recorder", daemon=True)
-        self._out: av.container.OutputContainer | None = None
+        self._writer: H264Writer | None = None  # opened at the first frame, whose size it takes
         self._warned_backlog = False
+
+    @property
+    def frames(self) -> int:
+        return self._writer.frames if self._writer is not None else 0
 
     def start(self) -> None:
         self._thread.start()
@@ -340,35 +341,19 @@ class Recorder:
         self._thread.join(timeout)
         if self._thread.is_alive():
             self.error = TimeoutError("the encoder did not finish in time")
-        out, self._out = self._out, None
-        try:
-            if out is not None:
-                out.close()
-        except (av.error.FFmpegError, OSError) as e:
-            self.error = self.error or e
-        if self.error is None and self.frames:
+        writer = self._writer
+        if writer is not None and self.error is None and writer.frames:
             try:
-                return self._target.commit()
-            except OSError as e:
+                return writer.commit()
+            except (av.error.FFmpegError, OSError) as e:
                 self.error = e
-        self._target.discard()
+        if writer is not None:
+            writer.discard()
         if self.error is not None:
             log.error("recording failed: %s", error_reason(self.error))
         return None
 
-    def _open(self, width: int, height: int) -> None:
-        self.enc_w, self.enc_h, self.w, self.h = output_size(width, height, 1.0)
-        self.painter = Painter(self.labels, self.w, self.h)
-        out = av.open(str(self.tmp), "w", format="mp4", options={"movflags": "+faststart"})
-        self._out = out
-        vs = out.add_stream("libx264", rate=self.rate, options={"crf": "23", "preset": "veryfast"})
-        vs.width, vs.height, vs.pix_fmt = self.enc_w, self.enc_h, "yuv420p"
-        vs.time_base = TIME_BASE
-        vs.codec_context.time_base = TIME_BASE
-        self._stream = vs
-
     def _run(self) -> None:
-        last_pts = -1
         while True:
             item = self._queue.get()
             if item is None:
@@ -376,32 +361,26 @@ class Recorder:
             if self.error is not None:
                 continue  # keep draining so memory is freed; the failure is reported by close()
             try:
-                if self._out is None:
-                    self._open(item.bgr.shape[1], item.bgr.shape[0])
-                img = item.bgr
-                if img.shape[:2] != (self.h, self.w):  # a camera that changed mode mid-run
-                    img = cv2.resize(img, (self.w, self.h), interpolation=cv2.INTER_AREA)
-                faces, caption = self.overlay.get()
-                img = draw(img, faces, self.painter, caption)
-                if (self.enc_w, self.enc_h) != (self.w, self.h):
-                    img = cv2.copyMakeBorder(img, 0, self.enc_h - self.h, 0, self.enc_w - self.w, cv2.BORDER_REPLICATE)
-                frame = av.VideoFrame.from_ndarray(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
-                pts = max(round(item.time_s / TIME_BASE), last_pts + 1)
-                frame.pts, frame.time_base, last_pts = pts, TIME_BASE, pts
-                self._mux(self._stream.encode(frame))
-                self.frames += 1
+                self._encode(item)
             except (av.error.FFmpegError, OSError, ValueError, cv2.error) as e:
                 self.error = e
         try:
-            if self._out is not None and self.error is None:
-                self._mux(self._stream.encode(None))
+            if self._writer is not None and self.error is None:
+                self._writer.finish()
         except (av.error.FFmpegError, OSError, ValueError) as e:
             self.error = e
 
-    def _mux(self, packets: list[av.Packet]) -> None:
-        assert self._out is not None
-        for p in packets:
-            self._out.mux(p)
+    def _encode(self, item: Captured) -> None:
+        if self._writer is None:
+            h, w = item.bgr.shape[:2]
+            self.painter = Painter(self.labels, w, h)
+            self._writer = H264Writer(self.path, w, h, time_base=TIME_BASE, rate=self.rate, preset="veryfast")
+        img = item.bgr
+        size = (self._writer.width, self._writer.height)
+        if (img.shape[1], img.shape[0]) != size:  # a camera that changed mode mid-run
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        faces, caption = self.overlay.get()
+        self._writer.write_bgr(draw(img, faces, self.painter, caption), item.time_s)
 
 
 # --- capture thread --------------------------------------------------------------------------------------------

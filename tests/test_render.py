@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from fer_batch.cli import app
 from fer_batch.decode import Decoded, VideoInfo, probe
+from fer_batch.draw import FER_COLOURS, palette
 from fer_batch.options import Options
 from fer_batch.pipeline import run_video
-from fer_batch.render import FER_COLOURS, Renderer, output_size, palette
+from fer_batch.render import Renderer, output_size
 from fer_batch.types import Faces
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

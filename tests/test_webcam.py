@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from fer_batch.cli import app
+from fer_batch.draw import Painter
 from fer_batch.options import Options
 from fer_batch.pipeline import Analyzer
-from fer_batch.render import Painter
 from fer_batch.sink import TMP_MARK, read_metadata
 from fer_batch.types import Faces
 from fer_batch.webcam import (

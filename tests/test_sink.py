@@ -1,0 +1,96 @@
+"""Tables: rows per window, the round trip back to faces, and a sink that never leaves a half-written table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from fer_batch.sink import MemorySink, ParquetSink, faces_from_table, read_metadata, schema, window_table
+from fer_batch.types import Faces
+
+LABELS = ["calm", "excited", "bored"]
+
+
+def some_faces() -> Faces:
+    """Three faces on frames 10 and 12 (frame 11 analysed, no face), one without a track."""
+    return Faces(
+        frame=np.array([10, 10, 12]),
+        boxes=np.array([[5, 6, 45, 56], [60, 10, 80, 40], [7, 8, 47, 58]], np.float32),
+        scores=np.array([0.9, 0.6, 0.8], np.float32),
+        landmarks=np.zeros((3, 5, 2), np.float32),
+        track_id=np.array([3, -1, 3]),
+        probs=np.array([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25], [0.2, 0.2, 0.6]], np.float32),
+    )
+
+
+def test_one_row_per_face_and_one_empty_row_per_frame_without_faces() -> None:
+    t = window_table("v.mp4", np.array([10, 11, 12]), np.array([1.0, 1.1, 1.2]), some_faces(), LABELS).to_pandas()
+    assert t["frame"].tolist() == [10, 10, 11, 12]
+    assert t["face"].tolist()[:2] == [0, 1] and np.isnan(t["face"][2]) and t["face"][3] == 0
+    assert t["emotion"].tolist()[:2] == ["excited", "calm"] and t["emotion"].tolist()[3] == "bored"
+    assert t["w"].tolist()[0] == 40 and t["h"].tolist()[0] == 50
+
+
+def test_a_saved_table_gives_back_the_faces_it_was_written_from() -> None:
+    faces = some_faces()
+    table = window_table("v.mp4", np.array([10, 11, 12]), np.array([1.0, 1.1, 1.2]), faces, LABELS)
+    back = faces_from_table(table, LABELS)
+    np.testing.assert_array_equal(back.frame, faces.frame)
+    np.testing.assert_allclose(back.boxes, faces.boxes)
+    np.testing.assert_allclose(back.scores, faces.scores)  # det_score kept
+    np.testing.assert_array_equal(back.track_id, faces.track_id)
+    np.testing.assert_allclose(back.probs, faces.probs)
+
+
+def test_a_table_without_faces_gives_no_faces() -> None:
+    table = window_table("v.mp4", np.array([0, 1]), np.array([0.0, 0.1]), Faces(), LABELS)
+    back = faces_from_table(table, LABELS)
+    assert len(back) == 0 and back.probs is not None and back.probs.shape == (0, 3)
+
+
+def test_the_table_appears_complete_with_its_metadata_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "v.parquet"
+    table = window_table("v.mp4", np.array([10, 11, 12]), np.array([1.0, 1.1, 1.2]), some_faces(), LABELS)
+    with pytest.raises(RuntimeError), ParquetSink(path, LABELS) as sink:
+        sink.write(table)
+        raise RuntimeError("stopped")
+    assert not path.parent.exists() or list(path.parent.iterdir()) == []
+    with ParquetSink(path, LABELS) as sink:
+        sink.write(table)
+        sink.metadata.update(status="ok")
+        assert not path.exists()
+    assert pq.read_table(path).num_rows == 4
+    assert read_metadata(path) == {"status": "ok"}
+    assert [p.name for p in path.parent.iterdir()] == ["v.parquet"]
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise TypeError("no text for this value")
+
+
+def test_metadata_that_cannot_be_written_leaves_no_table(tmp_path: Path) -> None:
+    """The footer is written last: when it fails, the temporary file goes and no table appears."""
+    path = tmp_path / "v.parquet"
+    with pytest.raises(TypeError, match="no text"), ParquetSink(path, LABELS) as sink:
+        sink.write(window_table("v.mp4", np.array([0]), np.array([0.0]), Faces(), LABELS))
+        sink.metadata["bad"] = Unprintable()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_sink_collects_the_same_rows() -> None:
+    table = window_table("v.mp4", np.array([10, 11, 12]), np.array([1.0, 1.1, 1.2]), some_faces(), LABELS, None)
+    with MemorySink(LABELS) as sink:
+        sink.write(table)
+    df = sink.to_pandas()
+    assert len(df) == 4 and str(df["face"].dtype) == "Int32" and str(df["track_id"].dtype) == "Int64"
+    assert MemorySink(LABELS, smooth=True).to_pandas().columns.tolist() == schema(LABELS, smooth=True).names
+
+
+def test_read_metadata_of_something_else_is_none(tmp_path: Path) -> None:
+    (tmp_path / "x.parquet").write_bytes(b"not parquet")
+    assert read_metadata(tmp_path / "x.parquet") is None
+    assert read_metadata(tmp_path / "missing.parquet") is None
