@@ -13,14 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from fer_batch.decode import FrameReader, probe, read_image, small_size  # noqa: E402
+from fer_batch.decode import FrameReader, from_bgr, probe, read_image, small_size  # noqa: E402
 from fer_batch.detect.centerface import CenterFace  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 from fer_batch.track import iou_matrix  # noqa: E402
@@ -49,10 +48,7 @@ def detect_photo(bgr: np.ndarray, det_size: int, min_face: int) -> np.ndarray:
     """Boxes of one full-frame pass on a photo at ``det_size`` (the photo path of FrameReader)."""
     h, w = bgr.shape[:2]
     sw, sh = small_size(w, h, det_size) if det_size >= 0 else small_size(w, h, Options.det_size, min_face)
-    small = cv2.cvtColor(cv2.resize(bgr, (sw, sh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-    frames = Frames(
-        index=np.array([0]), time_s=np.array([0.0]), gray=[cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)], small=[small]
-    )
+    frames = Frames.from_decoded([from_bgr(0, 0.0, bgr, (sw, sh), keep_bgr=False)])
     return CenterFace(Options(min_face=min_face))(frames).boxes
 
 
@@ -63,8 +59,7 @@ def detect_clip(clip: Path, det_size: int, min_face: int) -> list[np.ndarray]:
     # min_face 0 for the reader: otherwise it raises the scan scale so min_face-sized faces stay detectable
     reader_opts = Options(det_size=det_size, min_face=0) if det_size >= 0 else Options(min_face=min_face)
     for d in FrameReader(clip, probe(clip), reader_opts):
-        frames = Frames(index=np.array([d.index]), time_s=np.array([d.time_s]), gray=[d.gray], small=[d.small])
-        out.append(det(frames).boxes)
+        out.append(det(Frames.from_decoded([d])).boxes)
     return out
 
 

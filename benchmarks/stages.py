@@ -27,7 +27,7 @@ from fer_batch.classify import Classifier  # noqa: E402
 from fer_batch.decode import FrameReader, probe, small_size  # noqa: E402
 from fer_batch.detect.centerface import CHUNK, CenterFace  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
-from fer_batch.sink import ParquetSink, window_table  # noqa: E402
+from fer_batch.sink import ParquetSink, TableMeta, window_table  # noqa: E402
 from fer_batch.track import Tracker  # noqa: E402
 from fer_batch.types import Faces, Frames  # noqa: E402
 
@@ -121,9 +121,7 @@ def main() -> None:
             opts = Options(det_size=det, min_face=0, threads=threads, device="cpu")  # min_face 0: det_size alone
             reader = FrameReader(path, info, opts)
             items = [d for _, d in zip(range(min(n, 64)), reader, strict=False)]
-            fr = Frames(index=np.array([d.index for d in items]), time_s=np.array([d.time_s for d in items]),
-                        gray=[d.gray for d in items], small=[d.small for d in items],
-                        **({"yuv": [d.yuv for d in items]} if hasattr(items[0], "yuv") else {}))  # fmt: skip
+            fr = Frames.from_decoded(items)
             cf = CenterFace(opts)
             cf(fr)  # warm-up
             add(f"CenterFace det {det} {fr.small[0].shape[1]}x{fr.small[0].shape[0]}, {threads} thread(s)",
@@ -188,6 +186,7 @@ def main() -> None:
             with ParquetSink(Path(d) / "t.parquet", labels, False) as s:
                 for _ in range(10):
                     s.write(window_table("v", gray_frames.index, gray_frames.time_s, faces, labels))
+                s.meta = TableMeta(version="bench", options={}, source={})
         return 10 * len(gray_frames)
 
     add("window_table + ParquetSink.write", timed(sink, rep))

@@ -44,18 +44,20 @@ def analyze_many(
     resume: bool = True,
     quiet: bool = True,
     segment_seconds: float | None = None,
+    annotate: bool = False,
     **options: Any,
 ) -> list[VideoResult]:
     """Analyse files, folders and globs into ``out`` (one table each plus ``manifest.parquet``).
 
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);
     by default inputs run in this process, or in a pool of ``jobs`` processes. ``segment_seconds`` splits long
-    videos into time ranges analysed as separate tasks and joined into one table.
+    videos into time ranges analysed as separate tasks and joined into one table. ``annotate`` also writes each
+    input's ``<name>.annotated.mp4`` (H.264, audio kept).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
-                    resume=resume, quiet=quiet, segment_seconds=segment_seconds)  # fmt: skip
+                    resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
 
 
 def load(out: str | os.PathLike[str]) -> pd.DataFrame:

@@ -95,7 +95,7 @@ def analyze(
             start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
             detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth,
             haar_scale_factor=haar_scale_factor,
-            haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, annotate=annotate,
+            haar_min_neighbors=haar_min_neighbors, device=device, threads=threads,
         )  # fmt: skip
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
@@ -128,7 +128,7 @@ def analyze(
         try:
             results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=report,
                                executor=client.get_executor() if client else None,
-                               segment_seconds=segment_seconds)  # fmt: skip
+                               segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
         finally:
             if client is not None:
                 client.close()
@@ -219,7 +219,7 @@ def webcam(
         options = Options(
             detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, min_face=min_face,
             det_size=det_size, det_threshold=det_threshold, detect_every=detect_every, batch_size=1, smooth=smooth,
-            device=device, threads=threads, annotate=annotate,
+            device=device, threads=threads,
         )  # fmt: skip
         if seconds is not None and seconds <= 0:
             raise ValueError("--seconds must be positive")

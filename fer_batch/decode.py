@@ -21,6 +21,7 @@ import numpy as np
 
 from fer_batch.options import Options
 from fer_batch.planes import yuv_to_rgb as yuv_to_rgb  # re-exported: the decoder's image helpers
+from fer_batch.types import Decoded as Decoded  # re-exported: what the reader yields
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +51,6 @@ class VideoInfo:
     duration_s: float | None
     frames: int | None  # frame count the container reports (0/None when unknown)
     is_image: bool = False
-
-
-@dataclass
-class Decoded:
-    """One decoded frame; images are filled only where the pipeline needs them."""
-
-    index: int
-    time_s: float
-    analyse: bool
-    gray: np.ndarray | None = None
-    small: np.ndarray | None = None
-    bgr: np.ndarray | None = None
-    yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # planes (4:2:0), for detector regions of interest
 
 
 # Smallest face side (px, at the detector's input) that CenterFace finds reliably: on the crowd photo, scanning at

@@ -16,7 +16,7 @@ from fer_batch.atomic import TMP_MARK
 from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options
 from fer_batch.pipeline import VideoResult
-from fer_batch.sink import read_metadata
+from fer_batch.sink import read_table_meta
 
 MANIFEST = "manifest.parquet"
 RESERVED = {MANIFEST, "summary.parquet"}
@@ -92,15 +92,14 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list
 
 def is_complete(job: Job, options: Options) -> bool:
     """True when the job's table exists, came from the same source (size, mtime) and the same options."""
-    meta = read_metadata(job.table)
-    if meta is None or meta.get("status") not in ("ok", "partial"):
+    meta = read_table_meta(job.table)
+    if meta is None or meta.status not in ("ok", "partial"):
         return False
     st = job.source.stat()
-    src = meta.get("source", {})
-    same_source = src.get("size") == st.st_size and src.get("mtime") == st.st_mtime
+    same_source = meta.source.get("size") == st.st_size and meta.source.get("mtime") == st.st_mtime
     try:
-        same_options = Options(**meta["options"]).result_key() == options.result_key()
-    except (KeyError, TypeError, ValueError):  # written by another version: redo it
+        same_options = Options.from_stored(meta.options).result_key() == options.result_key()
+    except (TypeError, ValueError, AttributeError):  # written by another version: redo it
         same_options = False
     if job.annotated is not None and not job.annotated.exists():
         return False

@@ -11,6 +11,10 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
+# settings that older versions recorded in each table's metadata and that never changed a table's content:
+# ``annotate`` is a property of a folder run (``run_many``), not of the analysis
+RETIRED = frozenset({"annotate"})
+
 
 @dataclass(frozen=True)
 class Options:
@@ -35,7 +39,6 @@ class Options:
     crop_margin: float = 0.1  # fraction of the box added on each side before the 64x64 resize
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # onnxruntime intra-op threads; None = the cores this job owns
-    annotate: bool = False
 
     def __post_init__(self) -> None:
         if self.fps is not None and self.every is not None:
@@ -68,6 +71,11 @@ class Options:
             raise TypeError(f"unknown option(s): {', '.join(unknown)}")
         return cls(**kwargs)
 
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> Options:
+        """The options a table's metadata recorded; settings retired since (which never changed a table) dropped."""
+        return cls(**{k: v for k, v in stored.items() if k not in RETIRED})
+
     def replace(self, **changes: Any) -> Options:
         """A copy with some settings changed (checked again)."""
         return dataclasses.replace(self, **changes)
@@ -78,6 +86,6 @@ class Options:
     def result_key(self) -> dict[str, Any]:
         """The options that change a table's content (what ``--resume`` compares)."""
         d = self.as_dict()
-        for name in ("threads", "device", "annotate", "batch_size"):
+        for name in ("threads", "device", "batch_size"):
             d.pop(name)
         return d

@@ -21,9 +21,9 @@ import numpy as np
 from fer_batch._version import __version__
 from fer_batch.classify import Classifier
 from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, probe
-from fer_batch.detect import Detector, make_detector, nms
+from fer_batch.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.options import Options
-from fer_batch.sink import MemorySink, ParquetSink, window_table
+from fer_batch.sink import MemorySink, ParquetSink, TableMeta, window_table
 from fer_batch.track import Smoother, Tracker
 from fer_batch.types import Faces, Frames
 
@@ -59,7 +59,7 @@ def models_for(options: Options) -> tuple[Detector, Classifier]:
     """Detector and classifier for these options, loaded once per process (folder runs and segments reuse them)."""
     # only the settings the models read make a new pair: a segment's own --start/--end must not reload them
     return _load_models(
-        options.replace(fps=None, every=None, start=None, end=None, detect_every=1, smooth=None, annotate=False,
+        options.replace(fps=None, every=None, start=None, end=None, detect_every=1, smooth=None,
                         scan_interval=Options.scan_interval, batch_size=Options.batch_size)  # fmt: skip
     )
 
@@ -67,6 +67,15 @@ def models_for(options: Options) -> tuple[Detector, Classifier]:
 @lru_cache(maxsize=4)
 def _load_models(options: Options) -> tuple[Detector, Classifier]:
     return make_detector(options), Classifier(options)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What ``Analyzer.process`` found in one window: its analysed frames, their faces, smoothed probabilities."""
+
+    frames: Frames
+    faces: Faces
+    smoothed: np.ndarray | None  # (faces, labels) when --smooth is on
 
 
 class ScanSchedule:
@@ -109,10 +118,11 @@ class Analyzer:
         self.labels = self.classifier.labels
         self.tracker = Tracker()
         self.smoother = Smoother(options.smooth) if options.smooth else None
-        self.schedule = ScanSchedule(options.detect_every, options.scan_interval, hasattr(self.detector, "regions"))
+        self.region_detector = self.detector if isinstance(self.detector, RegionDetector) else None
+        self.schedule = ScanSchedule(options.detect_every, options.scan_interval, self.region_detector is not None)
         self._recent: list[np.ndarray] = []  # boxes found on the latest detector frames, newest first
 
-    def process(self, items: list[Decoded]) -> tuple[Frames, Faces, np.ndarray | None]:
+    def process(self, items: list[Decoded]) -> Analysis:
         """Faces of the analysed items (in order) with track ids and probabilities, and smoothed probabilities.
 
         Per analysed frame, in order: a full-frame scan (the first frame, then at least every ``scan_interval``
@@ -120,18 +130,11 @@ class Analyzer:
         or boxes carried by the tracker (frames skipped by ``--detect-every``). The schedule depends only on the
         stream, never on how frames fall into windows, so results do not depend on the batch size.
         """
-        analysed = [d for d in items if d.analyse]
-        frames = Frames(
-            index=np.array([d.index for d in analysed], dtype=np.int64),
-            time_s=np.array([d.time_s for d in analysed], dtype=np.float64),
-            gray=[d.gray for d in analysed],  # type: ignore[misc]
-            small=[d.small for d in analysed],
-            bgr=[d.bgr for d in analysed] if self.classifier.needs_color else None,  # type: ignore[misc]
-            yuv=[d.yuv for d in analysed],
-        )
+        frames = Frames.from_decoded(items, bgr=self.classifier.needs_color)
         if not len(frames):
-            return frames, Faces(), None
-        plan = [self.schedule.next(float(t), d.yuv is not None) for t, d in zip(frames.time_s, analysed, strict=True)]
+            return Analysis(frames, Faces(), None)
+        assert frames.yuv is not None
+        plan = [self.schedule.next(float(t), p is not None) for t, p in zip(frames.time_s, frames.yuv, strict=True)]
         scan_pos = np.array([j for j, p in enumerate(plan) if p == "scan"], dtype=np.int64)
         scans = self.detector(frames.subset(scan_pos)) if len(scan_pos) else Faces()
         w, h = frames.size
@@ -141,15 +144,15 @@ class Analyzer:
                 found = scans.of_frame(int(idx))
                 self._recent = [found.boxes]
                 per_frame.append(self.tracker.update(found))
-            elif plan[j] == "regions":
-                found = self.detector.regions(frames, j, self._regions())  # type: ignore[attr-defined]
+            elif plan[j] == "regions" and self.region_detector is not None:
+                found = self.region_detector.regions(frames, j, self._regions())
                 self._recent = [found.boxes, *self._recent][:REGION_MEMORY]
                 per_frame.append(self.tracker.update(found))
             else:
                 per_frame.append(self.tracker.predict(int(idx), w, h))
         faces = self.classifier(frames, Faces.concat(per_frame))
         smoothed = self.smoother(faces) if self.smoother is not None else None
-        return frames, faces, smoothed
+        return Analysis(frames, faces, smoothed)
 
     def _regions(self) -> np.ndarray:
         """Boxes to look around: the faces found on the last few detector frames since the last full scan.
@@ -165,23 +168,20 @@ class Analyzer:
         return boxes
 
 
-def metadata(path: Path, options: Options, info: VideoInfo | None, analyzer: Analyzer | None) -> dict[str, Any]:
+def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: VideoResult) -> TableMeta:
     """What the table's Parquet metadata records: enough to reproduce the run and to resume safely."""
     st = path.stat()
-    meta: dict[str, Any] = {
-        "version": __version__,
-        "options": options.as_dict(),
-        "source": {"path": str(path), "size": st.st_size, "mtime": st.st_mtime},
-    }
-    if analyzer is not None:
-        meta["model"] = {"id": analyzer.classifier.id, "sha256": analyzer.classifier.sha256,
-                         "labels": analyzer.labels}  # fmt: skip
-        meta["detector"] = {"id": analyzer.detector.id, "sha256": analyzer.detector.sha256}
-        meta["provider"] = analyzer.classifier.session.get_providers()[0]
-    if info is not None:
-        meta.update(width=info.width, height=info.height, rotation=info.rotation, fps=info.fps,
-                    duration_s=info.duration_s)  # fmt: skip
-    return meta
+    return TableMeta(
+        version=__version__,
+        options=options.as_dict(),
+        source={"path": str(path), "size": st.st_size, "mtime": st.st_mtime},
+        model={"id": analyzer.classifier.id, "sha256": analyzer.classifier.sha256, "labels": analyzer.labels},
+        detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
+        provider=analyzer.classifier.session.get_providers()[0],
+        width=info.width, height=info.height, rotation=info.rotation, fps=info.fps, duration_s=info.duration_s,
+        frames_decoded=result.frames_decoded, frames_analysed=result.frames_analysed, faces=result.faces,
+        status=result.status, error=result.error,
+    )  # fmt: skip
 
 
 def run_video(
@@ -226,13 +226,13 @@ def run_video(
                 # frames held for rendering carry a full decoded image: bound them; otherwise held frames are tiny
                 hold_limit = max(options.batch_size, 64) if annotate_path is not None else 100 * options.batch_size
                 for window in _windows(reader, options.batch_size, hold_limit):
-                    frames, faces, smoothed = analyzer.process(window)
-                    if len(frames):
-                        sink.write(window_table(video_name, frames.index, frames.time_s, faces, analyzer.labels,
-                                                smoothed))  # fmt: skip
-                        result.faces += len(faces)
+                    found = analyzer.process(window)
+                    if len(found.frames):
+                        sink.write(window_table(video_name, found.frames.index, found.frames.time_s, found.faces,
+                                                analyzer.labels, found.smoothed))  # fmt: skip
+                        result.faces += len(found.faces)
                     if rend is not None:
-                        rend.write(window, faces)
+                        rend.write(window, found.faces)
                     if progress is not None:
                         progress(len(window))
             except StreamBroken as e:
@@ -240,9 +240,7 @@ def run_video(
             result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
             if result.frames_decoded == 0:
                 raise DecodeError(result.error or "no frame could be decoded")
-            sink.metadata.update(metadata(path, options, info, analyzer))
-            sink.metadata.update(frames_decoded=result.frames_decoded, frames_analysed=result.frames_analysed,
-                                 faces=result.faces, status=result.status, error=result.error)  # fmt: skip
+            sink.meta = metadata(path, options, info, analyzer, result)
     except (DecodeError, OSError) as e:
         result.status, result.error = "failed", _oneline(e)
         result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed

@@ -28,7 +28,7 @@ from fer_batch.draw import Painter
 from fer_batch.h264 import AudioSource, H264Writer
 from fer_batch.options import Options
 from fer_batch.planes import i420, i420_views
-from fer_batch.sink import faces_from_table, read_metadata
+from fer_batch.sink import faces_from_table, read_table_meta
 from fer_batch.types import Faces
 
 log = logging.getLogger(__name__)
@@ -212,9 +212,9 @@ def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0) -> 
     The table's ``frame`` column keys faces to decode indexes; a frame listed there counts as analysed (rows
     with a null ``face`` are analysed frames without faces), so the latest result stays on screen between them.
     """
-    meta = read_metadata(table) or {}
+    meta = read_table_meta(table)
     tbl = pq.read_table(table)
-    labels = (meta.get("model") or {}).get("labels") or _labels_from_columns(tbl.column_names)
+    labels = (meta.labels if meta is not None else None) or _labels_from_columns(tbl.column_names)
     by_frame = faces_from_table(tbl, labels).by_frame()
     frame_ids = tbl.column("frame").to_numpy(zero_copy_only=False).astype(np.int64).tolist()
     times = dict(zip(frame_ids, tbl.column("time_s").to_numpy(zero_copy_only=False).tolist(), strict=True))

@@ -118,13 +118,15 @@ def run_many(
     quiet: bool = False,
     on_result: Callable[[VideoResult], None] | None = None,
     segment_seconds: float | None = None,
+    annotate: bool = False,
 ) -> list[VideoResult]:
     """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``).
 
     Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
     process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
     worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
-    split into time ranges run as separate tasks, then joined (``fer_batch.segments``).
+    split into time ranges run as separate tasks, then joined (``fer_batch.segments``). ``annotate`` also writes
+    each input's ``.annotated.mp4``.
     """
     files, failures = expand_inputs(paths)
     out = Path(out)
@@ -133,7 +135,7 @@ def run_many(
     if executor is not None and type(executor).__module__.startswith("distributed"):
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    planned = plan_jobs(files, out, options.annotate)
+    planned = plan_jobs(files, out, annotate)
     manifest = ManifestWriter(out)
     results: list[VideoResult] = []
     interactive = sys.stderr.isatty() and not quiet

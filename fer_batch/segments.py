@@ -24,7 +24,7 @@ from fer_batch.decode import Sampler, is_image
 from fer_batch.jobs import Job, is_complete
 from fer_batch.options import Options
 from fer_batch.pipeline import ScanSchedule, VideoResult
-from fer_batch.sink import ParquetSink, read_metadata
+from fer_batch.sink import ParquetSink, read_table_meta
 from fer_batch.track import Tracker, iou_matrix, linear_assignment
 
 SEGMENT_SUFFIX = ".segment"  # part tables: Parquet, but not named *.parquet so load() never mistakes them
@@ -127,11 +127,12 @@ def finished_part(seg: Segment) -> VideoResult | None:
     """The result recorded in a part table left complete by a stopped run (``--resume``), or None."""
     if not is_complete(seg.job, seg.options):
         return None
-    meta = read_metadata(seg.job.table) or {}
-    return VideoResult(path=str(seg.job.source), status=str(meta.get("status", "ok")), error=meta.get("error"),
-                       frames_decoded=int(meta.get("frames_decoded", 0)),
-                       frames_analysed=int(meta.get("frames_analysed", 0)), faces=int(meta.get("faces", 0)),
-                       duration_s=meta.get("duration_s"), table=str(seg.job.table))  # fmt: skip
+    meta = read_table_meta(seg.job.table)
+    if meta is None:
+        return None
+    return VideoResult(path=str(seg.job.source), status=meta.status, error=meta.error,
+                       frames_decoded=meta.frames_decoded, frames_analysed=meta.frames_analysed, faces=meta.faces,
+                       duration_s=meta.duration_s, table=str(seg.job.table))  # fmt: skip
 
 
 def _xyxy(table: pa.Table) -> np.ndarray:
@@ -247,7 +248,9 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
         shutil.rmtree(segments_dir(job.table), ignore_errors=True)
         return out
     first = use[0][0].job.table
-    meta = read_metadata(first) or {}
+    meta = read_table_meta(first)
+    if meta is None:
+        raise ValueError(f"{first}: a finished segment without its metadata")
     stitcher = _Stitcher()
     info = []
     with ParquetSink(job.table, [], table_schema=pq.read_schema(first).remove_metadata()) as sink:
@@ -260,9 +263,9 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
             out.faces += part.num_rows - part["face"].null_count
             info.append({"from": seg.keep_from, "end": seg.end, "analysed_from": seg.options.start,
                          "frames_analysed": analysed, "wall_s": round(res.wall_s, 3)})  # fmt: skip
-        meta.update(options=options.as_dict(), frames_decoded=out.frames_decoded, frames_analysed=out.frames_analysed,
-                    faces=out.faces, status=out.status, error=out.error, segments=info)  # fmt: skip
-        sink.metadata.update(meta)
+        sink.meta = meta.replace(options=options.as_dict(), frames_decoded=out.frames_decoded, faces=out.faces,
+                                 frames_analysed=out.frames_analysed, status=out.status, error=out.error,
+                                 segments=info)  # fmt: skip
     shutil.rmtree(segments_dir(job.table), ignore_errors=True)
     out.wall_s = sum(r.wall_s for r in results) + time.perf_counter() - t0
     return out

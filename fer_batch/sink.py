@@ -7,10 +7,12 @@ metadata and status, is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,67 @@ from fer_batch.types import Faces
 
 META_KEY = b"fer_batch"
 ROW_GROUP_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class TableMeta:
+    """What a table's Parquet metadata (key ``fer_batch``, JSON) records: enough to reproduce the run, to resume
+    safely and to draw the table again. One type for the three writers (a video, a camera, joined segments) and
+    the readers (resume, segment resume, ``render``).
+    """
+
+    version: str
+    options: dict[str, Any]
+    source: dict[str, Any]  # a file: path, size, mtime; a camera: camera, description, nominal_fps
+    model: dict[str, Any] | None = None  # id, sha256, labels
+    detector: dict[str, Any] | None = None  # id, sha256
+    provider: str | None = None
+    width: int | None = None
+    height: int | None = None
+    rotation: int | None = None
+    fps: float | None = None
+    duration_s: float | None = None
+    frames_decoded: int = 0
+    frames_analysed: int = 0
+    faces: int = 0
+    status: str = "ok"  # ok | partial
+    error: str | None = None
+    # a camera's table only (``clock`` is always set there)
+    frames_captured: int | None = None
+    clock: str | None = None
+    started_at: str | None = None
+    stopped_by: str | None = None
+    recording: str | None = None
+    # a table joined from segments only
+    segments: list[dict[str, Any]] | None = None
+
+    CAMERA: ClassVar[tuple[str, ...]] = ("frames_captured", "clock", "started_at", "stopped_by", "recording")
+
+    @property
+    def labels(self) -> list[str] | None:
+        return (self.model or {}).get("labels")
+
+    def replace(self, **changes: Any) -> TableMeta:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object: a camera's fields only in a camera's table, ``segments`` only in a joined one."""
+        d = dataclasses.asdict(self)
+        if self.clock is None:
+            for name in self.CAMERA:
+                d.pop(name)
+        if self.segments is None:
+            d.pop("segments")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableMeta | None:
+        """The metadata of a table; None where required fields are missing (not ours, or too old to trust)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except TypeError:
+            return None
 
 
 def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
@@ -135,7 +198,7 @@ class ParquetSink:
         self.schema = table_schema if table_schema is not None else schema(labels, smooth)
         self._target = AtomicPath(self.path)
         self.tmp = self._target.tmp
-        self.metadata: dict[str, Any] = {}
+        self.meta: TableMeta | None = None  # set by the writer before a clean exit; the footer records it
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = None
@@ -165,7 +228,9 @@ class ParquetSink:
         try:
             if exc_type is None:
                 self.flush()
-                writer.add_key_value_metadata({META_KEY: json.dumps(self.metadata, default=str).encode()})
+                if self.meta is None:
+                    raise ValueError(f"{self.path}: a table needs its metadata before it is finished")
+                writer.add_key_value_metadata({META_KEY: json.dumps(self.meta.as_dict(), default=str).encode()})
             writer.close()
         except BaseException:
             writer.close()  # a no-op where it is already closed
@@ -184,7 +249,7 @@ class MemorySink:
 
     def __init__(self, labels: list[str], smooth: bool = False) -> None:
         self.schema = schema(labels, smooth)
-        self.metadata: dict[str, Any] = {}
+        self.meta: TableMeta | None = None
         self.tables: list[pa.Table] = []
 
     def __enter__(self) -> MemorySink:
@@ -212,10 +277,19 @@ def _nullable_types(t: pa.DataType) -> Any:
 
 
 def read_metadata(path: Path) -> dict[str, Any] | None:
-    """The ``fer_batch`` metadata of a table, or None if it is not a complete table of ours."""
+    """The ``fer_batch`` metadata of a table as JSON, or None if it is not a complete table of ours."""
     try:
         meta = pq.read_metadata(path).metadata or {}
     except (OSError, pa.ArrowException):
         return None
     raw = meta.get(META_KEY)
-    return json.loads(raw) if raw else None
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def read_table_meta(path: Path) -> TableMeta | None:
+    """The ``fer_batch`` metadata of a table, or None if it is not a complete table of ours."""
+    raw = read_metadata(path)
+    return TableMeta.from_dict(raw) if isinstance(raw, dict) else None

@@ -6,9 +6,23 @@ swapped or tested alone, and a frame without a face is simply a frame index with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+
+@dataclass
+class Decoded:
+    """One decoded frame, as the reader yields it; images are filled only where the pipeline needs them."""
+
+    index: int
+    time_s: float
+    analyse: bool
+    gray: np.ndarray | None = None
+    small: np.ndarray | None = None
+    bgr: np.ndarray | None = None
+    yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # planes (4:2:0), for detector regions of interest
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,27 @@ class Frames:
     small: list[np.ndarray | None]  # made on demand (``small_image``) where planes exist
     bgr: list[np.ndarray] | None = None
     yuv: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None  # 4:2:0 planes, for regions
+
+    @classmethod
+    def from_decoded(cls, items: Sequence[Decoded], *, bgr: bool = False) -> Frames:
+        """The analysed frames among ``items`` (the others carry no images), with their BGR images if ``bgr``.
+
+        Why one constructor: the pipeline, the webcam and the benchmarks all turn decoded frames into a window,
+        and an analysed frame without its gray image (or BGR image, when asked for) is a reader bug caught here.
+        """
+        analysed = [d for d in items if d.analyse]
+        gray = [d.gray for d in analysed]
+        colour = [d.bgr for d in analysed] if bgr else []
+        if any(g is None for g in gray) or any(c is None for c in colour):
+            raise ValueError("an analysed frame lacks the image the analysis needs")
+        return cls(
+            index=np.array([d.index for d in analysed], dtype=np.int64),
+            time_s=np.array([d.time_s for d in analysed], dtype=np.float64),
+            gray=[g for g in gray if g is not None],
+            small=[d.small for d in analysed],
+            bgr=[c for c in colour if c is not None] if bgr else None,
+            yuv=[d.yuv for d in analysed],
+        )
 
     def small_image(self, j: int, size: tuple[int, int]) -> np.ndarray:
         """The detector-sized RGB image of frame ``j``, made from its planes the first time it is asked for."""

@@ -42,7 +42,7 @@ from fer_batch.draw import Painter
 from fer_batch.h264 import H264Writer
 from fer_batch.options import Options
 from fer_batch.pipeline import Analyzer
-from fer_batch.sink import ParquetSink, window_table
+from fer_batch.sink import ParquetSink, TableMeta, window_table
 from fer_batch.types import Faces
 
 log = logging.getLogger(__name__)
@@ -614,8 +614,9 @@ def run_webcam(
                         break
                     continue
                 d = _decoded(item, options, small_cache)
-                frames, faces, smoothed = analyzer.process([d])
-                sink.write(window_table(name, frames.index, frames.time_s, faces, labels, smoothed))
+                found = analyzer.process([d])
+                faces = found.faces
+                sink.write(window_table(name, found.frames.index, found.frames.time_s, faces, labels, found.smoothed))
                 analysed += 1
                 faces_total += len(faces)
                 analysed_rate.tick(time.monotonic() - t0)
@@ -643,11 +644,8 @@ def run_webcam(
         if stopped_by is None or (stopped_by == "seconds" and capture.ended == "source"):
             stopped_by = "error" if capture.error is not None else (capture.ended or "source")
         duration = capture.last_t or 0.0
-        sink.metadata.update(
-            _metadata(options, analyzer, source, name, capture, started_at, duration, stopped_by, recording)
-        )
-        sink.metadata.update(frames_captured=capture.count, frames_decoded=capture.count, frames_analysed=analysed,
-                             faces=faces_total)  # fmt: skip
+        sink.meta = _metadata(options, analyzer, source, name, capture, started_at, duration, stopped_by,
+                              recording).replace(frames_analysed=analysed, faces=faces_total)  # fmt: skip
     result = WebcamResult(table=table_path, recording=recording, frames_captured=capture.count,
                           frames_analysed=analysed, faces=faces_total, duration_s=duration, stopped_by=stopped_by,
                           error=error_reason(capture.error) if capture.error is not None else None)  # fmt: skip
@@ -665,29 +663,31 @@ def _decoded(item: Captured, options: Options, cache: dict[tuple[int, int], tupl
 
 def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name: str, capture: Capture,
               started_at: datetime, duration: float, stopped_by: str,
-              recording: Path | None) -> dict[str, Any]:  # fmt: skip
+              recording: Path | None) -> TableMeta:  # fmt: skip
     """The table's metadata: like ``analyze``'s, with the camera instead of a source file."""
     width, height = capture.size or (None, None)
     measured = None
     if capture.count > 1 and capture.last_t is not None and capture.first_t is not None:
         span = capture.last_t - capture.first_t
         measured = (capture.count - 1) / span if span > 0 else None
-    return {
-        "version": __version__,
-        "options": options.as_dict(),
-        "source": {"camera": name, "description": source.description, "nominal_fps": source.fps},
-        "model": {"id": analyzer.classifier.id, "sha256": analyzer.classifier.sha256, "labels": analyzer.labels},
-        "detector": {"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
-        "provider": analyzer.classifier.session.get_providers()[0],
-        "width": width,
-        "height": height,
-        "rotation": 0,
-        "fps": measured,
-        "duration_s": duration,
-        "clock": "time_s: seconds since the run started, time.monotonic",
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "stopped_by": stopped_by,
-        "status": "ok",
-        "error": error_reason(capture.error) if capture.error is not None else None,
-        "recording": str(recording) if recording is not None else None,
-    }
+    return TableMeta(
+        version=__version__,
+        options=options.as_dict(),
+        source={"camera": name, "description": source.description, "nominal_fps": source.fps},
+        model={"id": analyzer.classifier.id, "sha256": analyzer.classifier.sha256, "labels": analyzer.labels},
+        detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
+        provider=analyzer.classifier.session.get_providers()[0],
+        width=width,
+        height=height,
+        rotation=0,
+        fps=measured,
+        duration_s=duration,
+        frames_captured=capture.count,
+        frames_decoded=capture.count,
+        clock="time_s: seconds since the run started, time.monotonic",
+        started_at=started_at.isoformat(timespec="seconds"),
+        stopped_by=stopped_by,
+        status="ok",
+        error=error_reason(capture.error) if capture.error is not None else None,
+        recording=str(recording) if recording is not None else None,
+    )

@@ -8,10 +8,20 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fer_batch.sink import MemorySink, ParquetSink, faces_from_table, read_metadata, schema, window_table
+from fer_batch.sink import (
+    MemorySink,
+    ParquetSink,
+    TableMeta,
+    faces_from_table,
+    read_metadata,
+    read_table_meta,
+    schema,
+    window_table,
+)
 from fer_batch.types import Faces
 
 LABELS = ["calm", "excited", "bored"]
+META = TableMeta(version="0", options={"fps": 5}, source={"path": "v.mp4"}, model={"labels": LABELS}, status="ok")
 
 
 def some_faces() -> Faces:
@@ -60,10 +70,11 @@ def test_the_table_appears_complete_with_its_metadata_or_not_at_all(tmp_path: Pa
     assert not path.parent.exists() or list(path.parent.iterdir()) == []
     with ParquetSink(path, LABELS) as sink:
         sink.write(table)
-        sink.metadata.update(status="ok")
+        sink.meta = META
         assert not path.exists()
     assert pq.read_table(path).num_rows == 4
-    assert read_metadata(path) == {"status": "ok"}
+    assert read_table_meta(path) == META
+    assert read_metadata(path) == META.as_dict()
     assert [p.name for p in path.parent.iterdir()] == ["v.parquet"]
 
 
@@ -77,7 +88,7 @@ def test_metadata_that_cannot_be_written_leaves_no_table(tmp_path: Path) -> None
     path = tmp_path / "v.parquet"
     with pytest.raises(TypeError, match="no text"), ParquetSink(path, LABELS) as sink:
         sink.write(window_table("v.mp4", np.array([0]), np.array([0.0]), Faces(), LABELS))
-        sink.metadata["bad"] = Unprintable()
+        sink.meta = META.replace(error=Unprintable())  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -94,3 +105,21 @@ def test_read_metadata_of_something_else_is_none(tmp_path: Path) -> None:
     (tmp_path / "x.parquet").write_bytes(b"not parquet")
     assert read_metadata(tmp_path / "x.parquet") is None
     assert read_metadata(tmp_path / "missing.parquet") is None
+
+
+def test_a_table_needs_its_metadata(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="metadata"), ParquetSink(tmp_path / "v.parquet", LABELS):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_table_metadata_keeps_each_kind_of_table_to_its_own_fields() -> None:
+    video = META.as_dict()
+    assert "segments" not in video and "clock" not in video and "recording" not in video
+    camera = META.replace(clock="monotonic", recording=None).as_dict()
+    assert camera["clock"] == "monotonic" and "recording" in camera and camera["recording"] is None
+    joined = META.replace(segments=[{"from": None}]).as_dict()
+    assert joined["segments"] == [{"from": None}]
+    assert TableMeta.from_dict({**camera, "added_later": 1}) == META.replace(clock="monotonic")
+    assert TableMeta.from_dict({"status": "ok"}) is None  # not ours: no version, options or source
+    assert META.labels == LABELS and TableMeta(version="0", options={}, source={}).labels is None

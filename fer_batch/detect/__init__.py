@@ -6,10 +6,10 @@ resolution.
 
 from __future__ import annotations
 
-from fer_batch.detect.base import Detector, finish, nms, scan_images
+from fer_batch.detect.base import Detector, RegionDetector, finish, nms, scan_images
 from fer_batch.options import Options
 
-__all__ = ["Detector", "finish", "make_detector", "nms", "scan_images"]
+__all__ = ["Detector", "RegionDetector", "finish", "make_detector", "nms", "scan_images"]
 
 
 def make_detector(options: Options) -> Detector:

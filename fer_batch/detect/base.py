@@ -6,7 +6,7 @@ Why apart from ``fer_batch.detect``: the detectors import these helpers, and the
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,10 +15,19 @@ from fer_batch.types import Faces, Frames
 
 
 class Detector(Protocol):
+    """Full-frame detection: ``detector(frames)`` finds the faces of every frame given."""
+
     id: str
     sha256: str
 
     def __call__(self, frames: Frames) -> Faces: ...
+
+
+@runtime_checkable
+class RegionDetector(Detector, Protocol):
+    """A detector that can also look only around known faces (``boxes``) of frame ``j``, between full scans."""
+
+    def regions(self, frames: Frames, j: int, boxes: np.ndarray) -> Faces: ...
 
 
 def scan_images(frames: Frames, options: Options) -> list[np.ndarray]:
