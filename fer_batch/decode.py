@@ -11,7 +11,7 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +214,14 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
+@dataclass
+class _Cursor:
+    """Where a decoding pass is: the next frame's decode index and the latest frame's time."""
+
+    index: int = 0
+    last_t: float | None = None
+
+
 class FrameReader:
     """Iterates ``Decoded`` frames of one input, decoding in a background thread into a bounded queue.
 
@@ -267,102 +275,124 @@ class FrameReader:
         before the start and decodes from there. Where that cannot be trusted (packets without timestamps, a seek
         that lands after the first wanted frame) it decodes from the beginning instead, as without a --start.
         """
-        start, end = self.options.start, self.options.end
         if self.info.is_image:
             image = read_image(self.path)
             self.decoded = 1
             yield 0, 0.0, image
             return
-
-        def count_before(container: av.container.InputContainer, stream: av.VideoStream) -> tuple | None:
-            """(packets with pts < start, pts of the first packet at/after start, last pts before) or None."""
-            assert start is not None and stream.time_base is not None
-            tb = stream.time_base
-            count, first, last_before = 0, None, None
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                if packet.pts is None:
-                    return None
-                if float(packet.pts * tb) < start - 1e-9:
-                    count += 1
-                    t_before = float(packet.pts * tb)
-                    last_before = t_before if last_before is None else max(last_before, t_before)
-                elif first is None or packet.pts < first:
-                    first = packet.pts
-                # packets come in decode order and pts >= dts: once dts passes the first wanted pts, nothing later
-                # can be earlier
-                if first is not None and packet.dts is not None and packet.dts >= first:
-                    break
-            return count, first, last_before
-
-        seek = start is not None and start > 0
-        while True:  # at most twice: seeking, then (if the seek cannot be trusted) from the beginning
-            try:
-                container = av.open(str(self.path))
-            except av.error.FFmpegError as e:
-                raise DecodeError(error_reason(e)) from None
-            with container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
-                stream.codec_context.thread_count = self.decode_threads
-                tb = stream.time_base
-                fallback_dt = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
-                index, last_t = 0, None
-                expect: int | None = None  # pts of the first frame to keep after a seek
-                if seek:
-                    plan = None
-                    try:
-                        plan = count_before(container, stream) if tb is not None else None
-                        if plan is not None and plan[1] is not None:
-                            container.seek(plan[1], stream=stream, backward=True, any_frame=False)
-                    except av.error.FFmpegError:
-                        plan = None
-                    if plan is None:
-                        seek = False
-                        continue
-                    index, expect, last_t = plan
-                    self.decoded = index
-                    if expect is None:  # nothing at or after --start
-                        if end is None:
-                            self._check_complete(container, index, last_t, fallback_dt)
-                        return
-                yielded = False
-                try:
-                    for packet in container.demux(stream):
-                        for frame in packet.decode():
-                            if expect is not None and not yielded:  # after a seek: drop frames before the first wanted
-                                if frame.pts is None or frame.pts > expect:
-                                    break  # the seek cannot be trusted: decode from the beginning
-                                if frame.pts < expect:
-                                    last_t = float(frame.pts * tb)
-                                    continue
-                            if frame.pts is not None and tb is not None:
-                                t = float(frame.pts * tb)
-                            else:  # no timestamp at all (raw streams): continue from the previous one
-                                t = 0.0 if last_t is None else last_t + fallback_dt
-                            last_t = t
-                            i, index = index, index + 1
-                            self.decoded = index
-                            if start is not None and t < start - 1e-9:
-                                continue
-                            if end is not None and t >= end - 1e-9:
-                                return
-                            yielded = True
-                            yield i, t, frame
-                            if self._stop.is_set():
-                                return
-                        else:
-                            continue
-                        break  # only reached when a seek went wrong before anything was yielded
-                    else:
-                        if end is None:
-                            self._check_complete(container, index, last_t, fallback_dt)
-                        return
-                except av.error.FFmpegError as e:
-                    raise StreamBroken(f"stream broken after {index} frames: {error_reason(e)}") from None
+        start = self.options.start
+        if start is not None and start > 0:
+            trusted = yield from self._decode(seek_to=start)
+            if trusted:
+                return
             log.debug("%s: seek to %.3f s not exact, decoding from the beginning", self.path, start)
-            seek = False
+        yield from self._decode(seek_to=None)
+
+    def _decode(self, seek_to: float | None) -> Generator[tuple[int, float, av.VideoFrame], None, bool]:
+        """One pass over the file, from its beginning or from the keyframe before ``seek_to``.
+
+        Returns False, having yielded nothing, when a seek cannot be trusted; True once the pass is complete.
+        """
+        end = self.options.end
+        try:
+            container = av.open(str(self.path))
+        except av.error.FFmpegError as e:
+            raise DecodeError(error_reason(e)) from None
+        with container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
+            stream.codec_context.thread_count = self.decode_threads
+            fallback_dt = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
+            cursor = _Cursor()
+            expect: int | None = None  # pts of the first frame to keep after a seek
+            if seek_to is not None:
+                plan = self._seek(container, stream, seek_to)
+                if plan is None:
+                    return False
+                cursor.index, expect, cursor.last_t = plan
+                self.decoded = cursor.index
+                if expect is None:  # nothing at or after --start
+                    if end is None:
+                        self._check_complete(container, cursor.index, cursor.last_t, fallback_dt)
+                    return True
+            try:
+                outcome = yield from self._decoded_frames(container, stream, cursor, expect, fallback_dt)
+                if outcome == "end" and end is None:
+                    self._check_complete(container, cursor.index, cursor.last_t, fallback_dt)
+            except av.error.FFmpegError as e:
+                raise StreamBroken(f"stream broken after {cursor.index} frames: {error_reason(e)}") from None
+            return outcome != "untrusted"
+
+    def _decoded_frames(
+        self, container: av.container.InputContainer, stream: av.VideoStream, cursor: _Cursor, expect: int | None,
+        fallback_dt: float,
+    ) -> Generator[tuple[int, float, av.VideoFrame], None, str]:
+        """Decode and number the frames; returns "end" (end of stream), "stop" (--end or close) or "untrusted"
+        (after a seek, the first frame decoded is later than the first one wanted, or has no timestamp)."""
+        start, end, tb = self.options.start, self.options.end, stream.time_base
+        yielded = False
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                if expect is not None and not yielded:  # after a seek: drop frames before the first wanted
+                    if frame.pts is None or frame.pts > expect:
+                        return "untrusted"
+                    if frame.pts < expect:
+                        cursor.last_t = float(frame.pts * tb)
+                        continue
+                if frame.pts is not None and tb is not None:
+                    t = float(frame.pts * tb)
+                else:  # no timestamp at all (raw streams): continue from the previous one
+                    t = 0.0 if cursor.last_t is None else cursor.last_t + fallback_dt
+                cursor.last_t = t
+                i, cursor.index = cursor.index, cursor.index + 1
+                self.decoded = cursor.index
+                if start is not None and t < start - 1e-9:
+                    continue
+                if end is not None and t >= end - 1e-9:
+                    return "stop"
+                yielded = True
+                yield i, t, frame
+                if self._stop.is_set():
+                    return "stop"
+        return "end"
+
+    def _seek(self, container: av.container.InputContainer, stream: av.VideoStream,
+              start: float) -> tuple[int, int | None, float | None] | None:  # fmt: skip
+        """Seek to the keyframe before ``start``: (frames before it, pts of the first wanted, time of the last one
+        before), or None where the packets cannot tell (no timestamps) or the seek fails."""
+        if stream.time_base is None:
+            return None
+        try:
+            plan = self._count_before(container, stream, start)
+            if plan is not None and plan[1] is not None:
+                container.seek(plan[1], stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            return None
+        return plan
+
+    @staticmethod
+    def _count_before(container: av.container.InputContainer, stream: av.VideoStream,
+                      start: float) -> tuple[int, int | None, float | None] | None:  # fmt: skip
+        """(packets with pts < start, pts of the first packet at/after start, last pts before) or None."""
+        assert stream.time_base is not None
+        tb = stream.time_base
+        count, first, last_before = 0, None, None
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                return None
+            if float(packet.pts * tb) < start - 1e-9:
+                count += 1
+                t_before = float(packet.pts * tb)
+                last_before = t_before if last_before is None else max(last_before, t_before)
+            elif first is None or packet.pts < first:
+                first = packet.pts
+            # packets come in decode order and pts >= dts: once dts passes the first wanted pts, nothing later
+            # can be earlier
+            if first is not None and packet.dts is not None and packet.dts >= first:
+                break
+        return count, first, last_before
 
     def _check_complete(self, container: av.container.InputContainer, count: int, last_t: float | None,
                         dt: float) -> None:  # fmt: skip

@@ -81,6 +81,7 @@ class Painter:
 
     def __init__(self, labels: list[str], width: int, height: int) -> None:
         self.labels = labels
+        self.width, self.height = width, height  # the frame size the style was made for
         self.colours = palette(labels)
         self.style = Style.for_size(width, height, labels)
 

@@ -26,7 +26,7 @@ from fer_batch.cluster import prepare_executor
 from fer_batch.jobs import MANIFEST, Job, UsageError, expand_inputs, is_complete, plan_jobs
 from fer_batch.options import Options
 from fer_batch.pipeline import VideoResult, cores, run_video
-from fer_batch.segments import finished_part, join_segments, plan_segments
+from fer_batch.segments import Segment, finished_part, join_segments, plan_segments
 
 log = logging.getLogger(__name__)
 
@@ -136,100 +136,126 @@ def run_many(
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
     out.mkdir(parents=True, exist_ok=True)
     planned = plan_jobs(files, out, annotate)
-    manifest = ManifestWriter(out)
-    results: list[VideoResult] = []
-    interactive = sys.stderr.isatty() and not quiet
-
-    def done(result: VideoResult) -> None:
-        results.append(result)
-        manifest.add(result)
-        if on_result is not None:
-            on_result(result)
-
-    for failure in failures:
-        done(failure)
-    todo = []
-    for job in planned:
-        if resume and is_complete(job, options):
-            done(VideoResult(path=str(job.source), status="skipped", error=None, table=str(job.table)))
-        else:
-            todo.append(job)
     own_executor = executor is None and jobs > 1
     if executor is None:
         job_options = options if options.threads else options.replace(threads=max(1, cores() // jobs))
         executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
     else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
         job_options = options
-    inline = isinstance(executor, InlineExecutor)
-    # the tasks: whole inputs, or the segments of a long video (joined by one more task once all are in)
-    segments: dict[Job, list[Any]] = {}
-    if segment_seconds is not None:
+    run = FolderRun(out, executor, job_options, interactive=sys.stderr.isatty() and not quiet, on_result=on_result)
+    for failure in failures:
+        run.done(failure)
+    todo = []
+    for job in planned:
+        if resume and is_complete(job, options):
+            run.done(VideoResult(path=str(job.source), status="skipped", error=None, table=str(job.table)))
+        else:
+            todo.append(job)
+    try:
+        if segment_seconds is not None:
+            run.plan_segments(todo, segment_seconds)
+        run.execute(todo, resume)
+    finally:
+        if own_executor:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return run.results
+
+
+class FolderRun:
+    """The driver's side of a folder run: tasks out on the executor, results to the manifest as they arrive.
+
+    A task is a whole input, a segment of a long video, or the join of a video's segments (submitted once all of
+    its segments are in). Only the driver writes the manifest.
+    """
+
+    def __init__(self, out: Path, executor: Executor, options: Options, *, interactive: bool,
+                 on_result: Callable[[VideoResult], None] | None) -> None:  # fmt: skip
+        self.executor, self.options, self.interactive, self.on_result = executor, options, interactive, on_result
+        self.inline = isinstance(executor, InlineExecutor)
+        self.manifest = ManifestWriter(out)
+        self.results: list[VideoResult] = []
+        self.segments: dict[Job, list[Segment]] = {}
+        self.pending: dict[Future[VideoResult], tuple[str, Job, int]] = {}  # kind: whole | part | join
+        self.part_results: dict[Job, dict[int, VideoResult]] = {}
+        self.bar: tqdm | None = None  # progress over tasks, on a terminal
+
+    def done(self, result: VideoResult) -> None:
+        """One input's final result: to the list, the manifest and the caller."""
+        self.results.append(result)
+        self.manifest.add(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def plan_segments(self, todo: list[Job], seconds: float) -> None:
         for job in todo:
             if job.annotated is None:  # an annotated video is rendered in one pass
-                parts = plan_segments(job, job_options, segment_seconds)
+                parts = plan_segments(job, self.options, seconds)
                 if parts:
-                    segments[job] = parts
-    total = sum(len(segments.get(j, [None])) for j in todo)
-    overall = tqdm(total=total, desc="inputs" if not segments else "inputs+segments", unit="task",
-                   disable=not interactive, dynamic_ncols=True)  # fmt: skip
-    pending: dict[Future[VideoResult], tuple[str, Job, int]] = {}  # kind: whole | part | join
-    part_results: dict[Job, dict[int, VideoResult]] = {}
+                    self.segments[job] = parts
 
-    def harvest(block: bool) -> None:
-        if not pending:
+    def execute(self, todo: list[Job], resume: bool) -> None:
+        """Submit every task, harvesting results already in as it goes, then wait for the rest."""
+        total = sum(len(self.segments.get(j, [None])) for j in todo)
+        bar = self.bar = tqdm(total=total, desc="inputs+segments" if self.segments else "inputs", unit="task",
+                              disable=not self.interactive, dynamic_ncols=True)  # fmt: skip
+        try:
+            for job in todo:
+                self._start(job, resume)
+                if self.inline or len(self.pending) % 32 == 0:  # results in reach the manifest while submitting
+                    self._harvest(block=False)
+            while self.pending:
+                self._harvest(block=True)
+        except KeyboardInterrupt:
+            for fut in self.pending:
+                fut.cancel()
+            raise
+        finally:
+            bar.close()
+
+    def _start(self, job: Job, resume: bool) -> None:
+        if job not in self.segments:
+            args = (job, self.options, True) if self.inline and self.interactive else (job, self.options)
+            self._submit(("whole", job, 0), analyze_one, *args)
             return
-        ready, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for i, seg in enumerate(self.segments[job]):
+            res = finished_part(seg) if resume else None
+            if res is not None:  # a finished part of a stopped run
+                fut: Future[VideoResult] = Future()
+                fut.set_result(res)
+                self.pending[fut] = ("part", job, i)
+            else:
+                self._submit(("part", job, i), analyze_one, seg.job, seg.options)
+
+    def _submit(self, tag: tuple[str, Job, int], fn: Callable[..., VideoResult], *args: Any) -> None:
+        self.pending[self.executor.submit(fn, *args)] = tag
+
+    def _harvest(self, block: bool) -> None:
+        if not self.pending:
+            return
+        ready, _ = wait(list(self.pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for fut in ready:
-            kind, job, k = pending.pop(fut)
+            kind, job, k = self.pending.pop(fut)
             try:
                 res = fut.result()
             except Exception as e:  # noqa: BLE001 — a worker that died (every time) is this input's failure
                 res = VideoResult(path=str(job.source), status="failed", error=f"worker failed: {_oneline(e)}")
+            if kind != "join" and self.bar is not None:
+                self.bar.update()
             if kind == "part":
-                overall.update()
-                got = part_results.setdefault(job, {})
-                got[k] = res
-                if res.status == "failed":
-                    log.warning("%s: segment %d failed: %s", job.source, k, res.error)
-                if len(got) == len(segments[job]):
-                    ordered = [got[i] for i in range(len(segments[job]))]
-                    submit(("join", job, 0), join_segments, job, segments[job], ordered, job_options)
+                self._part_done(job, k, res)
                 continue
-            if kind == "whole":
-                overall.update()
             res.path = str(job.source)
-            done(res)
+            self.done(res)
 
-    def submit(tag: tuple[str, Job, int], fn: Callable[..., VideoResult], *args: Any) -> None:
-        pending[executor.submit(fn, *args)] = tag
-
-    try:
-        for job in todo:
-            if job in segments:
-                for i, seg in enumerate(segments[job]):
-                    res = finished_part(seg) if resume else None
-                    if res is not None:  # a finished part of a stopped run
-                        fut: Future[VideoResult] = Future()
-                        fut.set_result(res)
-                        pending[fut] = ("part", job, i)
-                    else:
-                        submit(("part", job, i), analyze_one, seg.job, seg.options)
-            else:
-                args = (job, job_options, True) if inline and interactive else (job, job_options)
-                submit(("whole", job, 0), analyze_one, *args)
-            if inline or len(pending) % 32 == 0:  # results already in reach the manifest while the rest is submitted
-                harvest(block=False)
-        while pending:
-            harvest(block=True)
-    except KeyboardInterrupt:
-        for fut in pending:
-            fut.cancel()
-        raise
-    finally:
-        overall.close()
-        if own_executor:
-            executor.shutdown(wait=True, cancel_futures=True)
-    return results
+    def _part_done(self, job: Job, k: int, res: VideoResult) -> None:
+        """Record one segment's result; the last one in submits the join of the video's table."""
+        got = self.part_results.setdefault(job, {})
+        got[k] = res
+        if res.status == "failed":
+            log.warning("%s: segment %d failed: %s", job.source, k, res.error)
+        parts = self.segments[job]
+        if len(got) == len(parts):
+            self._submit(("join", job, 0), join_segments, job, parts, [got[i] for i in range(len(parts))], self.options)
 
 
 def _oneline(e: BaseException) -> str:

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from fer_batch._version import __version__
-from fer_batch.decode import Decoded, error_reason, from_bgr, rotate, small_size
+from fer_batch.decode import error_reason, from_bgr, rotate, small_size
 from fer_batch.draw import Painter
 from fer_batch.h264 import H264Writer
 from fer_batch.options import Options
@@ -571,94 +571,101 @@ def run_webcam(
     except BaseException:
         source.close()
         raise
-    labels = analyzer.labels
-    overlay = Overlay()
-    recorder = Recorder(rec_path, labels, overlay, source.fps) if rec_path is not None else None
-    window = Preview.create() if preview else None
-    painter: Painter | None = None
-    painter_size: tuple[int, int] | None = None
-    small_cache: dict[tuple[int, int], tuple[int, int]] = {}
-    stop = threading.Event()
-    mailbox = LatestFrame()
-    analysed_rate = Rate()
-    analysed = faces_total = 0
-    stopped_by: str | None = None
-    recording: Path | None = None
-    sink = ParquetSink(table_path, labels, options.smooth is not None)
-    t0 = time.monotonic()
-    capture = Capture(source, t0, mailbox, recorder, stop, seconds)
+    live = LiveAnalysis(analyzer, options, name, Preview.create() if preview else None)
+    recorder = Recorder(rec_path, analyzer.labels, live.overlay, source.fps) if rec_path is not None else None
+    stop, mailbox = threading.Event(), LatestFrame()
+    capture = Capture(source, live.t0, mailbox, recorder, stop, seconds)
+    sink = ParquetSink(table_path, analyzer.labels, options.smooth is not None)
     log.info("webcam: capturing from %s into %s", source.description, table_path)
+    recording: Path | None = None
     with StopSignals(stop) as signals, sink:
         if recorder is not None:
             recorder.start()
         capture.start()
-        stop_at: float | None = None  # monotonic time of a stop that still drains the last frame
         try:
-            while True:
-                now = time.monotonic()
-                if signals.reason is not None:
-                    stopped_by = signals.reason
-                    break
-                if seconds is not None and now - t0 >= seconds and stop_at is None:
-                    stopped_by, stop_at = "seconds", now
-                    stop.set()  # the capture ends after the read in progress; its last frame is still analysed
-                if stop_at is not None and now - stop_at > STOP_GRACE_S:
-                    log.warning("the camera did not stop within %.0f s; finishing without it", STOP_GRACE_S)
-                    break
-                item = mailbox.take(timeout=0.05)
-                if item is None:
-                    if mailbox.closed:
-                        break
-                    if window is not None and window.wants_stop():
-                        stopped_by = "preview"
-                        break
-                    continue
-                d = _decoded(item, options, small_cache)
-                found = analyzer.process([d])
-                faces = found.faces
-                sink.write(window_table(name, found.frames.index, found.frames.time_s, faces, labels, found.smoothed))
-                analysed += 1
-                faces_total += len(faces)
-                analysed_rate.tick(time.monotonic() - t0)
-                caption = f"camera {capture.rate.fps:4.1f} fps  analysis {analysed_rate.fps:4.1f} fps"
-                overlay.set(faces, caption)
-                if window is not None:
-                    size = (item.bgr.shape[1], item.bgr.shape[0])
-                    if painter is None or painter_size != size:
-                        painter, painter_size = Painter(labels, *size), size
-                    window.show(draw(item.bgr, faces, painter, caption))
-                    if window.wants_stop():
-                        stopped_by = "preview"
-                        break
+            stopped_by = live.loop(sink, capture, signals, seconds)
         except KeyboardInterrupt:  # raised outside the signal handler's reach (e.g. from within a library call)
             stopped_by = "interrupt"
         finally:
-            stop.set()
-            capture.join(STOP_GRACE_S)
-            if capture.is_alive():
-                log.warning("the camera read did not return; its thread is left behind")
-            if recorder is not None:
-                recording = recorder.close()
-            if window is not None:
-                window.close()
+            recording = _stop_all(capture, recorder, live.window)
         if stopped_by is None or (stopped_by == "seconds" and capture.ended == "source"):
             stopped_by = "error" if capture.error is not None else (capture.ended or "source")
         duration = capture.last_t or 0.0
         sink.meta = _metadata(options, analyzer, source, name, capture, started_at, duration, stopped_by,
-                              recording).replace(frames_analysed=analysed, faces=faces_total)  # fmt: skip
-    result = WebcamResult(table=table_path, recording=recording, frames_captured=capture.count,
-                          frames_analysed=analysed, faces=faces_total, duration_s=duration, stopped_by=stopped_by,
-                          error=error_reason(capture.error) if capture.error is not None else None)  # fmt: skip
+                              recording).replace(frames_analysed=live.analysed, faces=live.faces)  # fmt: skip
     log.info("webcam: stopped (%s) after %.1f s: %d frames captured, %d analysed, %d faces", stopped_by, duration,
-             capture.count, analysed, faces_total)  # fmt: skip
-    return result
+             capture.count, live.analysed, live.faces)  # fmt: skip
+    return WebcamResult(table=table_path, recording=recording, frames_captured=capture.count,
+                        frames_analysed=live.analysed, faces=live.faces, duration_s=duration, stopped_by=stopped_by,
+                        error=error_reason(capture.error) if capture.error is not None else None)  # fmt: skip
 
 
-def _decoded(item: Captured, options: Options, cache: dict[tuple[int, int], tuple[int, int]]) -> Decoded:
-    """The analysis input for one captured frame, as ``FrameReader`` would build it for a file."""
-    h, w = item.bgr.shape[:2]
-    small_wh = cache.setdefault((w, h), small_size(w, h, options.det_size, options.min_face))
-    return from_bgr(item.index, item.time_s, item.bgr, small_wh)
+class LiveAnalysis:
+    """The analysis loop: always the newest captured frame, its rows to the table, its faces to the overlay that
+    the recorder draws and to the preview."""
+
+    def __init__(self, analyzer: Analyzer, options: Options, name: str, window: Preview | None) -> None:
+        self.analyzer, self.options, self.name, self.window = analyzer, options, name, window
+        self.overlay = Overlay()
+        self.rate = Rate()
+        self.analysed = self.faces = 0
+        self.t0 = time.monotonic()  # the run's clock: capture times are seconds since this
+        self._painter: Painter | None = None
+        self._small_sizes: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def loop(self, sink: ParquetSink, capture: Capture, signals: StopSignals, seconds: float | None) -> str | None:
+        """Analyse until a stop; returns what stopped it ("seconds", a signal, "preview"), or None if the capture
+        ended by itself."""
+        stopped_by: str | None = None
+        stop_at: float | None = None  # monotonic time of a stop that still drains the last frame
+        while True:
+            now = time.monotonic()
+            if signals.reason is not None:
+                return signals.reason
+            if seconds is not None and now - self.t0 >= seconds and stop_at is None:
+                stopped_by, stop_at = "seconds", now
+                capture.stop.set()  # the capture ends after the read in progress; its last frame is still analysed
+            if stop_at is not None and now - stop_at > STOP_GRACE_S:
+                log.warning("the camera did not stop within %.0f s; finishing without it", STOP_GRACE_S)
+                return stopped_by
+            item = capture.mailbox.take(timeout=0.05)
+            if item is not None:
+                self.analyse(item, sink, capture.rate.fps)
+            elif capture.mailbox.closed:
+                return stopped_by
+            if self.window is not None and self.window.wants_stop():
+                return "preview"
+
+    def analyse(self, item: Captured, sink: ParquetSink, camera_fps: float) -> None:
+        """One frame: analysed, its rows written, the overlay and the preview updated."""
+        h, w = item.bgr.shape[:2]
+        opts = self.options
+        small_wh = self._small_sizes.setdefault((w, h), small_size(w, h, opts.det_size, opts.min_face))
+        found = self.analyzer.process([from_bgr(item.index, item.time_s, item.bgr, small_wh)])
+        labels = self.analyzer.labels
+        sink.write(window_table(self.name, found.frames.index, found.frames.time_s, found.faces, labels,
+                                found.smoothed))  # fmt: skip
+        self.analysed += 1
+        self.faces += len(found.faces)
+        self.rate.tick(time.monotonic() - self.t0)
+        caption = f"camera {camera_fps:4.1f} fps  analysis {self.rate.fps:4.1f} fps"
+        self.overlay.set(found.faces, caption)
+        if self.window is not None:
+            if self._painter is None or (self._painter.width, self._painter.height) != (w, h):
+                self._painter = Painter(labels, w, h)
+            self.window.show(draw(item.bgr, found.faces, self._painter, caption))
+
+
+def _stop_all(capture: Capture, recorder: Recorder | None, window: Preview | None) -> Path | None:
+    """Stop the capture, finish the recording (its path, or None) and close the preview."""
+    capture.stop.set()
+    capture.join(STOP_GRACE_S)
+    if capture.is_alive():
+        log.warning("the camera read did not return; its thread is left behind")
+    recording = recorder.close() if recorder is not None else None
+    if window is not None:
+        window.close()
+    return recording
 
 
 def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name: str, capture: Capture,

@@ -155,3 +155,21 @@ def test_function_level_imports_are_seen() -> None:
     top_level = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
     assert "fer_batch.runner" not in top_level
     assert "runner" in dict(imported(PACKAGE / "cli.py", "cli", set(modules())))
+
+
+MAX_BODY_LINES = 60
+
+
+def function_lengths() -> Iterator[tuple[str, int]]:
+    """(``file:line name``, body lines) of every function and method, nested ones included, docstring counted."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno is not None
+                where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}"
+                yield where, node.end_lineno - node.body[0].lineno + 1
+
+
+def test_no_function_body_is_longer_than_60_lines() -> None:
+    long = [f"{where}: {n} lines" for where, n in function_lengths() if n > MAX_BODY_LINES]
+    assert not long, "\n".join(long)
