@@ -6,11 +6,32 @@ Python API (the CLI is a thin layer over it)::
     df = fer_batch.analyze_video("interview.mp4", fps=5)
     fer_batch.analyze_many(["recordings/"], "out/")
     df = fer_batch.load("out/")
+
+The API is imported on first use (PEP 562), so ``import fer_batch`` and ``fer-batch --help`` do not load PyAV,
+OpenCV, pandas, pyarrow or onnxruntime.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from fer_batch._version import __version__
-from fer_batch.api import analyze_many, analyze_video, load
+
+if TYPE_CHECKING:
+    from fer_batch.api import analyze_many, analyze_video, load
 
 __all__ = ["__version__", "analyze_many", "analyze_video", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("analyze_many", "analyze_video", "load"):
+        from fer_batch import api
+
+        value = getattr(api, name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'fer_batch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -38,10 +38,13 @@ def _setup_logging(quiet: bool) -> None:
 
 def _check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
-    from fer_batch.models import choose_providers, resolve
+    from fer_batch.models import ModelError, choose_providers, resolve
 
-    choose_providers(options.device)
-    resolve(options.model, options.model_spec, task="emotion")
+    try:
+        choose_providers(options.device)
+        resolve(options.model, options.model_spec, task="emotion")
+    except (ValueError, ModelError) as e:
+        _fail(str(e), 2)
 
 
 def _fail(message: str, code: int) -> None:
@@ -83,13 +86,8 @@ def analyze(
     quiet: Quiet = False,
 ) -> None:
     """Analyse recordings into one Parquet table per input plus OUT/manifest.parquet."""
-    from fer_batch.jobs import UsageError
-    from fer_batch.models import ModelError
-    from fer_batch.pipeline import VideoResult
-    from fer_batch.runner import run_many
-
     _setup_logging(quiet)
-    try:
+    try:  # usage errors first, before the heavy modules load, so they answer at once
         options = Options(
             detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, fps=fps, every=every,
             start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
@@ -103,9 +101,12 @@ def analyze(
             raise ValueError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
         if segment_seconds is not None and segment_seconds <= 0:
             raise ValueError("--segment-seconds must be positive")
-        _check_models(options)
-    except (ValueError, ModelError) as e:
+    except ValueError as e:
         _fail(str(e), 2)
+    _check_models(options)
+    from fer_batch.jobs import UsageError
+    from fer_batch.pipeline import VideoResult
+    from fer_batch.runner import run_many
 
     interactive = sys.stderr.isatty() and not quiet
 
@@ -163,15 +164,15 @@ def render(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Draw a saved table's faces onto the video, without running any model."""
-    from fer_batch.decode import DecodeError
-    from fer_batch.render import render_table
-
     _setup_logging(quiet)
     if scale <= 0:
         _fail("--scale must be positive", 2)
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
+    from fer_batch.decode import DecodeError
+    from fer_batch.render import render_table
+
     try:
         frames = render_table(video, table, out, scale=scale)
     except (DecodeError, OSError, ValueError, KeyError) as e:
@@ -211,11 +212,8 @@ def webcam(
 
     Stops at --seconds, Ctrl-C, SIGTERM, or q in the preview; each way closes the table and recording properly.
     """
-    from fer_batch.models import ModelError
-    from fer_batch.webcam import CameraError, open_source, redact, run_webcam
-
     _setup_logging(quiet)
-    try:
+    try:  # usage errors first, before the heavy modules load
         options = Options(
             detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, min_face=min_face,
             det_size=det_size, det_threshold=det_threshold, detect_every=detect_every, batch_size=1, smooth=smooth,
@@ -223,9 +221,11 @@ def webcam(
         )  # fmt: skip
         if seconds is not None and seconds <= 0:
             raise ValueError("--seconds must be positive")
-        _check_models(options)
-    except (ValueError, ModelError) as e:
+    except ValueError as e:
         _fail(str(e), 2)
+    _check_models(options)
+    from fer_batch.webcam import CameraError, open_source, redact, run_webcam
+
     try:
         source = open_source(camera)
     except CameraError as e:
@@ -247,11 +247,11 @@ def summary(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Also write <video>.timeline.png.")] = True,
 ) -> None:
     """Per-video and per-track summary: DIR/summary.parquet, one timeline PNG per video, a short table."""
-    from fer_batch.summary import SUMMARY, short_table, summarize
-
     _setup_logging(quiet=True)
     if not run_dir.is_dir():
         _fail(f"{run_dir}: not a folder", 2)
+    from fer_batch.summary import SUMMARY, short_table, summarize
+
     try:
         result = summarize(run_dir, plots=plots)
     except FileNotFoundError as e:

@@ -6,6 +6,8 @@ Read from the source with ``ast``, so an import hidden inside a function counts 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +175,50 @@ def function_lengths() -> Iterator[tuple[str, int]]:
 def test_no_function_body_is_longer_than_60_lines() -> None:
     long = [f"{where}: {n} lines" for where, n in function_lengths() if n > MAX_BODY_LINES]
     assert not long, "\n".join(long)
+
+
+HEAVY = ("av", "cv2", "pandas", "pyarrow", "onnxruntime")
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """The heavy modules loaded by running ``code`` in a fresh interpreter."""
+    probe = f"import sys\n{code}\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_help_loads_no_heavy_module() -> None:
+    """``fer-batch --help`` lists every command without loading av, cv2, pandas, pyarrow or onnxruntime."""
+    code = (
+        "from typer.testing import CliRunner\n"
+        "from fer_batch.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "assert all(c in r.output for c in ('analyze', 'models', 'render', 'webcam', 'summary')), r.output"
+    )
+    assert heavy_modules_after(code) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["analyze", "x.mp4", "--out", "o", "--fps", "0"],
+        ["analyze", "x.mp4", "--out", "o", "--jobs", "0"],
+        ["analyze", "x.mp4", "--out", "o", "--fps", "abc"],  # typer's own type check
+        ["webcam", "--out", "o", "--seconds", "-1"],
+        ["render", "x.mp4", "t.parquet", "--out", "o.mp4", "--scale", "0"],
+    ],
+)
+def test_option_errors_answer_before_heavy_modules_load(args: list[str]) -> None:
+    code = (
+        "from typer.testing import CliRunner\n"
+        "from fer_batch.cli import app\n"
+        f"r = CliRunner().invoke(app, {args!r})\n"
+        "assert r.exit_code == 2, (r.exit_code, r.output)"
+    )
+    assert heavy_modules_after(code) == []
+
+
+def test_import_fer_batch_is_light_until_the_api_is_used() -> None:
+    assert heavy_modules_after("import fer_batch") == []
+    assert "pandas" in heavy_modules_after("import fer_batch\nfer_batch.load")
