@@ -64,22 +64,34 @@ def test_results_do_not_depend_on_batch_size(clip, batch_size: int) -> None:
 
 
 def test_batched_classification_equals_one_at_a_time(clip) -> None:
-    """One ORT call over all crops gives what N calls of one crop give."""
+    """One ORT call over the crops of every face of a window gives what one call per crop gives."""
     from fer_batch.classify import Classifier
+    from fer_batch.decode import FrameReader, probe
+    from fer_batch.detect import make_detector
     from fer_batch.options import Options
+    from fer_batch.types import Frames
 
-    classifier = Classifier(Options())
-    rng = np.random.default_rng(0)
-    crops = rng.integers(0, 256, (17, 64, 64), dtype=np.uint8)
+    path, _ = clip(size=(400, 240), n=6, faces=lambda i: [(10 + 4 * i, 60, 80), (200, 30, 120)])
+    options = Options()
+    frames = Frames.from_decoded(list(FrameReader(path, probe(path), options)))
+    classifier = Classifier(options)
+    crops = classifier.crops(frames, make_detector(options)(frames))
+    assert len(crops) == 12  # both faces on each of the 6 frames
     batched = classifier.predict(crops)
     single = np.concatenate([classifier.predict(crops[i : i + 1]) for i in range(len(crops))])
     np.testing.assert_allclose(batched, single, atol=1e-6)
+    assert np.ptp(batched, axis=0).max() > 1e-3  # different faces and frames: the rows are not all the same
 
 
-def test_haar_detector_finds_the_face(clip) -> None:
-    path, _ = clip(n=5, faces=lambda i: [(100, 40, 140)])
+def test_haar_detector_finds_the_face_where_it_was_pasted(clip) -> None:
+    path, _ = clip(n=5, faces=lambda i: [(100 + 4 * i, 40, 140)])
     df = fer_batch.analyze_video(path, detector="haar")
-    assert df["face"].notna().sum() >= 4
+    found = df[df["face"].notna()]
+    assert len(found) >= 4 and found["frame"].is_unique  # one face, on (nearly) every frame
+    left = 100 + 4 * found["frame"].to_numpy()
+    cx, cy = found["x"] + found["w"] / 2, found["y"] + found["h"] / 2
+    assert (np.abs(cx - (left + 70)) < 25).all() and (np.abs(cy - 110) < 25).all()  # centred on the pasted face
+    assert ((found["w"] > 70) & (found["w"] < 200)).all()
 
 
 def test_photo_is_a_one_frame_video(tmp_path) -> None:

@@ -190,11 +190,15 @@ def test_kill_9_then_resume_gives_the_same_tables(tmp_path: Path) -> None:
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(src), "--out", str(out), "-q", "--batch-size", "4"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(out.glob("*.tmp-*")) and not list(out.glob("v1.parquet")):
-        time.sleep(0.01)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(out.glob("v*.parquet.tmp-*")):
+        time.sleep(0.005)
+    in_progress = list(out.glob("v*.parquet.tmp-*"))  # a table being written at the moment of the kill
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before the kill"
+    assert in_progress, "no table was being written when the kill landed"
+    assert len(list(out.glob("v*.parquet"))) < 4  # the run was cut short
     for p in out.glob("v*.parquet"):  # anything with the final name is a complete, readable table
         pq.read_table(p)
     assert runner.invoke(app, ["analyze", str(src), "--out", str(out), "-q"]).exit_code == 0

@@ -1,0 +1,64 @@
+"""Face detectors and their shared clean-up: boxes where the faces are, NMS, clipping, size filter and order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import write_clip
+
+from fer_batch.decode import FrameReader, probe
+from fer_batch.detect import RegionDetector, finish, make_detector, nms
+from fer_batch.options import Options
+from fer_batch.types import Faces, Frames
+
+
+def faces_of(frames: list[int], boxes: list[list[float]]) -> Faces:
+    n = len(frames)
+    return Faces(frame=np.array(frames, np.int64), boxes=np.array(boxes, np.float32), scores=np.ones(n, np.float32),
+                 landmarks=np.zeros((n, 5, 2), np.float32), track_id=np.full(n, -1, np.int64))  # fmt: skip
+
+
+def blank_frames(index: list[int], w: int = 200, h: int = 100) -> Frames:
+    return Frames(index=np.array(index), time_s=np.zeros(len(index)), gray=[np.zeros((h, w), np.uint8)] * len(index),
+                  small=[None] * len(index))  # fmt: skip
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    assert nms(boxes, np.array([0.5, 0.9, 0.7], np.float32), 0.3).tolist() == [1, 2]
+    assert nms(boxes, np.array([0.5, 0.9, 0.7], np.float32), 0.99).tolist() == [1, 2, 0]  # none overlaps that much
+
+
+def test_finish_clips_drops_small_and_orders_largest_first() -> None:
+    faces = faces_of([5, 4, 5, 5], [[-10, 10, 30, 50], [0, 0, 40, 40], [150, 20, 230, 90], [60, 60, 70, 70]])
+    out = finish(faces, blank_frames([4, 5]), min_face=20)
+    assert out.frame.tolist() == [4, 5, 5]  # frame order; the 10-px face is gone
+    np.testing.assert_array_equal(out.boxes[1], [150, 20, 200, 90])  # clipped to the 200 x 100 frame, largest first
+    np.testing.assert_array_equal(out.boxes[2], [0, 10, 30, 50])
+
+
+@pytest.mark.parametrize("detector", ["centerface", "haar"])
+def test_detectors_find_the_pasted_face_in_frame_pixels(tmp_path, detector: str) -> None:
+    path = tmp_path / "c.mp4"
+    write_clip(path, n=3, size=(480, 270), faces=lambda i: [(300, 60, 130)])
+    options = Options(detector=detector)
+    frames = Frames.from_decoded(list(FrameReader(path, probe(path), options)))
+    faces = make_detector(options)(frames)
+    assert faces.frame.tolist() == [0, 1, 2]
+    centres = (faces.boxes[:, :2] + faces.boxes[:, 2:]) / 2
+    assert np.abs(centres - [365, 125]).max() < 20
+    width = faces.boxes[:, 2] - faces.boxes[:, 0]
+    assert ((width > 40) & (width < 130)).all()  # the face inside the pasted 130-px picture
+
+
+def test_only_centerface_looks_in_regions(tmp_path) -> None:
+    path = tmp_path / "c.mp4"
+    write_clip(path, n=1, size=(480, 270), faces=lambda i: [(300, 60, 130)])
+    centerface, haar = make_detector(Options()), make_detector(Options(detector="haar"))
+    assert isinstance(centerface, RegionDetector) and not isinstance(haar, RegionDetector)
+    frames = Frames.from_decoded(list(FrameReader(path, probe(path), Options())))
+    near = centerface.regions(frames, 0, np.array([[290, 50, 420, 180]], np.float32))
+    elsewhere = centerface.regions(frames, 0, np.array([[10, 10, 120, 120]], np.float32))
+    assert len(near) == 1
+    assert np.abs((near.boxes[0, :2] + near.boxes[0, 2:]) / 2 - [365, 125]).max() < 20  # in frame pixels
+    assert len(elsewhere) == 0
