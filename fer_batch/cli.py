@@ -16,8 +16,16 @@ log = logging.getLogger("fer_batch")
 
 # options shared by analyze and webcam, declared once
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
-DetectorOpt = Annotated[str, typer.Option(help="centerface or haar.")]
-ModelOpt = Annotated[str, typer.Option(help="Emotion model: manifest id or PATH.onnx.")]
+DetectorOpt = Annotated[
+    str, typer.Option(help="centerface, haar, or none (each image/frame is one face that fills it).")
+]
+ModelOpt = Annotated[
+    str, typer.Option(help="Emotion model: manifest id, ids joined by + (averaged ensemble), or PATH.onnx.")
+]
+TtaOpt = Annotated[Optional[str], typer.Option(help="flip: average each model with its mirrored crop.")]
+CropMargin = Annotated[
+    Optional[float], typer.Option(help="Fraction of the face box added on each side (default: the model's own).")
+]
 ModelSpecOpt = Annotated[Optional[Path], typer.Option(help="Manifest entry (JSON) for a custom --model.")]
 MinFace = Annotated[int, typer.Option(help="Smallest face side kept (px).")]
 DetSize = Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")]
@@ -38,10 +46,13 @@ def _setup_logging(quiet: bool) -> None:
 
 def _check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
+    from fer_batch.classify import member_ids
     from fer_batch.models import choose_providers, resolve
 
     choose_providers(options.device)
-    resolve(options.model, options.model_spec, task="emotion")
+    ids = member_ids(options.model)
+    for m in ids:
+        resolve(m, options.model_spec if len(ids) == 1 else None, task="emotion")
 
 
 def _fail(message: str, code: int) -> None:
@@ -54,8 +65,10 @@ def analyze(
     paths: Annotated[list[str], typer.Argument(help="Video files, photos, folders (recursive) or globs.")],
     out: Out,
     detector: DetectorOpt = "centerface",
-    model: ModelOpt = "fer2013-minixception",
+    model: ModelOpt = Options.model,
     model_spec: ModelSpecOpt = None,
+    tta: TtaOpt = None,
+    crop_margin: CropMargin = None,
     fps: Annotated[Optional[float], typer.Option(help="Analyse the frame nearest each 1/F seconds.")] = None,
     every: Annotated[Optional[int], typer.Option(help="Analyse every N-th frame.")] = None,
     start: Annotated[Optional[float], typer.Option(help="Start time (s).")] = None,
@@ -94,7 +107,8 @@ def analyze(
             start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
             detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth,
             haar_scale_factor=haar_scale_factor,
-            haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, annotate=annotate,
+            haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, annotate=annotate, tta=tta,
+            crop_margin=crop_margin,
         )  # fmt: skip
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
@@ -189,8 +203,10 @@ def webcam(
     annotate: Annotated[bool, typer.Option(help="Also record every frame, annotated, to .annotated.mp4.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Window, if a display exists.")] = True,
     detector: DetectorOpt = "centerface",
-    model: ModelOpt = "fer2013-minixception",
+    model: ModelOpt = Options.model,
     model_spec: ModelSpecOpt = None,
+    tta: TtaOpt = None,
+    crop_margin: CropMargin = None,
     min_face: MinFace = Options.min_face,
     det_size: DetSize = Options.det_size,
     det_threshold: DetThreshold = Options.det_threshold,
@@ -218,7 +234,7 @@ def webcam(
         options = Options(
             detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, min_face=min_face,
             det_size=det_size, det_threshold=det_threshold, detect_every=detect_every, batch_size=1, smooth=smooth,
-            device=device, threads=threads, annotate=annotate,
+            device=device, threads=threads, annotate=annotate, tta=tta, crop_margin=crop_margin,
         )  # fmt: skip
         if seconds is not None and seconds <= 0:
             raise ValueError("--seconds must be positive")

@@ -161,8 +161,7 @@ def metadata(path: Path, options: Options, info: VideoInfo | None, analyzer: Ana
         "source": {"path": str(path), "size": st.st_size, "mtime": st.st_mtime},
     }
     if analyzer is not None:
-        meta["model"] = {"id": analyzer.classifier.id, "sha256": analyzer.classifier.sha256,
-                         "labels": analyzer.labels}  # fmt: skip
+        meta["model"] = analyzer.classifier.describe()
         meta["detector"] = {"id": analyzer.detector.id, "sha256": analyzer.detector.sha256}
         meta["provider"] = analyzer.classifier.session.get_providers()[0]
     if info is not None:

@@ -23,6 +23,10 @@ class Detector(Protocol):
 
 def make_detector(options: Options) -> Detector:
     """The detector that ``options.detector`` names."""
+    if options.detector == "none":
+        from fer_batch.detect.whole import WholeFrame
+
+        return WholeFrame(options)
     if options.detector == "haar":
         from fer_batch.detect.haar import HaarDetector
 
