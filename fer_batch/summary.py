@@ -109,7 +109,8 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.Data
     """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
 
     Tables are read one at a time, so a run of many long videos is summarised in bounded memory. The PNGs need
-    matplotlib (``pip install fer-batch[plots]``); without it only the Parquet file is written.
+    matplotlib (a dependency; an install made with ``--no-deps`` may lack it): without it only the Parquet file is
+    written.
     """
     root = Path(run_dir)
     paths = _tables(root)
@@ -141,7 +142,7 @@ def timeline_path(root: Path, video: str) -> Path:
 def _plotter() -> Any:
     """The PNG writer, or None (with one notice) where matplotlib is not installed."""
     if importlib.util.find_spec("matplotlib") is None:
-        log.warning("matplotlib is not installed: summary.parquet only, no timeline PNGs (fer-batch[plots])")
+        log.warning("matplotlib is not installed: summary.parquet only, no timeline PNGs (pip install matplotlib)")
         return None
     return plot_timeline
 
@@ -155,7 +156,7 @@ def label_colors(labels: list[str]) -> dict[str, str]:
 def plot_timeline(vdf: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
     """One PNG per video: a panel per track (the ``MAX_TRACKS_PLOTTED`` longest visible, in id order) with each
     label's probability over time; lines break where the track is not visible."""
-    from matplotlib.figure import Figure  # lazy: an optional extra; no pyplot, so no global backend state
+    from matplotlib.figure import Figure  # lazy: the CLI starts without it; no pyplot, so no global backend state
 
     labels = labels_of(vdf)
     colors = label_colors(labels)

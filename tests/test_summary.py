@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +179,10 @@ def test_cli_summary(run_dir: Path, tmp_path: Path) -> None:
     empty.mkdir()
     assert CliRunner().invoke(app, ["summary", str(empty)]).exit_code == 2
     assert CliRunner().invoke(app, ["summary", str(tmp_path / "missing")]).exit_code == 2
+
+
+def test_cli_starts_without_matplotlib() -> None:
+    """matplotlib is a dependency, but only the code that draws imports it: the CLI does not start slower."""
+    code = "import sys, fer_batch, fer_batch.cli, fer_batch.summary; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
