@@ -314,9 +314,10 @@ def shown_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
 def video_header(e: Entry, meta: dict[str, Any]) -> str:
     """Name, status and the facts a person checks first: where it came from, how long, how many faces."""
     src = (meta.get("source") or {}).get("path")
+    tracks = f"{e.tracks} track" + ("" if e.tracks == 1 else "s")
     facts = [f"source {src}" if src else None, f"{fmt_duration(e.duration_s)} analysed",
              f"{meta.get('frames_analysed', '?')} of {meta.get('frames_decoded', '?')} frames",
-             f"{meta.get('width', '?')}×{meta.get('height', '?')} px", f"{e.tracks} tracks",
+             f"{meta.get('width', '?')}×{meta.get('height', '?')} px", tracks,
              f"mostly {e.emotion}" if e.emotion else "no face"]  # fmt: skip
     out = (f'<h2>{esc(e.name)} <span class="st st-{esc(e.status)}">{esc(e.status)}</span></h2>'
            f'<p class="muted">{esc(" · ".join(f for f in facts if f))}</p>')  # fmt: skip
