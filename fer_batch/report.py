@@ -295,12 +295,19 @@ def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str
     if note:
         parts.append(f'<p class="note">{esc(note)}</p>')
     parts.append(tracks_part(df, shown, thumbs, labels, colors))
-    if len(tracks) > len(shown):
-        rest = tracks[~tracks["track_id"].isin(shown["track_id"])]
-        parts.append(f'<p class="muted">{len(rest)} shorter tracks not shown: '
-                     f'{esc(", ".join(str(int(t)) for t in rest["track_id"]))}.</p>')  # fmt: skip
+    parts.append(not_shown(tracks, shown))
     parts.append("</section>")
     return "\n".join(parts), entry
+
+
+def not_shown(tracks: pd.DataFrame, shown: pd.DataFrame) -> str:
+    """One line for the tracks left out (a crowd): how many, their ids while the list is short."""
+    if len(tracks) <= len(shown):
+        return ""
+    rest = sorted(set(tracks["track_id"].astype(int)) - set(shown["track_id"].astype(int)))
+    ids = ", ".join(map(str, rest)) if len(rest) <= 20 else f"ids between {rest[0]} and {rest[-1]}"
+    return (f'<p class="muted">{len(rest)} more tracks not shown (those shown are the {len(shown)} longest visible): '
+            f"{ids}.</p>")  # fmt: skip
 
 
 def shown_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
@@ -339,31 +346,49 @@ def player(table: Path, page_dir: Path) -> str:
 
 def tracks_part(df: pd.DataFrame, shown: pd.DataFrame, thumbs: dict[int, list[Thumb]], labels: list[str],
                 colors: dict[str, str]) -> str:  # fmt: skip
-    """One row per shown track: who it is (thumbnails), how long it is visible, its timeline and its shares."""
+    """One row per shown track: who it is (thumbnails), how long it is visible, its timeline and its shares.
+    A photo (one analysed frame) has no time line: its faces get their probabilities as a bar instead."""
     if not len(shown):
         return '<p class="muted">No face was tracked in this video.</p>'
     times = df.groupby("frame", sort=True)["time_s"].first()
-    span = (float(times.min()), float(max(times.max(), times.min() + 1e-3)))
+    photo = len(times) == 1
     smooth = has_smooth(df, labels)
     lines = " (lines: smoothed; faint: raw)" if smooth else ""
-    rows = [f"<h3>Tracks: who each one is, and the probability of each emotion over time{lines}</h3>"]
+    title = "the probability of each emotion" if photo else f"the probability of each emotion over time{lines}"
+    rows = [f"<h3>{'Faces' if photo else 'Tracks'}: who each one is, and {title}</h3>"]
     for _, t in shown.iterrows():
         tid = int(t["track_id"])
-        png = timeline_png(times, track_rows(df, times, tid), labels, colors, smooth, span)
         strip = "".join(
             f'<figure><img class="thumb" alt="track {tid} at {th.time_s:.1f} s" src="{th.uri}">'
-            f"<figcaption>{th.time_s:.1f} s</figcaption></figure>"
+            + ("" if photo else f"<figcaption>{th.time_s:.1f} s</figcaption>") + "</figure>"
             for th in thumbs.get(tid, []) if th.uri
         )  # fmt: skip
-        shares = {lb: float(t[f"share_{lb}"]) for lb in labels}
-        rows.append(
-            f'<div class="track" data-track="{tid}"><div class="who">'
-            f"<h4>track {tid}</h4><p>{t['time_visible_s']:.1f} s visible ({t['first_s']:.1f}–{t['last_s']:.1f} s),"
-            f" {int(t['frames'])} frames, mostly {esc(str(t['emotion']))}</p><div class=strip>{strip}</div></div>"
-            f'<div class="what"><img class="timeline" alt="track {tid}: emotions over time" src="{png}">'
-            f"{share_bar(shares, colors)}</div></div>"
-        )
+        seen, what = photo_face(t, labels, colors) if photo else track_timeline(df, times, t, labels, colors, smooth)
+        rows.append(f'<div class="track" data-track="{tid}"><div class="who"><h4>{"face" if photo else "track"} '
+                    f"{tid}</h4><p>{seen}</p><div class=strip>{strip}</div></div>"
+                    f'<div class="what">{what}</div></div>')  # fmt: skip
     return "\n".join(rows)
+
+
+def track_timeline(df: pd.DataFrame, times: pd.Series, t: pd.Series, labels: list[str], colors: dict[str, str],
+                   smooth: bool) -> tuple[str, str]:  # fmt: skip
+    """A video's track: how long it is visible; its timeline (on the whole video's time axis, so rows line up)
+    and the shares of its arg-max labels."""
+    frames = int(t["frames"])
+    seen = (f"{t['time_visible_s']:.1f} s visible ({t['first_s']:.1f}–{t['last_s']:.1f} s), {frames} "
+            f"frame{'' if frames == 1 else 's'}, mostly {esc(str(t['emotion']))}")  # fmt: skip
+    span = (float(times.min()), float(max(times.max(), times.min() + 1e-3)))
+    png = timeline_png(times, track_rows(df, times, int(t["track_id"])), labels, colors, smooth, span)
+    shares = {lb: float(t[f"share_{lb}"]) for lb in labels}
+    what = (f'<img class="timeline" alt="track {int(t["track_id"])}: emotions over time" src="{png}">'
+            f"{share_bar(shares, colors)}")  # fmt: skip
+    return seen, what
+
+
+def photo_face(t: pd.Series, labels: list[str], colors: dict[str, str]) -> tuple[str, str]:
+    """A face in a photo: its label and its probabilities (a share of one row says nothing more)."""
+    probs = {lb: float(t[f"mean_{lb}"]) for lb in labels}
+    return f"mostly {esc(str(t['emotion']))}", f'<p class="muted">probabilities</p>{share_bar(probs, colors)}'
 
 
 def timeline_png(times: pd.Series, rows: pd.DataFrame, labels: list[str], colors: dict[str, str], smooth: bool,

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, write_clip
+from conftest import REPO, astronaut_face, write_clip
 from typer.testing import CliRunner
 
 import fer_batch
@@ -39,16 +39,19 @@ def _two_faces(i: int) -> list[tuple[int, int, int]]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run with the bundled sample, a clip of two people (three tracks) in a subfolder, and a broken file;
-    smoothed columns and annotated videos, as a user would ask for them."""
+    """A run with the bundled sample, a clip of two people (three tracks) in a subfolder, a photo and a broken
+    file; smoothed columns and annotated videos, as a user would ask for them."""
     src = tmp_path_factory.mktemp("src")
     shutil.copy(REPO / "samples" / "astronaut.mp4", src / "astronaut.mp4")
     (src / "sub").mkdir()
     write_clip(src / "sub" / "two.mp4", size=(320, 240), n=20, faces=_two_faces)
+    photo = np.full((240, 320, 3), 90, np.uint8)
+    photo[60:180, 100:220] = astronaut_face(120)[..., ::-1]
+    cv2.imwrite(str(src / "photo.jpg"), photo)
     (src / "broken.mp4").write_bytes(b"this is not a video")
     out = tmp_path_factory.mktemp("run")
     results = fer_batch.analyze_many([src], out, smooth=0.5, annotate=True)
-    assert sorted(r.status for r in results) == ["failed", "ok", "ok"]
+    assert sorted(r.status for r in results) == ["failed", "ok", "ok", "ok"]
     assert write_report(out) == out / REPORT
     return out
 
@@ -110,9 +113,9 @@ def _decode(uri: str) -> np.ndarray:
 def test_page_shows_every_video_its_tracks_and_the_failure(run: Path) -> None:
     page = Page((run / REPORT).read_text(encoding="utf-8"))
     df = fer_batch.load(run)
-    assert sorted(page.sections) == sorted(df["video"].unique()) == ["astronaut.mp4", "sub/two.mp4"]
-    assert page.index_rows == 3  # two videos and the input that failed
-    for video, vdf in df.groupby("video"):
+    assert sorted(page.sections) == sorted(df["video"].unique()) == ["astronaut.mp4", "photo.jpg", "sub/two.mp4"]
+    assert page.index_rows == 4  # three inputs with a table and the input that failed
+    for video, vdf in df[df["video"] != "photo.jpg"].groupby("video"):
         summary = summarize_table(vdf)
         tracks = summary[summary["scope"] == "track"]
         assert page.tracks[video] == sorted(tracks["track_id"].astype(int))
@@ -128,6 +131,20 @@ def test_page_shows_every_video_its_tracks_and_the_failure(run: Path) -> None:
     broken = manifest[manifest["status"] == "failed"].iloc[0]
     failures = " ".join(page.failures)
     assert broken["path"] in failures and broken["error"] in failures
+
+
+def test_a_photo_shows_its_faces_and_their_probabilities(run: Path) -> None:
+    """One analysed frame has no time line: each face gets its thumbnail (cut from the image) and its label."""
+    text = (run / REPORT).read_text(encoding="utf-8")
+    page = Page(text)
+    faces = fer_batch.load(run).query("video == 'photo.jpg' and face.notna()")
+    assert len(faces) == 1 and page.tracks["photo.jpg"] == faces["track_id"].astype(int).tolist()
+    imgs = [i for i in page.images if i["video"] == "photo.jpg"]
+    assert [i["class"] for i in imgs] == ["thumb"]
+    thumb = _decode(str(imgs[0]["src"]))
+    assert thumb.shape[0] == THUMB_PX and thumb.std() > 20  # the face, not the flat grey around it
+    label = faces["emotion"].iloc[0]
+    assert f"{label} {faces[label].iloc[0]:.0%}" in text  # its probability, written in its bar
 
 
 def test_thumbnails_show_the_tracked_face(run: Path) -> None:
@@ -157,7 +174,8 @@ def test_nothing_comes_from_the_network(run: Path) -> None:
             continue
         assert (run / unquote(target.split("#")[0])).is_file(), target  # relative, and there
     videos = [t for t in page.links if ".annotated.mp4" in t]
-    assert sorted(v.split("#")[0] for v in videos) == ["astronaut.annotated.mp4", "sub/two.annotated.mp4"]
+    want = ["astronaut.annotated.mp4", "photo.annotated.mp4", "sub/two.annotated.mp4"]
+    assert sorted(v.split("#")[0] for v in videos) == want
 
 
 def test_a_large_run_gets_an_index_and_a_page_per_video(run: Path, tmp_path: Path) -> None:
@@ -165,9 +183,9 @@ def test_a_large_run_gets_an_index_and_a_page_per_video(run: Path, tmp_path: Pat
     shutil.copytree(run, copy)
     write_report(copy, pages_above=1)
     index = Page((copy / REPORT).read_text(encoding="utf-8"))
-    assert index.sections == [] and index.index_rows == 3
+    assert index.sections == [] and index.index_rows == 4
     pages = sorted(t for t in index.links if t.startswith(PAGES_DIR + "/"))
-    assert len(pages) == 2
+    assert len(pages) == 3
     for target in pages:
         page = Page((copy / unquote(target)).read_text(encoding="utf-8"))
         assert len(page.sections) == 1 and page.images
@@ -176,7 +194,7 @@ def test_a_large_run_gets_an_index_and_a_page_per_video(run: Path, tmp_path: Pat
                 assert (copy / PAGES_DIR / unquote(link.split("#")[0])).resolve().is_file(), link
     write_report(copy)  # the run is small again: one page, and the per-video pages of before are gone
     assert not (copy / PAGES_DIR).exists()
-    assert len(Page((copy / REPORT).read_text(encoding="utf-8")).sections) == 2
+    assert len(Page((copy / REPORT).read_text(encoding="utf-8")).sections) == 3
 
 
 def test_a_missing_source_is_said_on_the_page(clip, tmp_path: Path) -> None:  # noqa: ANN001
@@ -314,10 +332,12 @@ def test_report_in_chromium(run: Path, chromium: str, tmp_path: Path) -> None:
     for v in dom["videos"]:
         n_tracks = df[df["video"] == v["name"]]["track_id"].nunique()
         assert len(v["tracks"]) == n_tracks
-        assert all(len(t["timelines"]) == 1 and t["timelines"][0] > 0 for t in v["tracks"])
+        timelines = 0 if v["name"] == "photo.jpg" else 1  # a photo has no time line
+        assert all(len(t["timelines"]) == timelines and min(t["timelines"], default=1) > 0 for t in v["tracks"])
         assert all(t["thumbs"] and min(t["thumbs"]) > 0 for t in v["tracks"])
     assert dom["broken"] == [] and dom["images"] > 0
-    assert [round(v["duration"]) for v in videos] == [4, 2] and all(v["error"] is None for v in videos)
+    assert [round(v["duration"]) for v in videos] == [4, 0, 2]  # the photo's: one frame
+    assert all(v["error"] is None for v in videos)
     assert errors == []
     assert all(u.startswith(("file:", "data:")) for u in requests), [u[:80] for u in requests]
     img = cv2.imread(str(shot))
