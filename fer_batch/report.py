@@ -31,6 +31,7 @@ import av
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch import __version__
@@ -105,9 +106,15 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
     settings: Counter[str] = Counter()
     written: set[str] = set()
     for k, path in enumerate(paths):
+        try:
+            df = to_pandas(pq.read_table(path))
+        except (OSError, pa.ArrowException) as e:  # a damaged file: one line in the report, the others go on
+            log.warning("%s: unreadable table (%s)", path, error_reason(e))
+            entries.append(Entry(name=path.relative_to(root).as_posix(), status="failed",
+                                 error=f"unreadable table: {error_reason(e)}"))  # fmt: skip
+            continue
         meta = read_metadata(path) or {}
         settings[settings_key(meta)] += 1
-        df = to_pandas(pq.read_table(path))
         name = str(df["video"].iloc[0]) if len(df) else path.stem
         href = f"{PAGES_DIR}/{page_name(k, name)}" if split else f"#v{k}"
         page_dir = root / PAGES_DIR if split else root

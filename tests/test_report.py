@@ -208,6 +208,16 @@ def test_a_missing_source_is_said_on_the_page(clip, tmp_path: Path) -> None:  # 
     assert [i["class"] for i in page.images] == ["timeline"]  # the timeline still, no thumbnail
 
 
+def test_a_damaged_table_is_one_failure_and_the_rest_is_reported(run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "sub" / "damaged.parquet").write_bytes(b"PAR1 not really a table")
+    page = Page(write_report(copy).read_text(encoding="utf-8"))
+    assert len(page.sections) == 3 and page.index_rows == 5
+    assert any("sub/damaged.parquet" in f for f in page.failures)
+    assert any("unreadable table" in f for f in page.failures)
+
+
 def test_report_is_replaced_whole_or_not_at_all(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
