@@ -243,19 +243,25 @@ def settings_part(settings: Counter[str]) -> str:
     for key, n in settings.most_common():
         s = json.loads(key)
         model, det = s.get("model") or {}, s.get("detector") or {}
-        rows = [
-            ("tables", str(n)),
-            ("fer-batch", str(s.get("version"))),
-            ("emotion model", f"{model.get('id')} (sha256 {str(model.get('sha256'))[:12]}…)"),
-            ("face detector", f"{det.get('id')} (sha256 {str(det.get('sha256'))[:12]}…)"),
-            ("provider", str(s.get("provider"))),
-        ]
+        rows = [("tables", str(n)), ("fer-batch", str(s.get("version"))), ("emotion model", model_id(model))]
+        members = model.get("members") or []
+        if len(members) > 1:  # an ensemble: the models it averages
+            rows.append(("members", ", ".join(model_id(m) for m in members)))
+        if model.get("tta") not in (None, "none"):
+            rows.append(("test-time augmentation", str(model["tta"])))
+        rows += [("face detector", model_id(det)), ("provider", str(s.get("provider")))]
         opts = s.get("options") or {}
         rows.append(("options", ", ".join(f"{k}={v}" for k, v in opts.items())))
         blocks.append("<table class=kv>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
                       + "</table>")  # fmt: skip
     title = "Settings" if len(blocks) == 1 else f"Settings ({len(blocks)} different ones in this folder)"
     return f"<h2>{title}</h2>" + "".join(blocks)
+
+
+def model_id(d: dict[str, Any]) -> str:
+    """A model's id and the start of its sha256 (where it has one)."""
+    sha = d.get("sha256")
+    return f"{d.get('id')}" + (f" (sha256 {str(sha)[:12]}…)" if sha else "")
 
 
 def index_part(entries: list[Entry]) -> str:
