@@ -92,6 +92,7 @@ def analyze(
         Optional[float], typer.Option(metavar="S", help="Split videos longer than S seconds into tasks of S s.")
     ] = None,
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
+    write_html: Annotated[bool, typer.Option("--report", help="At the end, write OUT/report.html.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
     quiet: Quiet = False,
 ) -> None:
@@ -122,7 +123,7 @@ def analyze(
 
     interactive = sys.stderr.isatty() and not quiet
 
-    def report(r: VideoResult) -> None:
+    def announce(r: VideoResult) -> None:
         """One line per input: always for failures and cut-short streams, for every input when not a terminal."""
         line = f"{r.path}: {r.status}"
         if r.error:
@@ -139,7 +140,7 @@ def analyze(
 
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
         try:
-            results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=report,
+            results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=announce,
                                executor=client.get_executor() if client else None,
                                segment_seconds=segment_seconds)  # fmt: skip
         finally:
@@ -152,7 +153,25 @@ def analyze(
         counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed", "skipped")}
         typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()) + f"; manifest: {out / 'manifest.parquet'}",
                    err=True)  # fmt: skip
-    raise typer.Exit(1 if failed else 0)
+    report_failed = write_html and _write_report(out, quiet) != 0
+    raise typer.Exit(1 if failed or report_failed else 0)
+
+
+def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
+    """Write the HTML report with one line saying where, or why not; the exit code (2: not a run folder)."""
+    from fer_batch.report import write_report
+
+    try:
+        path = write_report(run_dir, **kwargs)
+    except FileNotFoundError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except OSError as e:
+        typer.echo(f"error: {run_dir}: report not written: {e}", err=True)
+        return 1
+    if not quiet:
+        typer.echo(f"report: {path}", err=True)
+    return 0
 
 
 @app.command("models")
@@ -273,6 +292,21 @@ def summary(
         _fail(str(e), 2)
     typer.echo(short_table(result))
     typer.echo(f"summary: {run_dir / SUMMARY}", err=True)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fer-batch analyze`.")],
+    thumbnails: Annotated[int, typer.Option(help="Face thumbnails per track, cut from the source video.")] = 4,
+    quiet: Quiet = False,
+) -> None:
+    """One self-contained HTML page of a run: DIR/report.html (failures, settings, per-track timelines and faces)."""
+    _setup_logging(quiet)
+    if not run_dir.is_dir():
+        _fail(f"{run_dir}: not a folder", 2)
+    if thumbnails < 0:
+        _fail("--thumbnails must be 0 or more", 2)
+    raise typer.Exit(_write_report(run_dir, quiet, thumbnails=thumbnails))
 
 
 def main() -> None:
