@@ -3,7 +3,9 @@
 Why through ``analyze``: the number a user gets depends on decoding, cropping, the pixel transform and the model
 together; scoring a copy of the classifier would hide any of them. Each configuration runs
 ``fer_batch.analyze_many(SET, tmp, detector="none", ...)`` (every image is one face that fills it), reads the tables
-back with ``fer_batch.load`` and scores the argmax against the folder's label.
+back with ``fer_batch.load`` and scores the argmax against the folder's label. A config may name a detector
+(``detector=centerface``) to measure crops cut around detected faces: then the largest face of each image is
+scored, and an image where none is found counts as wrong.
 
 Reported per set: images, accuracy, balanced accuracy (mean per-class recall over the classes the set has and the
 model knows; the sets are imbalanced), per-class recall and the confusion matrix. Images of a class the model does
@@ -73,7 +75,8 @@ def predictions(root: Path, config: dict[str, Any], jobs: int) -> tuple[pd.DataF
     """The table of every image of ``root`` under ``config``, its label columns and the wall time of the run."""
     with tempfile.TemporaryDirectory(prefix="fer-acc-") as tmp:
         t0 = time.perf_counter()
-        results = fer_batch.analyze_many([root], Path(tmp) / "out", jobs=jobs, detector="none", **config)
+        config = {"detector": "none", **config}
+        results = fer_batch.analyze_many([root], Path(tmp) / "out", jobs=jobs, **config)
         wall = time.perf_counter() - t0
         bad = [r for r in results if r.status != "ok"]
         if bad:
@@ -85,16 +88,19 @@ def predictions(root: Path, config: dict[str, Any], jobs: int) -> tuple[pd.DataF
 
 def score(df: pd.DataFrame, labels: list[str]) -> dict[str, Any]:
     """Accuracy, balanced accuracy, per-class recall and confusion matrix of one set's table."""
+    df = df[df["face"].isna() | (df["face"] == 0)]  # with a detector: the largest face, or the row of none found
     truth = df["video"].str.split("/").str[0]
     known = truth.isin(labels)
     df, truth = df[known], truth[known]
-    pred = np.asarray(labels)[df[labels].to_numpy(np.float64).argmax(axis=1)]
+    found = df["face"].notna().to_numpy()
+    pred = np.where(found, np.asarray(labels)[df[labels].fillna(0).to_numpy(np.float64).argmax(axis=1)], "no face")
     classes = [c for c in labels if (truth == c).any()]
     recall = {c: float((pred[truth.to_numpy() == c] == c).mean()) for c in classes}
-    confusion = pd.crosstab(pd.Categorical(truth, classes), pd.Categorical(pred, labels), dropna=False)
+    confusion = pd.crosstab(pd.Categorical(truth, classes), pd.Categorical(pred, [*labels, "no face"]), dropna=False)
     return {
         "images": int(len(df)),
         "left_out": int((~known).sum()),
+        "no_face": int((~found).sum()),  # counted as wrong
         "accuracy": float((pred == truth.to_numpy()).mean()),
         "balanced_accuracy": float(np.mean(list(recall.values()))),
         "recall": recall,
@@ -128,7 +134,8 @@ def steadiness_clip(config: dict[str, Any]) -> float:
 def fmt_set(name: str, s: dict[str, Any]) -> str:
     rec = " ".join(f"{c}={v:.2f}" for c, v in s["recall"].items())
     return (f"  {name:<22} n={s['images']:<5} acc={s['accuracy']:.3f}  bal_acc={s['balanced_accuracy']:.3f}"
-            f"  recall: {rec}" + (f"  (left out: {s['left_out']})" if s["left_out"] else ""))  # fmt: skip
+            f"  recall: {rec}" + (f"  (left out: {s['left_out']})" if s["left_out"] else "")
+            + (f"  (no face found: {s['no_face']})" if s["no_face"] else ""))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
