@@ -148,7 +148,7 @@ def child_classify(threads: str) -> dict:
 
     clf = Classifier(Options(threads=int(threads), device="cpu"))
     rng = np.random.default_rng(0)
-    crops = rng.integers(0, 255, (64, clf.height, clf.width), dtype=np.uint8)
+    crops = rng.integers(0, 255, (64, clf.single.height, clf.single.width), dtype=np.uint8)
     out = {}
     for batch in (1, 64):
         clf.predict(crops[:batch])  # warm-up

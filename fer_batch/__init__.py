@@ -6,6 +6,7 @@ Python API (the CLI is a thin layer over it)::
     df = fer_batch.analyze_video("interview.mp4", fps=5)
     fer_batch.analyze_many(["recordings/"], "out/")
     df = fer_batch.load("out/")
+    fer_batch.write_report("out/")            # out/report.html
 
 The API is imported on first use (PEP 562), so ``import fer_batch`` and ``fer-batch --help`` do not load PyAV,
 OpenCV, pandas, pyarrow or onnxruntime.
@@ -19,8 +20,9 @@ from fer_batch._version import __version__
 
 if TYPE_CHECKING:
     from fer_batch.api import analyze_many, analyze_video, load
+    from fer_batch.report import write_report
 
-__all__ = ["__version__", "analyze_many", "analyze_video", "load"]
+__all__ = ["__version__", "analyze_many", "analyze_video", "load", "write_report"]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,9 +30,14 @@ def __getattr__(name: str) -> Any:
         from fer_batch import api
 
         value = getattr(api, name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'fer_batch' has no attribute {name!r}")
+    elif name == "write_report":
+        from fer_batch import report
+
+        value = report.write_report
+    else:
+        raise AttributeError(f"module 'fer_batch' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
 
 def __dir__() -> list[str]:

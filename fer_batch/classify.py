@@ -1,51 +1,55 @@
-"""Emotion classification: all faces of a window cropped into one batch and scored in one onnxruntime call."""
+"""Emotion classification: all faces of a window cropped into one batch per model and scored in one call each.
+
+A classifier is one bundled model, or an ensemble (``--model a+b``) whose members' probabilities are averaged;
+``--tta flip`` averages each model with its mirrored crop. Each member cuts its crops with its own geometry
+(``fer_batch.crop``), so models trained on different crops can be combined.
+"""
 
 from __future__ import annotations
 
-import cv2
+from typing import Any
+
 import numpy as np
 
 from fer_batch import models
+from fer_batch.crop import WHOLE, CropSpec, crop_one
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
+# FER2013's seven classes in its order: tables of models with these labels always have their columns in this order
+FER7 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
-class Classifier:
-    """``Classifier(options)(frames, faces) -> faces`` with ``probs`` filled, one row per face."""
 
-    def __init__(self, options: Options) -> None:
-        self.spec = models.resolve(options.model, options.model_spec, task="emotion")
-        self.id, self.sha256, self.labels = self.spec.id, self.spec.sha256, self.spec.labels
-        inp = self.spec.input
+def member_ids(model: str) -> list[str]:
+    """The models that ``--model`` names: one id or path, or bundled ids joined by ``+``."""
+    if model.endswith(".onnx") or "+" not in model:
+        return [model]
+    return [m.strip() for m in model.split("+")]
+
+
+class Member:
+    """One ONNX emotion model: its crop geometry, pixel transform and session."""
+
+    def __init__(self, spec: models.ModelSpec, options: Options) -> None:
+        self.spec = spec
+        inp = spec.input
         self.height, self.width = int(inp["height"]), int(inp["width"])
         self.color, self.layout = inp["color"], inp["layout"]
-        self.a, self.b = self.spec.transform()
-        self.margin = options.crop_margin
-        self.logits = self.spec.entry.get("output") == "logits"  # optional spec key: "probs" (default) or "logits"
-        self.session = models.session(self.spec.path, options.device, options.threads)
+        self.a, self.b = spec.transform()
+        self.crop = WHOLE if options.detector == "none" else CropSpec.from_entry(spec.entry, options.crop_margin)
+        self.logits = spec.entry.get("output") == "logits"  # optional spec key: "probs" (default) or "logits"
+        self.session = models.session(spec.path, options.device, options.threads)
         self.input_name = self.session.get_inputs()[0].name
 
-    @property
-    def needs_color(self) -> bool:
-        return self.color != "gray"
-
     def crops(self, frames: Frames, faces: Faces) -> np.ndarray:
-        """uint8 crops (n, H, W[, 3]) of every face, each box widened by the margin and clipped to the frame."""
+        """uint8 crops (n, H, W[, C]) of every face, in the channel order the model reads."""
         pos = {int(f): j for j, f in enumerate(frames.index)}
         shape = (len(faces), self.height, self.width) + (() if self.color == "gray" else (3,))
         out = np.empty(shape, dtype=np.uint8)
-        x1, y1, x2, y2 = faces.boxes.T.astype(np.float64)
-        mx, my = (x2 - x1) * self.margin, (y2 - y1) * self.margin
         for i, f in enumerate(faces.frame):
             j = pos[int(f)]
             image = frames.gray[j] if self.color == "gray" else frames.bgr[j]  # type: ignore[index]
-            h, w = image.shape[:2]
-            a = int(max(0, np.floor(x1[i] - mx[i])))
-            b = int(max(0, np.floor(y1[i] - my[i])))
-            c = int(min(w, np.ceil(x2[i] + mx[i])))
-            d = int(min(h, np.ceil(y2[i] + my[i])))
-            crop = image[b : max(d, b + 1), a : max(c, a + 1)]
-            out[i] = cv2.resize(crop, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+            out[i] = crop_one(image, faces.boxes[i], faces.landmarks[i], self.crop, (self.width, self.height))
         if self.color == "rgb":
             out = out[..., ::-1]
         return out
@@ -65,7 +69,72 @@ class Classifier:
             out /= out.sum(axis=1, keepdims=True)
         return out
 
+
+class Classifier:
+    """``Classifier(options)(frames, faces) -> faces`` with ``probs`` filled, one row per face."""
+
+    def __init__(self, options: Options) -> None:
+        ids = member_ids(options.model)
+        specs = [models.resolve(m, options.model_spec if len(ids) == 1 else None, task="emotion") for m in ids]
+        self.labels = _common_labels(specs)
+        self.members = [Member(s, options) for s in specs]
+        # each member's columns in the classifier's label order
+        self._order = [np.array([s.labels.index(lab) for lab in self.labels]) for s in specs]
+        self.tta = options.tta
+        self.id = "+".join(s.id for s in specs)
+        self.sha256 = specs[0].sha256 if len(specs) == 1 else models.combined_sha256([s.sha256 for s in specs])
+        self.session = self.members[0].session  # the provider in use is the same for every member
+
+    @property
+    def needs_color(self) -> bool:
+        return any(m.color != "gray" for m in self.members)
+
+    def describe(self) -> dict[str, Any]:
+        """What the table's metadata records about the classifier: enough to reproduce its numbers."""
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "labels": self.labels,
+            "tta": self.tta,
+            "members": [{"id": m.spec.id, "sha256": m.spec.sha256, "crop": m.crop.as_dict()} for m in self.members],
+        }
+
+    def predict_crops(self, member: int, crops: np.ndarray) -> np.ndarray:
+        """One member's probabilities for its crops, in the classifier's label order, mirrored too under TTA."""
+        m = self.members[member]
+        probs = m.predict(crops)
+        if self.tta == "flip":
+            probs = (probs + m.predict(np.ascontiguousarray(crops[:, :, ::-1]))) / 2
+        return probs[:, self._order[member]]
+
+    @property
+    def single(self) -> Member:
+        """The one model of a classifier that is not an ensemble (benchmarks and tests feed it crops directly)."""
+        if len(self.members) != 1:
+            raise ValueError(f"{self.id} is an ensemble: feed each member its own crops")
+        return self.members[0]
+
+    def crops(self, frames: Frames, faces: Faces) -> np.ndarray:
+        return self.single.crops(frames, faces)
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities for one model's uint8 crops, in the classifier's label order (TTA included)."""
+        self.single  # noqa: B018 - raises for an ensemble
+        return self.predict_crops(0, crops)
+
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
         if not len(faces):
             return faces.replace(probs=np.zeros((0, len(self.labels)), dtype=np.float32))
-        return faces.replace(probs=self.predict(self.crops(frames, faces)))
+        total = sum(self.predict_crops(k, m.crops(frames, faces)) for k, m in enumerate(self.members))
+        return faces.replace(probs=(total / len(self.members)).astype(np.float32))
+
+
+def _common_labels(specs: list[models.ModelSpec]) -> list[str]:
+    """The label order of the classifier: FER2013's when the models have its seven classes, else the model's own."""
+    first = specs[0].labels
+    for s in specs[1:]:
+        if set(s.labels) != set(first):
+            raise models.ModelError(
+                f"ensemble members must have the same labels: {specs[0].id} has {first}, {s.id} has {s.labels}"
+            )
+    return list(FER7) if set(first) == set(FER7) else first

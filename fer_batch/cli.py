@@ -16,8 +16,16 @@ log = logging.getLogger("fer_batch")
 
 # options shared by analyze and webcam, declared once
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
-DetectorOpt = Annotated[str, typer.Option(help="centerface or haar.")]
-ModelOpt = Annotated[str, typer.Option(help="Emotion model: manifest id or PATH.onnx.")]
+DetectorOpt = Annotated[
+    str, typer.Option(help="centerface, haar, or none (each image/frame is one face that fills it).")
+]
+ModelOpt = Annotated[
+    str, typer.Option(help="Emotion model: manifest id, ids joined by + (averaged ensemble), or PATH.onnx.")
+]
+TtaOpt = Annotated[Optional[str], typer.Option(help="flip: average each model with its mirrored crop.")]
+CropMargin = Annotated[
+    Optional[float], typer.Option(help="Fraction of the face box added on each side (default: the model's own).")
+]
 ModelSpecOpt = Annotated[Optional[Path], typer.Option(help="Manifest entry (JSON) for a custom --model.")]
 MinFace = Annotated[int, typer.Option(help="Smallest face side kept (px).")]
 DetSize = Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")]
@@ -38,11 +46,14 @@ def _setup_logging(quiet: bool) -> None:
 
 def _check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
+    from fer_batch.classify import member_ids
     from fer_batch.models import ModelError, choose_providers, resolve
 
     try:
         choose_providers(options.device)
-        resolve(options.model, options.model_spec, task="emotion")
+        ids = member_ids(options.model)
+        for m in ids:
+            resolve(m, options.model_spec if len(ids) == 1 else None, task="emotion")
     except (ValueError, ModelError) as e:
         _fail(str(e), 2)
 
@@ -57,8 +68,10 @@ def analyze(
     paths: Annotated[list[str], typer.Argument(help="Video files, photos, folders (recursive) or globs.")],
     out: Out,
     detector: DetectorOpt = "centerface",
-    model: ModelOpt = "fer2013-minixception",
+    model: ModelOpt = Options.model,
     model_spec: ModelSpecOpt = None,
+    tta: TtaOpt = None,
+    crop_margin: CropMargin = None,
     fps: Annotated[Optional[float], typer.Option(help="Analyse the frame nearest each 1/F seconds.")] = None,
     every: Annotated[Optional[int], typer.Option(help="Analyse every N-th frame.")] = None,
     start: Annotated[Optional[float], typer.Option(help="Start time (s).")] = None,
@@ -82,6 +95,7 @@ def analyze(
         Optional[float], typer.Option(metavar="S", help="Split videos longer than S seconds into tasks of S s.")
     ] = None,
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
+    write_html: Annotated[bool, typer.Option("--report", help="At the end, write OUT/report.html.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
     quiet: Quiet = False,
 ) -> None:
@@ -93,7 +107,7 @@ def analyze(
             start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
             detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth,
             haar_scale_factor=haar_scale_factor,
-            haar_min_neighbors=haar_min_neighbors, device=device, threads=threads,
+            haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, tta=tta, crop_margin=crop_margin,
         )  # fmt: skip
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
@@ -110,7 +124,7 @@ def analyze(
 
     interactive = sys.stderr.isatty() and not quiet
 
-    def report(r: VideoResult) -> None:
+    def announce(r: VideoResult) -> None:
         """One line per input: always for failures and cut-short streams, for every input when not a terminal."""
         line = f"{r.path}: {r.status}"
         if r.error:
@@ -127,7 +141,7 @@ def analyze(
 
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
         try:
-            results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=report,
+            results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=announce,
                                executor=client.get_executor() if client else None,
                                segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
         finally:
@@ -140,7 +154,25 @@ def analyze(
         counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed", "skipped")}
         typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()) + f"; manifest: {out / 'manifest.parquet'}",
                    err=True)  # fmt: skip
-    raise typer.Exit(1 if failed else 0)
+    report_failed = write_html and _write_report(out, quiet) != 0
+    raise typer.Exit(1 if failed or report_failed else 0)
+
+
+def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
+    """Write the HTML report with one line saying where, or why not; the exit code (2: not a run folder)."""
+    from fer_batch.report import write_report
+
+    try:
+        path = write_report(run_dir, **kwargs)
+    except FileNotFoundError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except OSError as e:
+        typer.echo(f"error: {run_dir}: report not written: {e}", err=True)
+        return 1
+    if not quiet:
+        typer.echo(f"report: {path}", err=True)
+    return 0
 
 
 @app.command("models")
@@ -191,8 +223,10 @@ def webcam(
     annotate: Annotated[bool, typer.Option(help="Also record every frame, annotated, to .annotated.mp4.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Window, if a display exists.")] = True,
     detector: DetectorOpt = "centerface",
-    model: ModelOpt = "fer2013-minixception",
+    model: ModelOpt = Options.model,
     model_spec: ModelSpecOpt = None,
+    tta: TtaOpt = None,
+    crop_margin: CropMargin = None,
     min_face: MinFace = Options.min_face,
     det_size: DetSize = Options.det_size,
     det_threshold: DetThreshold = Options.det_threshold,
@@ -217,7 +251,7 @@ def webcam(
         options = Options(
             detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, min_face=min_face,
             det_size=det_size, det_threshold=det_threshold, detect_every=detect_every, batch_size=1, smooth=smooth,
-            device=device, threads=threads,
+            device=device, threads=threads, tta=tta, crop_margin=crop_margin,
         )  # fmt: skip
         if seconds is not None and seconds <= 0:
             raise ValueError("--seconds must be positive")
@@ -258,6 +292,21 @@ def summary(
         _fail(str(e), 2)
     typer.echo(short_table(result))
     typer.echo(f"summary: {run_dir / SUMMARY}", err=True)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fer-batch analyze`.")],
+    thumbnails: Annotated[int, typer.Option(help="Face thumbnails per track, cut from the source video.")] = 4,
+    quiet: Quiet = False,
+) -> None:
+    """One self-contained HTML page of a run: DIR/report.html (failures, settings, per-track timelines and faces)."""
+    _setup_logging(quiet)
+    if not run_dir.is_dir():
+        _fail(f"{run_dir}: not a folder", 2)
+    if thumbnails < 0:
+        _fail("--thumbnails must be 0 or more", 2)
+    raise typer.Exit(_write_report(run_dir, quiet, thumbnails=thumbnails))
 
 
 def main() -> None:

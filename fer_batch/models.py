@@ -103,6 +103,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def combined_sha256(parts: list[str]) -> str:
+    """One checksum for an ensemble: the sha256 of its members' checksums in order."""
+    return hashlib.sha256("+".join(parts).encode()).hexdigest()
+
+
 def resolve(model: str, spec_path: str | None = None, task: str = "emotion") -> ModelSpec:
     """Find a model by manifest id, or a user's ONNX file described by a JSON spec, and verify it."""
     if spec_path is not None or model.endswith(".onnx"):

@@ -20,8 +20,8 @@ RETIRED = frozenset({"annotate"})
 class Options:
     """Analysis settings; the defaults were chosen by measurement (see BENCHMARKS.md)."""
 
-    detector: str = "centerface"  # centerface | haar
-    model: str = "fer2013-minixception"  # manifest id or path to an .onnx file
+    detector: str = "centerface"  # centerface | haar | none (each image or frame is one face that fills it)
+    model: str = "fer2013-minixception"  # manifest id, ids joined by "+" (an ensemble), or path to an .onnx file
     model_spec: str | None = None  # JSON manifest entry for a custom --model file
     fps: float | None = None  # analyse the frame nearest each multiple of 1/fps seconds
     every: int | None = None  # or every N-th decoded frame
@@ -36,7 +36,8 @@ class Options:
     smooth: float | None = None  # EMA factor along a track for <label>_smooth columns; None = off
     haar_scale_factor: float = 1.1
     haar_min_neighbors: int = 5
-    crop_margin: float = 0.1  # fraction of the box added on each side before the 64x64 resize
+    crop_margin: float | None = None  # fraction of the box added on each side; None = the model's own crop
+    tta: str | None = None  # "flip": average each model with its mirrored crop
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # onnxruntime intra-op threads; None = the cores this job owns
 
@@ -55,8 +56,10 @@ class Options:
             raise ValueError("--scan-interval must be >= 0")
         if self.detect_every < 1:
             raise ValueError("--detect-every must be at least 1")
-        if self.detector not in ("centerface", "haar"):
-            raise ValueError(f"unknown detector {self.detector!r} (centerface or haar)")
+        if self.detector not in ("centerface", "haar", "none"):
+            raise ValueError(f"unknown detector {self.detector!r} (centerface, haar or none)")
+        if self.tta not in (None, "flip"):
+            raise ValueError(f"unknown --tta {self.tta!r} (flip)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"unknown device {self.device!r} (auto, cpu or cuda)")
         if self.start is not None and self.end is not None and self.end <= self.start:

@@ -134,10 +134,13 @@ def window_table(
     has_face = np.zeros(n, dtype=bool)
     has_face[face_rows] = True
 
-    def scatter(values: np.ndarray, dtype: Any) -> pa.Array:
+    def scatter(values: np.ndarray, dtype: Any, null: np.ndarray | None = None) -> pa.Array:
         out = np.zeros(n, dtype=dtype)
         out[face_rows] = values
-        return pa.array(out, mask=~has_face)
+        mask = ~has_face
+        if null is not None:
+            mask[face_rows] |= null
+        return pa.array(out, mask=mask)
 
     b = faces.boxes
     track_ids = np.full(n, -1, dtype=np.int64)  # -1: no face on this row, or no track assigned
@@ -152,7 +155,7 @@ def window_table(
         "y": scatter(b[:, 1], np.float32),
         "w": scatter(b[:, 2] - b[:, 0], np.float32),
         "h": scatter(b[:, 3] - b[:, 1], np.float32),
-        "det_score": scatter(faces.scores, np.float32),
+        "det_score": scatter(faces.scores, np.float32, null=np.isnan(faces.scores)),  # no score: --detector none
     }
     probs = faces.probs if faces.probs is not None else np.zeros((len(faces), len(labels)), np.float32)
     for k, label in enumerate(labels):

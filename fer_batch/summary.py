@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY = "summary.parquet"
 MAX_TRACKS_PLOTTED = 12  # a crowd video gets its longest-visible tracks plotted, not a wall of tiny panels
+MAX_POINTS = 2000  # points per line on a timeline; longer videos are averaged into this many time bins
 
 # colours per FER2013 label, chosen to read as the emotion; other labels take matplotlib's tab10 in order
 LABEL_COLORS = {
@@ -105,7 +106,8 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.Data
     """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
 
     Tables are read one at a time, so a run of many long videos is summarised in bounded memory. The PNGs need
-    matplotlib (``pip install fer-batch[plots]``); without it only the Parquet file is written.
+    matplotlib (a dependency; an install made with ``--no-deps`` may lack it): without it only the Parquet file is
+    written.
     """
     root = Path(run_dir)
     paths = tables(root)
@@ -136,7 +138,7 @@ def timeline_path(root: Path, video: str) -> Path:
 def _plotter() -> Any:
     """The PNG writer, or None (with one notice) where matplotlib is not installed."""
     if importlib.util.find_spec("matplotlib") is None:
-        log.warning("matplotlib is not installed: summary.parquet only, no timeline PNGs (fer-batch[plots])")
+        log.warning("matplotlib is not installed: summary.parquet only, no timeline PNGs (pip install matplotlib)")
         return None
     return plot_timeline
 
@@ -147,40 +149,81 @@ def label_colors(labels: list[str]) -> dict[str, str]:
     return {label: LABEL_COLORS.get(label) or next(extra) for label in labels}
 
 
+def has_smooth(vdf: pd.DataFrame, labels: list[str]) -> bool:
+    """True when the table has ``<label>_smooth`` columns (``--smooth``): those are the lines to draw."""
+    return all(f"{label}_smooth" in vdf.columns for label in labels)
+
+
+def track_rows(vdf: pd.DataFrame, times: pd.Series, track_id: int) -> pd.DataFrame:
+    """One track's rows on every analysed frame of its video (``times``' index): NaN where the track is absent,
+    so the lines drawn from it break there."""
+    return vdf[vdf["track_id"] == track_id].drop_duplicates("frame").set_index("frame").reindex(times.index)
+
+
+def downsample(t: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (one row per time in ``t``, ascending) averaged over ``max_points`` equal time bins, when there
+    are more points than that; NaN (absent) is left out of the means and a bin with nothing stays NaN.
+
+    Why: a line of 100 000 points draws slowly and shows no more than the pixels it has.
+    """
+    if len(t) <= max_points:
+        return t, values
+    edges = np.linspace(t[0], t[-1], max_points + 1)
+    bins = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, max_points - 1)
+    present = ~np.isnan(values)
+    sums = np.zeros((max_points, values.shape[1]))
+    counts = np.zeros((max_points, values.shape[1]))
+    np.add.at(sums, bins, np.where(present, values, 0.0))
+    np.add.at(counts, bins, present)
+    n = np.bincount(bins, minlength=max_points)
+    used = n > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    return np.bincount(bins, weights=t, minlength=max_points)[used] / n[used], means[used]
+
+
+def draw_track(ax: Any, times: pd.Series, rows: pd.DataFrame, labels: list[str], colors: dict[str, str],
+               smooth: bool) -> None:  # fmt: skip
+    """Each label's probability over time for one track (``track_rows``) on a matplotlib axes: with ``smooth``
+    the moving average solid and the raw values faint behind it; at most ``MAX_POINTS`` points per line."""
+    t = times.to_numpy(np.float64)
+    tt, raw = downsample(t, rows[labels].to_numpy(np.float64), MAX_POINTS)
+    smoothed = None
+    if smooth:
+        smoothed = downsample(t, rows[[f"{lb}_smooth" for lb in labels]].to_numpy(np.float64), MAX_POINTS)[1]
+    style = {"ms": 3, "marker": "." if len(tt) <= 300 else None}  # dots keep one-frame sightings visible
+    for k, label in enumerate(labels):
+        if smoothed is not None:
+            ax.plot(tt, raw[:, k], color=colors[label], lw=0.8, alpha=0.35)
+            ax.plot(tt, smoothed[:, k], color=colors[label], lw=1.4, label=label, **style)
+        else:
+            ax.plot(tt, raw[:, k], color=colors[label], lw=1.2, label=label, **style)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+
+
 def plot_timeline(vdf: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
     """One PNG per video: a panel per track (the ``MAX_TRACKS_PLOTTED`` longest visible, in id order) with each
     label's probability over time; lines break where the track is not visible."""
-    from matplotlib.figure import Figure  # lazy: an optional extra; no pyplot, so no global backend state
+    from matplotlib.figure import Figure  # lazy: the CLI starts without it; no pyplot, so no global backend state
 
     labels = labels_of(vdf)
     colors = label_colors(labels)
     tracks = summary[summary["scope"] == "track"].sort_values(["time_visible_s", "track_id"], ascending=[False, True])
     shown = tracks.head(MAX_TRACKS_PLOTTED).sort_values("track_id")
-    smooth = all(f"{label}_smooth" in vdf.columns for label in labels)
+    smooth = has_smooth(vdf, labels)
     times = vdf.groupby("frame", sort=True)["time_s"].first()
     n = max(len(shown), 1)
     fig = Figure(figsize=(10, 1.9 * n + 0.9))
     axes = fig.subplots(n, 1, sharex=True, squeeze=False)
     for ax, (_, track) in zip(axes[:, 0], shown.iterrows(), strict=False):
-        tdf = vdf[vdf["track_id"] == track["track_id"]].drop_duplicates("frame").set_index("frame")
-        tdf = tdf.reindex(times.index)  # NaN where the track is absent, so the lines break there
-        style = {"ms": 3, "marker": "." if len(times) <= 300 else None}  # dots keep one-frame sightings visible
-        for label in labels:
-            t, raw = times.to_numpy(), tdf[label].to_numpy(np.float64)
-            if smooth:  # the EMA solid, the raw values faint behind it
-                ax.plot(t, raw, color=colors[label], lw=0.8, alpha=0.35)
-                smoothed = tdf[f"{label}_smooth"].to_numpy(np.float64)
-                ax.plot(t, smoothed, color=colors[label], lw=1.4, label=label, **style)
-            else:
-                ax.plot(t, raw, color=colors[label], lw=1.2, label=label, **style)
-        ax.set_ylim(-0.02, 1.02)
+        draw_track(ax, times, track_rows(vdf, times, int(track["track_id"])), labels, colors, smooth)
         ax.set_ylabel("p")
         ax.set_title(
             f"track {int(track['track_id'])}: {track['time_visible_s']:.1f} s visible, mostly {track['emotion']}",
             fontsize=9,
             loc="left",
         )
-        ax.grid(alpha=0.3)
     if not len(shown):
         axes[0, 0].text(0.5, 0.5, "no tracked face", ha="center", va="center", transform=axes[0, 0].transAxes)
         axes[0, 0].set_yticks([])

@@ -681,7 +681,7 @@ def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name:
         version=__version__,
         options=options.as_dict(),
         source={"camera": name, "description": source.description, "nominal_fps": source.fps},
-        model={"id": analyzer.classifier.id, "sha256": analyzer.classifier.sha256, "labels": analyzer.labels},
+        model=analyzer.classifier.describe(),
         detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
         provider=analyzer.classifier.session.get_providers()[0],
         width=width,

@@ -17,19 +17,17 @@ import argparse
 import hashlib
 import io
 import json
-import math
-import os
 import sys
-import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+from onnx_common import GraphBuilder, same_or_valid_pads, upsert_manifest, write_atomic
 
 HERE = Path(__file__).resolve().parent
 OUT_NAME = "fer2013_minixception.onnx"
@@ -44,14 +42,11 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "probs"
 
 
-@dataclass
-class Graph:
-    """What the layer handlers append to; shapes are static (C, H, W) per tensor, batch excluded."""
+@dataclass(kw_only=True)
+class Graph(GraphBuilder):
+    """The shared graph builder plus the HDF5 weights the Keras layer handlers read."""
 
     weights: h5py.Group
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
-    inits: list[onnx.TensorProto] = field(default_factory=list)
-    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def weight(self, layer: str, short: str) -> np.ndarray:
         """Return the layer's weight whose name ends in ``/<short>:0`` (Keras nests them in sub-groups)."""
@@ -61,44 +56,6 @@ class Graph:
             if name.rsplit("/", 1)[-1].split(":", 1)[0] == short:
                 return np.asarray(group[name], dtype=np.float32)
         raise KeyError(f"{layer}: no weight named {short!r}")
-
-    def const(self, name: str, array: np.ndarray) -> str:
-        """Add a float32 initializer and return its name."""
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str, name: str, **attrs: Any) -> str:
-        self.nodes.append(helper.make_node(op, inputs, [output], name=name, **attrs))
-        return output
-
-
-def same_or_valid_pads(
-    size: tuple[int, int],
-    kernel: tuple[int, int],
-    strides: tuple[int, int],
-    dilation: tuple[int, int],
-    padding: str,
-) -> tuple[list[int], tuple[int, int]]:
-    """ONNX pads [top, left, bottom, right] and the output size for a Keras padding mode.
-
-    TF's SAME puts the odd extra pixel at the bottom/right, which ONNX's symmetric-looking explicit pads
-    express exactly; explicit pads avoid relying on auto_pad semantics.
-    """
-    begins, ends, out = [], [], []
-    for n, k, s, d in zip(size, kernel, strides, dilation, strict=True):
-        eff = (k - 1) * d + 1
-        if padding == "same":
-            o = math.ceil(n / s)
-            total = max((o - 1) * s + eff - n, 0)
-        elif padding == "valid":
-            o = (n - eff) // s + 1
-            total = 0
-        else:
-            raise NotImplementedError(f"padding {padding!r}")
-        begins.append(total // 2)
-        ends.append(total - total // 2)
-        out.append(o)
-    return begins + ends, (out[0], out[1])
 
 
 def activation(g: Graph, kind: str, x: str, name: str) -> str:
@@ -299,24 +256,6 @@ def read_source(path: Path) -> bytes:
         with zipfile.ZipFile(path) as whl:
             return whl.read(SOURCE_PATH)
     return path.read_bytes()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file so a concurrent reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def upsert_manifest(entry: dict[str, Any]) -> None:
-    """Replace (or add) the entry with the same id in models/manifest.json, keeping the others."""
-    path = HERE / "manifest.json"
-    entries = json.loads(path.read_text()) if path.exists() else []
-    entries = [e for e in entries if e["id"] != entry["id"]] + [entry]
-    entries.sort(key=lambda e: e["id"])
-    write_atomic(path, (json.dumps(entries, indent=2) + "\n").encode())
 
 
 def manifest_entry(onnx_sha256: str) -> dict[str, Any]:

@@ -21,6 +21,18 @@ def shared_media() -> Path:
     return media
 
 
+@pytest.fixture(scope="session")
+def shared_faceapi_weights() -> Path:
+    """``../shared/models/face-api-expression``: face-api.js' original TF.js weights, never committed.
+
+    Tests that rebuild the ONNX file from them are skipped where the folder is absent.
+    """
+    folder = REPO.parent / "shared" / "models" / "face-api-expression"
+    if not (folder / "face_expression_model-shard1").is_file():
+        pytest.skip(f"{folder} is absent")
+    return folder
+
+
 # --- clips made in code ---------------------------------------------------------------------------------------
 
 import fractions  # noqa: E402

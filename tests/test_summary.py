@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
-from fer_batch.summary import SUMMARY, frame_durations, summarize, summarize_table, timeline_path
+from fer_batch.summary import SUMMARY, downsample, frame_durations, summarize, summarize_table, timeline_path
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -177,3 +179,26 @@ def test_cli_summary(run_dir: Path, tmp_path: Path) -> None:
     empty.mkdir()
     assert CliRunner().invoke(app, ["summary", str(empty)]).exit_code == 2
     assert CliRunner().invoke(app, ["summary", str(tmp_path / "missing")]).exit_code == 2
+
+
+def test_cli_starts_without_matplotlib() -> None:
+    """matplotlib is a dependency, but only the code that draws imports it: the CLI does not start slower."""
+    code = "import sys, fer_batch, fer_batch.cli, fer_batch.summary; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_downsample_averages_time_bins_and_keeps_gaps() -> None:
+    t = np.arange(10, dtype=np.float64)  # bins of 0-1.8, 1.8-3.6, ... with 5 bins over 0..9
+    v = np.array([[0, 1, 2, 3, 4, np.nan, np.nan, 7, 8, 9]], dtype=np.float64).T
+    tt, vv = downsample(t, v, 5)
+    edges = np.linspace(0, 9, 6)
+    bins = np.clip(np.digitize(t, edges) - 1, 0, 4)
+    want = pd.Series(v[:, 0]).groupby(bins).mean()  # pandas skips NaN the same way
+    np.testing.assert_allclose(vv[:, 0], want.to_numpy())
+    np.testing.assert_allclose(tt, pd.Series(t).groupby(bins).mean().to_numpy())
+    v[5:7, 0] = np.nan
+    v[4, 0] = np.nan  # the bin of t=4, 5 (3.6-5.4) now has nothing: it stays a gap
+    assert np.isnan(downsample(t, v, 5)[1][2, 0])
+    short = downsample(t, v, 10)
+    assert short[0] is t and short[1] is v  # few points: drawn as they are

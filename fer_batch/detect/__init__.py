@@ -14,6 +14,10 @@ __all__ = ["Detector", "RegionDetector", "finish", "make_detector", "nms", "scan
 
 def make_detector(options: Options) -> Detector:
     """The detector that ``options.detector`` names."""
+    if options.detector == "none":
+        from fer_batch.detect.whole import WholeFrame
+
+        return WholeFrame(options)
     if options.detector == "haar":
         from fer_batch.detect.haar import HaarDetector
 
