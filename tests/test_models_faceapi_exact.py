@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from fer_batch.classify import Classifier  # noqa: E402
+from fer_batch.classify import Classifier, Member  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +42,9 @@ def entry() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier(Options(model=MODEL_ID, device="cpu", threads=1))
+def classifier() -> Member:
+    """The model as the pipeline runs it (manifest transform, session), outputs in the network's own order."""
+    return Classifier(Options(model=MODEL_ID, device="cpu", threads=1)).single
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_manifest_sha256_matches_file(entry: dict[str, Any]) -> None:
     assert hashlib.sha256(data).hexdigest() == entry["sha256"]
 
 
-def test_manifest_describes_the_model(entry: dict[str, Any], classifier: Classifier) -> None:
+def test_manifest_describes_the_model(entry: dict[str, Any], classifier: Member) -> None:
     (inp,) = classifier.session.get_inputs()
     (out,) = classifier.session.get_outputs()
     assert inp.name == "input" and inp.type == "tensor(float)"
@@ -100,11 +101,11 @@ def test_references_come_from_the_recorded_source(entry: dict[str, Any], referen
     assert len(np.unique(reference["probs"].argmax(1))) >= 3  # not one class for everything
 
 
-def test_matches_faceapi_js_through_the_classifier(classifier: Classifier, reference: dict[str, np.ndarray]) -> None:
+def test_matches_faceapi_js_through_the_classifier(classifier: Member, reference: dict[str, np.ndarray]) -> None:
     assert_matches_js(classifier.predict(reference["crops"]), reference["probs"])
 
 
-def test_batch_equals_single_runs(classifier: Classifier, reference: dict[str, np.ndarray]) -> None:
+def test_batch_equals_single_runs(classifier: Member, reference: dict[str, np.ndarray]) -> None:
     crops = reference["crops"]
     batch = classifier.predict(crops)
     single = np.concatenate([classifier.predict(crops[i : i + 1]) for i in range(len(crops))])
@@ -116,7 +117,7 @@ def test_converter_reproduces_the_committed_model(
     shared_faceapi_weights: Path,
     converter: ModuleType,
     entry: dict[str, Any],
-    classifier: Classifier,
+    classifier: Member,
     reference: dict[str, np.ndarray],
 ) -> None:
     import onnx
