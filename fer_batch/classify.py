@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from fer_batch import models
-from fer_batch.crop import WHOLE, CropSpec, crop_one
+from fer_batch.crop import WHOLE, CropSpec, Planes, crop_one
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
@@ -47,12 +47,26 @@ class Member:
         shape = (len(faces), self.height, self.width) + (() if self.color == "gray" else (3,))
         out = np.empty(shape, dtype=np.uint8)
         for i, f in enumerate(faces.frame):
-            j = pos[int(f)]
-            image = frames.gray[j] if self.color == "gray" else frames.bgr[j]  # type: ignore[index]
+            image = self._source(frames, pos[int(f)])
             out[i] = crop_one(image, faces.boxes[i], faces.landmarks[i], self.crop, (self.width, self.height))
         if self.color == "rgb":
             out = out[..., ::-1]
         return out
+
+    def _source(self, frames: Frames, j: int) -> np.ndarray | Planes:
+        """What frame ``j``'s crops are cut from: the gray image, or for colour the decoded planes where they exist.
+
+        Why planes first: only the faces are converted to BGR, and a table does not depend on whether something
+        else (``--annotate``) asked for the whole frame in BGR.
+        """
+        if self.color == "gray":
+            return frames.gray[j]
+        planes = frames.yuv[j] if frames.yuv is not None else None
+        if planes is not None:
+            return planes
+        if frames.bgr is None or frames.bgr[j] is None:
+            raise ValueError(f"frame {int(frames.index[j])} has neither planes nor a BGR image for a colour model")
+        return frames.bgr[j]
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities (n, labels) for uint8 crops, with the manifest's pixel transform."""

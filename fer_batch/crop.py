@@ -16,6 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fer_batch.planes import bgr_region
+
 # CenterFace's five landmarks: left eye, right eye, nose, left and right mouth corner (image left/right)
 LEFT_EYE, RIGHT_EYE = 0, 1
 
@@ -80,13 +82,17 @@ def _geometry(box: np.ndarray, landmarks: np.ndarray, spec: CropSpec) -> tuple[f
     return cx, cy, max(w, 1.0), max(h, 1.0), angle
 
 
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def crop_one(
-    image: np.ndarray, box: np.ndarray, landmarks: np.ndarray, spec: CropSpec, size: tuple[int, int]
+    image: np.ndarray | Planes, box: np.ndarray, landmarks: np.ndarray, spec: CropSpec, size: tuple[int, int]
 ) -> np.ndarray:
-    """One face's crop of ``size`` (width, height) from a gray or BGR image.
+    """One face's crop of ``size`` (width, height) from a gray or BGR image, or in BGR from a frame's 4:2:0 planes.
 
     Large faces are first reduced by area averaging (no aliasing), then one affine warp places, rotates and
-    scales the crop; pixels outside the frame repeat its border.
+    scales the crop; pixels outside the frame repeat its border. From planes only the region the crop covers is
+    converted to BGR.
     """
     out_w, out_h = size
     cx, cy, w, h, angle = _geometry(box, landmarks, spec)
@@ -96,9 +102,14 @@ def crop_one(
     half_w, half_h = (w * c + h * si) / 2 + 1, (w * si + h * c) / 2 + 1
     x0, y0 = math.floor(cx - half_w), math.floor(cy - half_h)
     x1, y1 = math.ceil(cx + half_w), math.ceil(cy + half_h)
-    ih, iw = image.shape[:2]
-    region = image[max(y0, 0) : max(min(y1, ih), max(y0, 0) + 1), max(x0, 0) : max(min(x1, iw), max(x0, 0) + 1)]
-    ox, oy = float(max(x0, 0)), float(max(y0, 0))  # source coordinates of region[0, 0]
+    planes = isinstance(image, tuple)
+    ih, iw = image[0].shape[:2] if planes else image.shape[:2]  # type: ignore[union-attr]
+    x0, y0 = min(max(x0, 0), iw - 1), min(max(y0, 0), ih - 1)
+    x1, y1 = max(min(x1, iw), x0 + 1), max(min(y1, ih), y0 + 1)
+    if planes:
+        region, ox, oy = bgr_region(image, x0, y0, x1, y1)  # type: ignore[arg-type]
+    else:
+        region, ox, oy = image[y0:y1, x0:x1], x0, y0  # type: ignore[index]
     if s > 1.5:  # reduce by area first: a bilinear warp of a much larger face would alias
         rw, rh = max(1, round(region.shape[1] / s)), max(1, round(region.shape[0] / s))
         kx, ky = region.shape[1] / rw, region.shape[0] / rh

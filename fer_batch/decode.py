@@ -225,8 +225,9 @@ class _Cursor:
 class FrameReader:
     """Iterates ``Decoded`` frames of one input, decoding in a background thread into a bounded queue.
 
-    ``need_bgr`` is "none", "analysed" (a colour classifier), "all" (BGR for every frame) or "render" (every
-    frame's 4:2:0 planes, and BGR only where the renderer cannot use the planes: odd sizes, full range, photos).
+    ``need_bgr`` is "none", "analysed" (a colour classifier: photos keep their BGR, video frames give their planes),
+    "all" (BGR for every frame) or "render" (every frame's 4:2:0 planes, and BGR only where the renderer cannot use
+    the planes: odd sizes, full range, photos).
     Counters ``decoded`` and ``analysed`` are final once iteration ends; a stream that breaks midway raises
     ``StreamBroken`` after the frames before the damage.
     """
@@ -245,9 +246,8 @@ class FrameReader:
 
     # --- producer side -------------------------------------------------------------------------------------
     def _convert(self, index: int, t: float, analyse: bool, frame: av.VideoFrame | np.ndarray) -> Decoded:
-        want_bgr = self.need_bgr == "all" or (self.need_bgr == "analysed" and analyse) or (
-            self.need_bgr == "render" and isinstance(frame, np.ndarray)
-        )
+        # video frames give colour classifiers their planes; only photos (no planes) keep their BGR for them
+        want_bgr = self.need_bgr == "all" or (isinstance(frame, np.ndarray) and self.need_bgr in ("analysed", "render"))
         rot = self.info.rotation
         item = Decoded(index=index, time_s=t, analyse=analyse)
         if isinstance(frame, np.ndarray):  # a photo, already BGR

@@ -21,7 +21,8 @@ class Options:
     """Analysis settings; the defaults were chosen by measurement (see BENCHMARKS.md)."""
 
     detector: str = "centerface"  # centerface | haar | none (each image or frame is one face that fills it)
-    model: str = "fer2013-minixception"  # manifest id, ids joined by "+" (an ensemble), or path to an .onnx file
+    # a manifest id, ids joined by "+" (an averaged ensemble), or the path of an .onnx file
+    model: str = "fer2013-minixception+face-api-expression"
     model_spec: str | None = None  # JSON manifest entry for a custom --model file
     fps: float | None = None  # analyse the frame nearest each multiple of 1/fps seconds
     every: int | None = None  # or every N-th decoded frame

@@ -130,7 +130,7 @@ class Analyzer:
         or boxes carried by the tracker (frames skipped by ``--detect-every``). The schedule depends only on the
         stream, never on how frames fall into windows, so results do not depend on the batch size.
         """
-        frames = Frames.from_decoded(items, bgr=self.classifier.needs_color)
+        frames = Frames.from_decoded(items, colour=self.classifier.needs_color)
         if not len(frames):
             return Analysis(frames, Faces(), None)
         assert frames.yuv is not None

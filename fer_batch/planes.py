@@ -30,6 +30,31 @@ def yuv_region(
     return yuv_to_rgb(y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1], size)
 
 
+def bgr_region(
+    yuv: tuple[np.ndarray, np.ndarray, np.ndarray], x0: int, y0: int, x1: int, y1: int
+) -> tuple[np.ndarray, int, int]:
+    """BGR pixels of the region (x0, y0, x1, y1), inside the frame, of a 4:2:0 frame, and their origin.
+
+    Why: a colour classifier needs only its faces in BGR; converting the whole frame would cost more than the model
+    (1.5 ms a 720p frame). The region grows to even coordinates so that chroma samples stay aligned; a column or row
+    past an odd frame edge repeats the last one.
+    """
+    y, u, v = yuv
+    x0, y0 = x0 & ~1, y0 & ~1
+    x1, y1 = x1 + (x1 - x0) % 2, y1 + (y1 - y0) % 2
+    w, h = x1 - x0, y1 - y0
+
+    def cut(plane: np.ndarray, a: int, b: int, c: int, d: int) -> np.ndarray:
+        part = plane[b:d, a:c]
+        if part.shape != (d - b, c - a):
+            part = cv2.copyMakeBorder(part, 0, d - b - part.shape[0], 0, c - a - part.shape[1], cv2.BORDER_REPLICATE)
+        return part
+
+    ys = cut(y, x0, y0, x1, y1)
+    us, vs = (cut(p, x0 // 2, y0 // 2, x0 // 2 + w // 2, y0 // 2 + h // 2) for p in (u, v))
+    return cv2.cvtColor(i420(ys, us, vs), cv2.COLOR_YUV2BGR_I420), x0, y0
+
+
 def i420(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """One contiguous I420 image (the layout OpenCV and the yuv420p encoder take) from even-sized planes."""
     h, w = y.shape

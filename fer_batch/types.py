@@ -40,27 +40,28 @@ class Frames:
     time_s: np.ndarray  # float64 (n,)
     gray: list[np.ndarray]
     small: list[np.ndarray | None]  # made on demand (``small_image``) where planes exist
-    bgr: list[np.ndarray] | None = None
+    bgr: list[np.ndarray | None] | None = None  # where a frame has no planes (photos, camera frames)
     yuv: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None  # 4:2:0 planes, for regions
 
     @classmethod
-    def from_decoded(cls, items: Sequence[Decoded], *, bgr: bool = False) -> Frames:
-        """The analysed frames among ``items`` (the others carry no images), with their BGR images if ``bgr``.
+    def from_decoded(cls, items: Sequence[Decoded], *, colour: bool = False) -> Frames:
+        """The analysed frames among ``items`` (the others carry no images); with ``colour``, their BGR images.
 
         Why one constructor: the pipeline, the webcam and the benchmarks all turn decoded frames into a window,
-        and an analysed frame without its gray image (or BGR image, when asked for) is a reader bug caught here.
+        and an analysed frame without its gray image (or, for a colour model, without planes or a BGR image to cut
+        its faces from) is a reader bug caught here.
         """
         analysed = [d for d in items if d.analyse]
-        gray = [d.gray for d in analysed]
-        colour = [d.bgr for d in analysed] if bgr else []
-        if any(g is None for g in gray) or any(c is None for c in colour):
+        if any(d.gray is None for d in analysed) or (
+            colour and any(d.bgr is None and d.yuv is None for d in analysed)
+        ):
             raise ValueError("an analysed frame lacks the image the analysis needs")
         return cls(
             index=np.array([d.index for d in analysed], dtype=np.int64),
             time_s=np.array([d.time_s for d in analysed], dtype=np.float64),
-            gray=[g for g in gray if g is not None],
+            gray=[d.gray for d in analysed if d.gray is not None],
             small=[d.small for d in analysed],
-            bgr=[c for c in colour if c is not None] if bgr else None,
+            bgr=[d.bgr for d in analysed] if colour else None,
             yuv=[d.yuv for d in analysed],
         )
 

@@ -15,8 +15,9 @@ def two_frames() -> Frames:
     img = np.full((160, 240), 90, np.uint8)
     face = astronaut_face(100)
     img[20:120, 20:120] = (0.299 * face[..., 0] + 0.587 * face[..., 1] + 0.114 * face[..., 2]).astype(np.uint8)
-    return Frames(index=np.array([10, 11]), time_s=np.array([0.0, 0.1]), gray=[img, img[:, ::-1].copy()],
-                  small=[None, None])  # fmt: skip
+    gray = [img, img[:, ::-1].copy()]
+    return Frames(index=np.array([10, 11]), time_s=np.array([0.0, 0.1]), gray=gray, small=[None, None],
+                  bgr=[np.repeat(g[..., None], 3, axis=2) for g in gray])  # fmt: skip
 
 
 def faces_at(frames: list[int], boxes: list[list[float]]) -> Faces:

@@ -73,3 +73,19 @@ def test_manifest_crop_object_and_override() -> None:
     assert CropSpec.from_entry({"id": "m"}) == CropSpec()
     with pytest.raises(ValueError, match="unknown crop key"):
         CropSpec.from_entry({"id": "m", "crop": {"zoom": 2}})
+
+
+def test_colour_crop_from_planes_matches_the_converted_frame() -> None:
+    """Cutting a colour crop from the 4:2:0 planes equals cutting it from the whole frame converted to BGR."""
+    from fer_batch.planes import i420_views
+
+    rng = np.random.default_rng(1)
+    bgr = cv2.GaussianBlur(rng.integers(0, 255, (121, 161, 3), dtype=np.uint8), (0, 0), 2)[:120, :160]
+    i420 = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420)
+    planes = tuple(p.copy() for p in i420_views(i420, 160, 120))
+    full = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+    for box, size in (([31, 17, 91, 77], (60, 60)), ([-5, 40, 45, 119], (50, 50)), ([10, 10, 150, 110], (64, 64))):
+        a = crop_one(planes, np.array(box, np.float64), NO_LANDMARKS, CropSpec(margin=0.1), size)
+        b = crop_one(full, np.array(box, np.float64), NO_LANDMARKS, CropSpec(margin=0.1), size)
+        assert a.shape == b.shape == (size[1], size[0], 3)
+        assert np.abs(a.astype(int) - b).mean() < 1.0

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import astronaut_face
@@ -97,3 +98,17 @@ def test_ensemble_with_an_unknown_member_is_a_usage_error(photo: Path, tmp_path:
     r = CliRunner().invoke(app, ["analyze", str(photo), "--out", str(tmp_path / "o"), "--model",
                                  "fer2013-minixception+no-such-model"])  # fmt: skip
     assert r.exit_code == 2 and "no-such-model" in r.output and not (tmp_path / "o").exists()
+
+
+def test_annotating_does_not_change_the_table(clip, tmp_path: Path) -> None:
+    """Colour models cut faces from the decoded planes whether or not the whole frame is also converted to draw."""
+    from conftest import one_face
+
+    path, _ = clip(n=6, faces=one_face)
+    plain = fer_batch.analyze_many([path], tmp_path / "a")
+    drawn = fer_batch.analyze_many([path], tmp_path / "b", annotate=True)
+    assert [r.status for r in plain + drawn] == ["ok", "ok"]
+    assert (tmp_path / "b" / "clip.annotated.mp4").is_file()
+    a, b = fer_batch.load(tmp_path / "a"), fer_batch.load(tmp_path / "b")
+    assert a.dropna(subset=["face"]).shape[0] == 6
+    pd.testing.assert_frame_equal(a, b)

@@ -8,6 +8,7 @@ import pytest
 from conftest import one_face
 
 import fer_batch
+from fer_batch.options import Options
 from fer_batch.sink import read_metadata
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -73,14 +74,16 @@ def test_batched_classification_equals_one_at_a_time(clip) -> None:
 
     path, _ = clip(size=(400, 240), n=6, faces=lambda i: [(10 + 4 * i, 60, 80), (200, 30, 120)])
     options = Options()
-    frames = Frames.from_decoded(list(FrameReader(path, probe(path), options)))
+    frames = Frames.from_decoded(list(FrameReader(path, probe(path), options, need_bgr="analysed")), colour=True)
     classifier = Classifier(options)
-    crops = classifier.crops(frames, make_detector(options)(frames))
-    assert len(crops) == 12  # both faces on each of the 6 frames
-    batched = classifier.predict(crops)
-    single = np.concatenate([classifier.predict(crops[i : i + 1]) for i in range(len(crops))])
-    np.testing.assert_allclose(batched, single, atol=1e-6)
-    assert np.ptp(batched, axis=0).max() > 1e-3  # different faces and frames: the rows are not all the same
+    faces = make_detector(options)(frames)
+    assert len(faces) == 12  # both faces on each of the 6 frames
+    for k, member in enumerate(classifier.members):  # every model of the default ensemble
+        crops = member.crops(frames, faces)
+        batched = classifier.predict_crops(k, crops)
+        single = np.concatenate([classifier.predict_crops(k, crops[i : i + 1]) for i in range(len(crops))])
+        np.testing.assert_allclose(batched, single, atol=1e-6)
+        assert np.ptp(np.log(batched), axis=0).max() > 1e-3  # different faces and frames: rows not all the same
 
 
 def test_haar_detector_finds_the_face_where_it_was_pasted(clip) -> None:
@@ -114,7 +117,7 @@ def test_table_metadata_and_load(clip, tmp_path) -> None:
     assert [r.status for r in results] == ["ok"]
     table = out / "clip.parquet"
     meta = read_metadata(table)
-    assert meta["options"]["fps"] == 5 and meta["model"]["id"] == "fer2013-minixception"
+    assert meta["options"]["fps"] == 5 and meta["model"]["id"] == Options.model
     assert meta["detector"]["id"] == "centerface" and meta["status"] == "ok" and meta["frames_decoded"] == 6
     assert meta["source"]["size"] == path.stat().st_size and meta["width"] == 320
     loaded = fer_batch.load(out)
