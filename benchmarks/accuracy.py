@@ -86,26 +86,38 @@ def predictions(root: Path, config: dict[str, Any], jobs: int) -> tuple[pd.DataF
     return df, labels, wall
 
 
-def score(df: pd.DataFrame, labels: list[str]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, per-class recall and confusion matrix of one set's table."""
-    df = df[df["face"].isna() | (df["face"] == 0)]  # with a detector: the largest face, or the row of none found
-    truth = df["video"].str.split("/").str[0]
-    known = truth.isin(labels)
-    df, truth = df[known], truth[known]
-    found = df["face"].notna().to_numpy()
-    pred = np.where(found, np.asarray(labels)[df[labels].fillna(0).to_numpy(np.float64).argmax(axis=1)], "no face")
+def score_labels(
+    probs: np.ndarray, labels: list[str], truth: np.ndarray, found: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class recall and confusion matrix of probabilities against true labels.
+
+    Images whose true class the model does not know are left out (and counted); ``found`` marks the images where a
+    face was found (the others count as wrong).
+    """
+    truth = np.asarray(truth)
+    known = np.isin(truth, labels)
+    found = np.ones(len(truth), bool) if found is None else np.asarray(found)
+    probs, truth, found = probs[known], truth[known], found[known]
+    pred = np.where(found, np.asarray(labels)[np.nan_to_num(probs).argmax(axis=1)], "no face")
     classes = [c for c in labels if (truth == c).any()]
-    recall = {c: float((pred[truth.to_numpy() == c] == c).mean()) for c in classes}
+    recall = {c: float((pred[truth == c] == c).mean()) for c in classes}
     confusion = pd.crosstab(pd.Categorical(truth, classes), pd.Categorical(pred, [*labels, "no face"]), dropna=False)
     return {
-        "images": int(len(df)),
+        "images": int(len(truth)),
         "left_out": int((~known).sum()),
         "no_face": int((~found).sum()),  # counted as wrong
-        "accuracy": float((pred == truth.to_numpy()).mean()),
+        "accuracy": float((pred == truth).mean()),
         "balanced_accuracy": float(np.mean(list(recall.values()))),
         "recall": recall,
         "confusion": confusion,
     }
+
+
+def score(df: pd.DataFrame, labels: list[str]) -> dict[str, Any]:
+    """``score_labels`` of one set's table: the label is the image's folder; with a detector, the largest face."""
+    df = df[df["face"].isna() | (df["face"] == 0)]
+    truth = df["video"].str.split("/").str[0].to_numpy()
+    return score_labels(df[labels].to_numpy(np.float64), labels, truth, df["face"].notna().to_numpy())
 
 
 def steadiness_ck(df: pd.DataFrame, labels: list[str]) -> float:

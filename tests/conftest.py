@@ -10,27 +10,39 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def shared_media() -> Path:
-    """``../shared/media`` beside the repo: real but unlicensed test media that is never committed.
-
-    Tests that need it are skipped where it is absent (a bare clone, a packaged sdist).
+def shared() -> Path:
+    """``../shared`` beside the repo: real material that is never committed (unlicensed photos, research data sets,
+    original model weights). The one way tests reach it: they are skipped where it is absent (a bare clone, an sdist).
     """
-    media = REPO.parent / "shared" / "media"
-    if not media.is_dir():
-        pytest.skip(f"{media} is absent")
-    return media
+    folder = REPO.parent / "shared"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    return folder
+
+
+def _shared_part(shared: Path, relative: str, marker: str) -> Path:
+    folder = shared / relative
+    if not (folder / marker).exists():
+        pytest.skip(f"{folder / marker} is absent")
+    return folder
 
 
 @pytest.fixture(scope="session")
-def shared_faceapi_weights() -> Path:
-    """``../shared/models/face-api-expression``: face-api.js' original TF.js weights, never committed.
+def shared_media(shared: Path) -> Path:
+    """``../shared/media``: a crowd photo and a two-person photo (testing only)."""
+    return _shared_part(shared, "media", "photos")
 
-    Tests that rebuild the ONNX file from them are skipped where the folder is absent.
-    """
-    folder = REPO.parent / "shared" / "models" / "face-api-expression"
-    if not (folder / "face_expression_model-shard1").is_file():
-        pytest.skip(f"{folder} is absent")
-    return folder
+
+@pytest.fixture(scope="session")
+def shared_faceapi_weights(shared: Path) -> Path:
+    """``../shared/models/face-api-expression``: face-api.js' original TF.js weights."""
+    return _shared_part(shared, "models/face-api-expression", "face_expression_model-shard1")
+
+
+@pytest.fixture(scope="session")
+def shared_expressions(shared: Path) -> Path:
+    """``../shared/data/expressions``: labelled faces (FER2013, CK+, real-world crops), for measuring only."""
+    return _shared_part(shared, "data/expressions", "ckplus48")
 
 
 # --- clips made in code ---------------------------------------------------------------------------------------
