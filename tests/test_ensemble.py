@@ -112,3 +112,20 @@ def test_annotating_does_not_change_the_table(clip, tmp_path: Path) -> None:
     a, b = fer_batch.load(tmp_path / "a"), fer_batch.load(tmp_path / "b")
     assert a.dropna(subset=["face"]).shape[0] == 6
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_cli_detector_none_tta_and_crop_margin_reach_the_table(photo: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fer_batch.cli import app
+
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["analyze", str(photo), "--out", str(out), "-q", "--detector", "none", "--tta", "flip",
+                                 "--crop-margin", "0.2"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    meta = json.loads(pq.read_metadata(out / "face.parquet").metadata[b"fer_batch"])
+    assert meta["options"]["detector"] == "none" and meta["options"]["tta"] == "flip"
+    assert meta["model"]["tta"] == "flip" and meta["options"]["crop_margin"] == 0.2
+    assert [m["crop"]["margin"] for m in meta["model"]["members"]] == [0.0] * len(meta["model"]["members"])  # whole
+    bad = CliRunner().invoke(app, ["analyze", str(photo), "--out", str(tmp_path / "p"), "--tta", "rotate"])
+    assert bad.exit_code == 2 and "tta" in bad.output
