@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from fer_batch.decode import DecodeError
 from fer_batch.jobs import tables
-from fer_batch.options import Options
+from fer_batch.options import Options, UsageError
 from fer_batch.pipeline import VideoResult, run_video
 from fer_batch.runner import run_many
 from fer_batch.sink import to_pandas
@@ -56,6 +56,8 @@ def analyze_many(
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if not str(out).strip():  # Path("") is the current folder: never write there by accident
+        raise UsageError("--out must not be empty")
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
                     resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
 

@@ -65,6 +65,7 @@ class H264Writer:
         self._target = AtomicPath(self.path)
         self._stop = stop or threading.Event()
         self._last_pts: int | None = None
+        self.shifted = 0  # frames whose timestamp did not increase
         self._audio_until = -math.inf
         self._pending_audio: tuple[float, av.Packet] | None = None
         self._audio_in: av.container.InputContainer | None = None
@@ -132,7 +133,7 @@ class H264Writer:
         frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
         pts = round(t / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:  # a broken source: keep the muxer's order valid
-            log.warning("%s: non-increasing timestamp at %.6f s, shifted by one tick", self.path, t)
+            self.shifted += 1  # reported once, in finish(): one line per problem, not one per frame
             pts = self._last_pts + 1
         self._last_pts = pts
         frame.pts, frame.time_base = pts, self.time_base
@@ -145,6 +146,9 @@ class H264Writer:
         """Flush the encoder and mux the rest of the audio (call once, after the last frame)."""
         self._mux_video(self._video.encode(None))
         self._mux_audio(math.inf)
+        if self.shifted:
+            log.warning("%s: %d frame(s) with non-increasing timestamps, each moved by one tick", self.path,
+                        self.shifted)  # fmt: skip
 
     # --- closing -----------------------------------------------------------------------------------------------
     def commit(self) -> Path:

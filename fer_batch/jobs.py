@@ -14,17 +14,13 @@ from pathlib import Path
 
 from fer_batch.atomic import TMP_MARK
 from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fer_batch.options import Options
+from fer_batch.options import Options, UsageError
 from fer_batch.pipeline import VideoResult
 from fer_batch.sink import read_table_meta
 
 MANIFEST = "manifest.parquet"
 RESERVED = {MANIFEST, "summary.parquet"}
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-
-
-class UsageError(ValueError):
-    """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1)."""
 
 
 @dataclass(frozen=True)

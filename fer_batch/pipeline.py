@@ -201,7 +201,7 @@ def run_video(
     t0 = time.perf_counter()
     result = VideoResult(path=str(path), status="ok")
     try:
-        info = probe(path)
+        info = probe(path, options.max_pixels)
     except (DecodeError, OSError) as e:
         result.status, result.error = "failed", _oneline(e)
         result.wall_s = time.perf_counter() - t0
@@ -209,23 +209,17 @@ def run_video(
     result.duration_s = info.duration_s
     analyzer = Analyzer(options)
     need_bgr = "render" if annotate_path is not None else ("analysed" if analyzer.classifier.needs_color else "none")
-    reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=options.batch_size,
-                         decode_threads=1)  # fmt: skip
+    sizes = window_sizes(info, options.batch_size, annotate_path is not None, analyzer.classifier.needs_color)
+    reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=sizes.queue, decode_threads=1)
     smooth = options.smooth is not None
     sink: ParquetSink | MemorySink = (
         ParquetSink(table_path, analyzer.labels, smooth) if table_path else MemorySink(analyzer.labels, smooth)
     )
-    renderer: Any = nullcontext()
-    if annotate_path is not None:
-        from fer_batch.render import Renderer
-
-        renderer = Renderer(path, annotate_path, info, analyzer.labels, start=options.start, end=options.end)
+    renderer = _renderer(path, annotate_path, info, analyzer.labels, options)
     try:
         with sink, renderer as rend:
             try:
-                # frames held for rendering carry a full decoded image: bound them; otherwise held frames are tiny
-                hold_limit = max(options.batch_size, 64) if annotate_path is not None else 100 * options.batch_size
-                for window in _windows(reader, options.batch_size, hold_limit):
+                for window in _windows(reader, sizes.batch, sizes.hold):
                     found = analyzer.process(window)
                     if len(found.frames):
                         sink.write(window_table(video_name, found.frames.index, found.frames.time_s, found.faces,
@@ -240,9 +234,13 @@ def run_video(
             result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
             if result.frames_decoded == 0:
                 raise DecodeError(result.error or "no frame could be decoded")
+            if result.frames_analysed == 0:
+                raise DecodeError(_empty_range(options, info))
             sink.meta = metadata(path, options, info, analyzer, result)
-    except (DecodeError, OSError) as e:
-        result.status, result.error = "failed", _oneline(e)
+    except Exception as e:
+        if not isinstance(e, (DecodeError, OSError)) and not out_of_memory(e):
+            raise
+        _failed(result, e, info)
         result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
     result.wall_s = time.perf_counter() - t0
     if result.status != "failed" and table_path is not None:
@@ -250,19 +248,104 @@ def run_video(
     return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
 
 
+WINDOW_BYTES = 256 << 20  # decoded images one window may hold; the reader's queue holds at most as much again
+
+
+@dataclass(frozen=True)
+class WindowSizes:
+    """How many frames a window analyses (``batch``) and holds (``hold``), and the reader queues (``queue``)."""
+
+    batch: int
+    hold: int
+    queue: int
+
+
+def window_sizes(info: VideoInfo, batch_size: int, render: bool, color: bool) -> WindowSizes:
+    """Windows sized by bytes, not frames, so memory stays within a budget at 4K and 8K.
+
+    Why: a window of 32 analysed 8K frames holds 32 x 83 MB (planes and gray image); the results do not depend
+    on the window size (see ``Analyzer.process``), so large frames simply get fewer per window.
+    """
+    pixels = max(1, info.width * info.height)
+    analysed = pixels * (2.5 + (3 if color else 0))  # 4:2:0 planes, gray copy, BGR for a colour classifier
+    held = pixels * 1.5 if render else 64  # frames kept only for rendering carry their planes
+    batch = int(max(1, min(batch_size, WINDOW_BYTES // analysed)))
+    hold = int(max(batch, min(max(batch_size, 64), WINDOW_BYTES // held))) if render else 100 * batch_size
+    queue = int(max(2, min(batch_size, WINDOW_BYTES // max(analysed, held))))
+    return WindowSizes(batch=batch, hold=hold, queue=queue)
+
+
+def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: list[str], options: Options) -> Any:
+    """The annotated video's writer, or a context that does nothing."""
+    if annotate_path is None:
+        return nullcontext()
+    from fer_batch.render import Renderer
+
+    return Renderer(path, annotate_path, info, labels, start=options.start, end=options.end)
+
+
+def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:
+    """Record an input's failure; after an allocation failure, free what the failed input left behind."""
+    result.status, result.error = "failed", _oneline(e)
+    if not isinstance(e, (DecodeError, OSError)):  # out of memory (see out_of_memory)
+        release_memory()  # so the inputs after this one start from a clean slate
+        result.error = f"out of memory ({info.width}x{info.height}): {_oneline(e)}"
+
+
 def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iterable[list[Decoded]]:
-    """Group decoded frames into windows of ``batch_size`` analysed frames (or ``hold_limit`` frames held)."""
+    """Group decoded frames into windows of ``batch_size`` analysed frames (or ``hold_limit`` frames held).
+
+    A stream that breaks still has its last, partly filled window analysed before the break is raised: those
+    frames were decoded before the damage and belong in the table.
+    """
     window: list[Decoded] = []
     analysed = 0
-    for item in items:
-        window.append(item)
-        analysed += item.analyse
-        if analysed >= batch_size or len(window) >= hold_limit:
+    try:
+        for item in items:
+            window.append(item)
+            analysed += item.analyse
+            if analysed >= batch_size or len(window) >= hold_limit:
+                yield window
+                window, analysed = [], 0
+    except StreamBroken:
+        if window:
             yield window
-            window, analysed = [], 0
+        raise
     if window:
         yield window
 
 
 def _oneline(e: BaseException) -> str:
+    """An error on one line: an OS error's own words (``No space left on device``), else its message."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror + (f": {e.filename}" if e.filename else "")
     return " ".join(str(e).split()) or type(e).__name__
+
+
+def _empty_range(options: Options, info: VideoInfo) -> str:
+    ends = f" (the video ends at {info.duration_s:.2f} s)" if info.duration_s else ""
+    if options.end is not None:
+        return f"no frame between --start {options.start or 0:g} s and --end {options.end:g} s{ends}"
+    return f"no frame at or after --start {options.start or 0:g} s{ends}"
+
+
+OOM_WORDS = ("bad_alloc", "insufficient memory", "failed to allocate", "out of memory", "cannot allocate memory")
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """An allocation failure, whatever library raised it (numpy, OpenCV's std::bad_alloc, onnxruntime)."""
+    return isinstance(e, MemoryError) or any(w in str(e).lower() for w in OOM_WORDS)
+
+
+def release_memory() -> None:
+    """After an allocation failure: drop the cached models (onnxruntime's arena keeps what it grew to) and give
+    freed memory back to the system, so one huge input does not make the next normal ones fail too."""
+    import ctypes
+    import gc
+
+    _load_models.cache_clear()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

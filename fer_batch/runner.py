@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from fer_batch.atomic import atomic_path, remove_stale
 from fer_batch.cluster import prepare_executor
-from fer_batch.jobs import MANIFEST, Job, UsageError, expand_inputs, is_complete, plan_jobs
-from fer_batch.options import Options
+from fer_batch.jobs import MANIFEST, Job, expand_inputs, is_complete, plan_jobs
+from fer_batch.options import Options, UsageError, check_run
+from fer_batch.outdir import prepare_out
 from fer_batch.pipeline import VideoResult, cores, run_video
 from fer_batch.segments import Segment, finished_part, join_segments, plan_segments
 
@@ -128,14 +129,18 @@ def run_many(
     split into time ranges run as separate tasks, then joined (``fer_batch.segments``). ``annotate`` also writes
     each input's ``.annotated.mp4``.
     """
+    check_run(jobs, segment_seconds)
+    if not str(out).strip():
+        raise UsageError("--out must not be empty")
+    check_model(options)
     files, failures = expand_inputs(paths)
     out = Path(out)
-    if segment_seconds is not None and segment_seconds <= 0:
-        raise UsageError("--segment-seconds must be positive")
     if executor is not None and type(executor).__module__.startswith("distributed"):
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out)
     planned = plan_jobs(files, out, annotate)
+    if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
+        jobs = max(1, min(jobs, cores(), len(planned) if segment_seconds is None else jobs))
     own_executor = executor is None and jobs > 1
     if executor is None:
         job_options = options if options.threads else options.replace(threads=max(1, cores() // jobs))
@@ -256,6 +261,19 @@ class FolderRun:
         parts = self.segments[job]
         if len(got) == len(parts):
             self._submit(("join", job, 0), join_segments, job, parts, [got[i] for i in range(len(parts))], self.options)
+
+
+def check_model(options: Options) -> None:
+    """A custom classifier that cannot run, or disagrees with its labels: one usage error before any work."""
+    from fer_batch.classify import member_ids
+    from fer_batch.models import ModelError, check_classifier
+
+    ids = member_ids(options.model)
+    try:
+        for m in ids:
+            check_classifier(m, options.model_spec if len(ids) == 1 else None)
+    except ModelError as e:
+        raise UsageError(str(e)) from None
 
 
 def _oneline(e: BaseException) -> str:

@@ -37,10 +37,10 @@ import cv2
 import numpy as np
 
 from fer_batch._version import __version__
-from fer_batch.decode import error_reason, from_bgr, rotate, small_size
+from fer_batch.decode import error_reason, from_bgr, orientation, rotate, small_size, video_stream
 from fer_batch.draw import Painter
 from fer_batch.h264 import H264Writer
-from fer_batch.options import Options
+from fer_batch.options import Options, number
 from fer_batch.pipeline import Analyzer
 from fer_batch.sink import ParquetSink, TableMeta, window_table
 from fer_batch.types import Faces
@@ -165,7 +165,7 @@ class RealtimeFile:
         if not self._container.streams.video:
             self._container.close()
             raise CameraError(f"cannot open camera {self.path} (tried it as a video file): no video stream")
-        stream = self._container.streams.video[0]
+        stream = video_stream(self._container)
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self._frames = self._container.decode(stream)
         self._start: float | None = None  # monotonic time at which PTS 0 (the first frame) is due
@@ -186,7 +186,7 @@ class RealtimeFile:
         else:
             t = self._last_t + self._dt
         self._last_t = t
-        image = rotate(frame.to_ndarray(format="bgr24"), int(frame.rotation or 0))
+        image = rotate(frame.to_ndarray(format="bgr24"), *orientation(frame))
         now = time.monotonic()
         if self._start is None or self._first_t is None:
             self._start, self._first_t = now, t
@@ -560,8 +560,7 @@ def run_webcam(
     Every way of stopping finishes the table (and recording) under its final name. ``name`` fills the table's
     ``video`` column. The source is closed when the run ends.
     """
-    if seconds is not None and seconds <= 0:
-        raise ValueError("--seconds must be positive")
+    number(0, lo_open=True, optional=True)("seconds", seconds)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now()
