@@ -133,7 +133,7 @@ def run_many(
     if not str(out).strip():
         raise UsageError("--out must not be empty")
     check_model(options)
-    files, failures = expand_inputs(paths)
+    files, failures = expand_inputs(paths, Path(out))
     out = Path(out)
     if executor is not None and type(executor).__module__.startswith("distributed"):
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
