@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_batch.atomic import TMP_MARK
 from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options, UsageError
 from fer_batch.pipeline import VideoResult
@@ -157,6 +156,7 @@ def is_complete(job: Job, options: Options) -> bool:
 
 
 def tables(out: str | os.PathLike[str]) -> list[Path]:
-    """The complete per-video tables of a run folder (temporary files and run-level tables excluded)."""
+    """The complete per-video tables of a run folder: every ``*.parquet`` but the run-level ones (temporary names
+    never end in ``.parquet``, so an input's table named ``x.parquet.tmp-a.parquet`` is a table like any other)."""
     root = Path(out)
-    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED and TMP_MARK not in p.name)
+    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED)

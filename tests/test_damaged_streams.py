@@ -115,3 +115,18 @@ def test_start_past_the_end_fails_the_same_way_with_or_without_annotate(tmp_path
     res = fer_batch.analyze_many(path, tmp_path / "out", start=100.0, annotate=annotate)[0]
     assert res.status == "failed" and "no frame at or after --start 100 s" in res.error
     assert not [p for p in (tmp_path / "out").iterdir() if p.name != "manifest.parquet"]
+
+
+def test_temporary_names_are_never_taken_for_a_users_files(tmp_path: Path) -> None:
+    """An input named like a temporary file of another input's table: its table is loaded and never deleted."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "x.mp4", n=3)
+    write_clip(src / "x.parquet.tmp-a.mp4", n=5)
+    out = tmp_path / "out"
+    for resume in (True, False):  # --overwrite clears a killed run's temporary files of each table first
+        res = fer_batch.analyze_many(src, out, resume=resume)
+        assert sorted(r.status for r in res) == ["ok", "ok"]
+        frames = fer_batch.load(out).groupby("video")["frame"].nunique().to_dict()
+        assert frames == {"x.mp4": 3, "x.parquet.tmp-a.mp4": 5}
+    assert not [p for p in out.iterdir() if p.name.startswith(".x.")]  # no temporary file left behind
