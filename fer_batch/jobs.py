@@ -150,9 +150,21 @@ def is_complete(job: Job, options: Options) -> bool:
         same_options = Options.from_stored(meta.options).result_key() == options.result_key()
     except (TypeError, ValueError, AttributeError):  # written by another version: redo it
         same_options = False
-    if job.annotated is not None and not job.annotated.exists():
+    if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
         return False
     return same_source and same_options
+
+
+def _is_its_video(path: Path, recorded: dict | None) -> bool:
+    """The annotated video on disk is the one written with the table (same size and mtime as recorded there).
+
+    Why: a video made with other options, or someone else's file under that name, must not pass for this table's.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return recorded is not None and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
 
 
 def tables(out: str | os.PathLike[str]) -> list[Path]:

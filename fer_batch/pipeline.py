@@ -168,20 +168,33 @@ class Analyzer:
         return boxes
 
 
-def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: VideoResult) -> TableMeta:
-    """What the table's Parquet metadata records: enough to reproduce the run and to resume safely."""
-    st = path.stat()
+def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: VideoResult,
+             source: os.stat_result, annotated: Path | None = None) -> TableMeta:  # fmt: skip
+    """What the table's Parquet metadata records: enough to reproduce the run and to resume safely.
+
+    ``source`` is the file as it was when reading began; ``annotated`` the annotated video written with this table,
+    whose size and mtime tie it to the table (``--resume`` takes neither without the other).
+    """
+    video = None
+    if annotated is not None:
+        st = annotated.stat()
+        video = {"path": annotated.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     return TableMeta(
         version=__version__,
         options=options.as_dict(),
-        source={"path": str(path), "size": st.st_size, "mtime": st.st_mtime},
+        source={"path": str(path), "size": source.st_size, "mtime": source.st_mtime},
         model=analyzer.classifier.describe(),
         detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
         provider=analyzer.classifier.session.get_providers()[0],
         width=info.width, height=info.height, rotation=info.rotation, fps=info.fps, duration_s=info.duration_s,
         frames_decoded=result.frames_decoded, frames_analysed=result.frames_analysed, faces=result.faces,
-        status=result.status, error=result.error,
+        status=result.status, error=result.error, annotated=video,
     )  # fmt: skip
+
+
+def same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    """The same file with the same content as far as the file system says: identity, size and mtime."""
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
 
 
 def run_video(
@@ -196,11 +209,13 @@ def run_video(
     """Analyse one input; write its table (and annotated video) or collect it in memory.
 
     Decoding errors never escape: the result says ``failed`` (nothing written) or ``partial`` (the frames
-    before the damage are in the table, which records the reason).
+    before the damage are in the table, which records the reason). A source replaced or changed while it was
+    read fails, with nothing written: its table would describe neither file.
     """
     t0 = time.perf_counter()
     result = VideoResult(path=str(path), status="ok")
     try:
+        source = os.stat(path)
         info = probe(path, options.max_pixels)
     except (DecodeError, OSError) as e:
         result.status, result.error = "failed", _oneline(e)
@@ -215,28 +230,17 @@ def run_video(
     sink: ParquetSink | MemorySink = (
         ParquetSink(table_path, analyzer.labels, smooth) if table_path else MemorySink(analyzer.labels, smooth)
     )
-    renderer = _renderer(path, annotate_path, info, analyzer.labels, options)
     try:
-        with sink, renderer as rend:
-            try:
-                for window in _windows(reader, sizes.batch, sizes.hold):
-                    found = analyzer.process(window)
-                    if len(found.frames):
-                        sink.write(window_table(video_name, found.frames.index, found.frames.time_s, found.faces,
-                                                analyzer.labels, found.smoothed))  # fmt: skip
-                        result.faces += len(found.faces)
-                    if rend is not None:
-                        rend.write(window, found.faces)
-                    if progress is not None:
-                        progress(len(window))
-            except StreamBroken as e:
-                result.status, result.error = "partial", str(e)
-            result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
-            if result.frames_decoded == 0:
-                raise DecodeError(result.error or "no frame could be decoded")
-            if result.frames_analysed == 0:
-                raise DecodeError(_empty_range(options, info))
-            sink.meta = metadata(path, options, info, analyzer, result)
+        with sink:
+            with _renderer(path, annotate_path, info, analyzer.labels, options) as rend:
+                _analyse(reader, analyzer, sink, rend, result, video_name, sizes, progress)
+                if result.frames_decoded == 0:
+                    raise DecodeError(result.error or "no frame could be decoded")
+                if result.frames_analysed == 0:
+                    raise DecodeError(_empty_range(options, info))
+                if not same_file(source, os.stat(path)):  # checked before anything gets its final name
+                    raise DecodeError("the file changed while it was read (replaced or rewritten); run again")
+            sink.meta = metadata(path, options, info, analyzer, result, source, annotate_path)
     except Exception as e:
         if not isinstance(e, (DecodeError, OSError)) and not out_of_memory(e):
             raise
@@ -246,6 +250,25 @@ def run_video(
     if result.status != "failed" and table_path is not None:
         result.table = str(table_path)
     return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
+
+
+def _analyse(reader: FrameReader, analyzer: Analyzer, sink: ParquetSink | MemorySink, rend: Any, result: VideoResult,
+             video_name: str, sizes: WindowSizes, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+    """Decode → analyse → table rows (→ annotated frames), window by window; a stream that breaks is partial."""
+    try:
+        for window in _windows(reader, sizes.batch, sizes.hold):
+            found = analyzer.process(window)
+            if len(found.frames):
+                sink.write(window_table(video_name, found.frames.index, found.frames.time_s, found.faces,
+                                        analyzer.labels, found.smoothed))  # fmt: skip
+                result.faces += len(found.faces)
+            if rend is not None:
+                rend.write(window, found.faces)
+            if progress is not None:
+                progress(len(window))
+    except StreamBroken as e:
+        result.status, result.error = "partial", str(e)
+    result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
 
 
 WINDOW_BYTES = 256 << 20  # decoded images one window may hold; the reader's queue holds at most as much again

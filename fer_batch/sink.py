@@ -50,6 +50,7 @@ class TableMeta:
     faces: int = 0
     status: str = "ok"  # ok | partial
     error: str | None = None
+    annotated: dict[str, Any] | None = None  # the annotated video written with this table: path, size, mtime_ns
     # a camera's table only (``clock`` is always set there)
     frames_captured: int | None = None
     clock: str | None = None
