@@ -70,10 +70,9 @@ class H264Writer:
         self._pending_audio: tuple[float, av.Packet] | None = None
         self._audio_in: av.container.InputContainer | None = None
         self._target.__enter__()
-        self._out: av.container.OutputContainer | None = av.open(
-            str(self._target.tmp), "w", format="mp4", options={"movflags": "+faststart"}
-        )
-        try:
+        self._out: av.container.OutputContainer | None = None
+        try:  # from the file's creation on: a failure (or a stop signal) removes it
+            self._out = av.open(str(self._target.tmp), "w", format="mp4", options={"movflags": "+faststart"})
             self._video = self._add_video(rate, crf, preset, threads)
             if audio is not None:
                 self._add_audio(audio)

@@ -1,4 +1,5 @@
-"""The output folder: checked before any work, so a bad ``--out`` is one usage error and not one failure per input.
+"""The output folder: checked before any work (a bad ``--out`` is one usage error, not one failure per input) and
+locked for the run, so two runs never write into it at once.
 
 Why a separate step: an ``--out`` that is a file, lies under a file, or sits on a read-only mount would otherwise be
 found by the first table write, after the models are loaded and the first video decoded, and then again for every
@@ -7,11 +8,14 @@ input. Creating the folder and one probe file in it is the only check that answe
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 from fer_batch.options import UsageError
+
+log = logging.getLogger(__name__)
 
 
 def check_out(out: str | os.PathLike[str]) -> Path:
@@ -54,3 +58,49 @@ def _why_not_writable(folder: Path) -> str:
     except (OSError, AttributeError):
         pass
     return "permission denied"
+
+
+LOCK_NAME = ".fer-batch.lock"
+
+
+class OutputLock:
+    """One run at a time per output folder: an exclusive ``flock`` on ``OUT/.fer-batch.lock`` holding the pid.
+
+    Why: two runs into one folder deleted each other's temporary files and each rewrote the manifest with its own
+    rows only. The kernel releases the lock when the process ends in any way (kill -9 included), so a stale lock
+    file never blocks a later run. File systems without locks (some network mounts) run unlocked, with a warning.
+    """
+
+    def __init__(self, out: str | os.PathLike[str]) -> None:
+        self.out = Path(out)
+        self.path = self.out / LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise UsageError(f"another fer-batch run (pid {holder}) is writing to {self.out}; wait for it to end "
+                             "or choose another --out") from None  # fmt: skip
+        except OSError as e:
+            os.close(fd)
+            log.warning("%s: cannot lock the output folder (%s); make sure no other run writes there",
+                        self.out, e.strerror or e)  # fmt: skip
+            return self
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the last descriptor releases the lock
+            self._fd = None

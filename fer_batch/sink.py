@@ -209,7 +209,11 @@ class ParquetSink:
 
     def __enter__(self) -> ParquetSink:
         self._target.__enter__()
-        self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        try:  # a failure (or a stop signal) between the file's creation and the with-block leaves no file
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        except BaseException:
+            self._target.discard()
+            raise
         return self
 
     def write(self, table: pa.Table) -> None:

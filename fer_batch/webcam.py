@@ -535,14 +535,38 @@ class WebcamResult:
 
 
 def output_paths(out: Path, annotate: bool, now: datetime | None = None) -> tuple[Path, Path | None]:
-    """``OUT/webcam-YYYYmmdd-HHMMSS.parquet`` (and ``.annotated.mp4``), with a counter if that name is taken."""
+    """``OUT/webcam-YYYYmmdd-HHMMSS.parquet`` (and ``.annotated.mp4``), with a counter if that name is taken.
+
+    The name is claimed by creating ``.<stem>.claim`` exclusively, so two sessions started in the same second
+    never write the same file (their tables appear only when they stop); ``release`` drops the claim.
+    """
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
         stem = f"webcam-{stamp}" + (f"-{k}" if k else "")
         table, rec = out / f"{stem}.parquet", out / f"{stem}.annotated.mp4"
-        if not table.exists() and not rec.exists():
-            return table, rec if annotate else None
+        if table.exists() or rec.exists():
+            continue
+        try:
+            fd = os.open(_claim(table), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:  # another session has it
+            continue
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        return table, rec if annotate else None
     raise FileExistsError(f"too many webcam runs named webcam-{stamp}* in {out}")
+
+
+def _claim(table: Path) -> Path:
+    return table.with_name(f".{table.stem}.claim")
+
+
+@contextlib.contextmanager
+def release(table: Path) -> Iterator[None]:
+    """Drop the claim on ``table``'s name once the session's files are in place (or it failed)."""
+    try:
+        yield
+    finally:
+        _claim(table).unlink(missing_ok=True)
 
 
 def run_webcam(
@@ -565,6 +589,14 @@ def run_webcam(
     out.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now()
     table_path, rec_path = output_paths(out, annotate, started_at)
+    with release(table_path):
+        return _session(source, options, table_path, rec_path, seconds=seconds, preview=preview, name=name,
+                        started_at=started_at)  # fmt: skip
+
+
+def _session(source: CaptureSource, options: Options, table_path: Path, rec_path: Path | None, *,
+             seconds: float | None, preview: bool, name: str, started_at: datetime) -> WebcamResult:  # fmt: skip
+    """One capture session into names already claimed (see ``run_webcam``)."""
     try:
         analyzer = Analyzer(options)
     except BaseException:

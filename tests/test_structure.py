@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("pipeline", {"pipeline"}),
     ("jobs", {"jobs"}),
     ("segments/cluster", {"segments", "cluster"}),
-    ("runner", {"runner", "webcam"}),  # webcam: the live-camera runner
+    ("runner", {"runner", "workers", "webcam"}),  # webcam: the live-camera runner
     ("api", {"api", "summary", "report"}),  # summary and report read a run folder, as load() does
     ("cli", {"cli", "", "__main__"}),  # "": the package itself, whose attributes are the API
 ]
