@@ -6,7 +6,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -122,23 +122,10 @@ def analyze(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
-    from fer_batch.pipeline import VideoResult
-    from fer_batch.runner import run_many
+    from fer_batch.runner import ManifestError, run_many
 
-    interactive = sys.stderr.isatty() and not quiet
-    finished: list[str] = []
-
-    def announce(r: VideoResult) -> None:
-        """One line per input: always for failures and cut-short streams, for every input when not a terminal."""
-        finished.append(r.status)
-        line = f"{r.path}: {r.status}"
-        if r.error:
-            line += f" — {r.error}"
-        elif r.status == "ok":
-            line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
-        if r.status in ("failed", "partial") or (not quiet and not interactive):
-            typer.echo(line, err=True)
-
+    announce = _Announcer(quiet)
+    manifest_error: ManifestError | None = None
     try:
         client = None
         if scheduler is not None:
@@ -155,14 +142,37 @@ def analyze(
     except UsageError as e:
         _fail(str(e), 2)
     except KeyboardInterrupt:
-        _interrupted(Path(out), finished)
+        _interrupted(Path(out), announce.finished)
+    except ManifestError as e:  # every input was tried; only the run's record could not be written
+        results, manifest_error = e.results, e
     failed = [r for r in results if r.status in ("failed", "partial")]
     if not quiet:
         counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed", "skipped")}
         typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()) + f"; manifest: {Path(out) / 'manifest.parquet'}",
                    err=True)  # fmt: skip
+    if manifest_error is not None:
+        typer.echo(f"error: {manifest_error.strerror}", err=True)
     report_failed = write_html and _write_report(Path(out), quiet) != 0
-    raise typer.Exit(1 if failed or report_failed else 0)
+    raise typer.Exit(1 if failed or report_failed or manifest_error else 0)
+
+
+class _Announcer:
+    """One line per input: always for failures and cut-short streams, for every input when not a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.interactive = sys.stderr.isatty() and not quiet
+        self.finished: list[str] = []  # statuses so far, for the line Ctrl-C prints
+
+    def __call__(self, r: Any) -> None:
+        self.finished.append(r.status)
+        line = f"{r.path}: {r.status}"
+        if r.error:
+            line += f" — {r.error}"
+        elif r.status == "ok":
+            line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
+        if r.status in ("failed", "partial") or (not self.quiet and not self.interactive):
+            typer.echo(line, err=True)
 
 
 def _interrupted(out: Path, finished: list[str]) -> None:

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import queue
+import re
 import sys
 import tempfile
 import threading
@@ -330,9 +331,14 @@ def _stream_orientation(container: av.container.InputContainer,
 
 
 def error_reason(e: BaseException) -> str:
-    """An OS or FFmpeg error's own words on one line (the path is named by whoever reports it)."""
-    msg = getattr(e, "strerror", None) or str(e)
-    return " ".join(str(msg).split())
+    """An OS or FFmpeg error's own words on one line (the path is named by whoever reports it).
+
+    pyarrow's I/O errors carry no ``strerror`` but end in "[errno N] ..."; they read as the system's words too
+    ("No space left on device"), not as "Error writing bytes to file. Detail: ...".
+    """
+    msg = str(getattr(e, "strerror", None) or e)
+    found = re.search(r"\[errno (\d+)\]", msg) if isinstance(e, OSError) else None
+    return os.strerror(int(found.group(1))) if found else " ".join(msg.split())
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from fer_batch._version import __version__
 from fer_batch.classify import Classifier
-from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, probe
+from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, error_reason, probe
 from fer_batch.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.options import Options
 from fer_batch.sink import MemorySink, ParquetSink, TableMeta, window_table
@@ -340,8 +340,9 @@ def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iter
 
 def _oneline(e: BaseException) -> str:
     """An error on one line: an OS error's own words (``No space left on device``), else its message."""
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror + (f": {e.filename}" if e.filename else "")
+    if isinstance(e, OSError):
+        shown = e.filename and ".tmp-" not in str(e.filename)  # a temporary file's name says nothing to the user
+        return error_reason(e) + (f": {e.filename}" if shown else "")
     return " ".join(str(e).split()) or type(e).__name__
 
 

@@ -139,7 +139,10 @@ class Renderer:
     def _put(self, item: tuple[Image, Faces, float] | None) -> None:
         while True:
             if self._error is not None:
-                raise RuntimeError(f"annotated video: {self._error}") from self._error
+                e = self._error
+                if isinstance(e, OSError) and e.errno is not None:  # e.g. a full disk: the input's failure says so
+                    raise OSError(e.errno, f"{e.strerror or e} (writing the annotated video)") from e
+                raise RuntimeError(f"annotated video: {e}") from e
             try:
                 self._queue.put(item, timeout=0.1)
                 return

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from fer_batch.atomic import atomic_path, remove_stale
 from fer_batch.cluster import prepare_executor
+from fer_batch.decode import error_reason
 from fer_batch.jobs import MANIFEST, Job, expand_inputs, is_complete, plan_jobs
 from fer_batch.options import Options, UsageError, check_run
 from fer_batch.outdir import OutputLock, prepare_out
@@ -112,7 +113,7 @@ class ManifestWriter:
                 pq.write_table(pa.table(cols, schema=MANIFEST_SCHEMA), tmp)
         except OSError as e:
             if self.error is None:
-                log.warning("%s: not written (%s); trying again with the next result", self.path, e.strerror or e)
+                log.warning("%s: not written (%s); trying again with the next result", self.path, error_reason(e))
             self.error = e
         else:
             self.error = None
@@ -189,7 +190,17 @@ def run_many(
             if own:
                 executor.shutdown(wait=True, cancel_futures=True)
             run.manifest.write()
+    if run.manifest.error is not None:
+        raise ManifestError(run.manifest.path, run.manifest.error, run.results)
     return run.results
+
+
+class ManifestError(OSError):
+    """The run finished but ``manifest.parquet`` could not be written (a full disk); ``results`` has every row."""
+
+    def __init__(self, path: Path, cause: OSError, results: list[VideoResult]) -> None:
+        super().__init__(cause.errno, f"{path}: not written ({error_reason(cause)})")
+        self.results = results
 
 
 def _skipped(job: Job) -> VideoResult:
