@@ -12,6 +12,7 @@ import typer
 
 from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
 from fer_batch.outdir import check_out
+from fer_batch.text import one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
 log = logging.getLogger("fer_batch")
@@ -166,9 +167,9 @@ class _Announcer:
 
     def __call__(self, r: Any) -> None:
         self.finished.append(r.status)
-        line = f"{r.path}: {r.status}"
+        line = f"{one_line(r.path)}: {r.status}"
         if r.error:
-            line += f" — {r.error}"
+            line += f" — {one_line(r.error)}"
         elif r.status == "ok":
             line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
         if r.status in ("failed", "partial") or (not self.quiet and not self.interactive):

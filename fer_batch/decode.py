@@ -255,6 +255,20 @@ def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
     return rotation, False  # a matrix that is not a quarter turn: keep FFmpeg's rotation
 
 
+def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """``av.open`` for a file on disk, also where its name is not valid UTF-8 (``bad\\xffname.mp4``).
+
+    Why: PyAV passes names to FFmpeg as UTF-8 and fails on such a name, which Linux allows; the file is then
+    handed to FFmpeg already open (FFmpeg reads and seeks it through Python).
+    """
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return av.open(open(name, "rb"))  # noqa: SIM115 — the container owns it until it is closed
+    return av.open(name)
+
+
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     """The video stream a player shows: FFmpeg's best (the default-disposition one first), never cover art.
 
@@ -291,7 +305,7 @@ def probe(path: Path, max_pixels: int | None = None) -> VideoInfo:
         return VideoInfo(width=img.shape[1], height=img.shape[0], rotation=0, fps=None, duration_s=0.0, frames=1,
                          is_image=True)  # fmt: skip
     try:
-        with av.open(str(path)) as container:
+        with open_input(path) as container:
             stream = video_stream(container)
             w, h = stream.codec_context.width, stream.codec_context.height
             if w <= 0 or h <= 0:
@@ -448,7 +462,7 @@ class FrameReader:
         while True:  # at most twice: seeking, then (if the seek cannot be trusted) from the beginning
             self.damaged, self._damage_reason = 0, ""
             try:
-                container = av.open(str(self.path))
+                container = open_input(self.path)
             except av.error.FFmpegError as e:
                 raise DecodeError(error_reason(e)) from None
             with container:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from fer_batch.atomic import AtomicPath
+from fer_batch.decode import open_input
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class H264Writer:
 
     def _add_audio(self, audio: AudioSource) -> None:
         assert self._out is not None
-        self._audio_in = av.open(str(audio.path))
+        self._audio_in = open_input(audio.path)
         ain = self._audio_in.streams.audio[0]
         if audio.codec in COPY_AUDIO and audio.codec in self._out.supported_codecs and _can_copy(ain):
             self._audio_out = self._out.add_stream_from_template(ain)

@@ -16,6 +16,7 @@ from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options, UsageError
 from fer_batch.pipeline import VideoResult
 from fer_batch.sink import read_table_meta
+from fer_batch.text import utf8
 
 MANIFEST = "manifest.parquet"
 RESERVED = {MANIFEST, "summary.parquet"}
@@ -47,6 +48,9 @@ def expand_inputs(
     missing: list[VideoResult] = []
     for raw in paths:
         arg = str(raw)
+        if not arg.strip():  # Path("") would be the current folder
+            missing.append(VideoResult(path=arg, status="failed", error="empty path"))
+            continue
         literal = Path(arg)
         pattern = glob.has_magic(arg) and not (literal.exists() or literal.is_symlink())
         matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))] if pattern else [literal]
@@ -116,6 +120,7 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list
     for f, root in files:
         rel = f.relative_to(root) if f.is_relative_to(root) else Path(f.name)
         rel = labels[root] / Path(*[part for part in rel.parts if part not in ("..", ".", "")])  # belt and braces
+        rel = Path(utf8(rel.as_posix()))  # outputs of a name that is not UTF-8 get its bytes spelled out (\xNN)
         table = _unique(out, rel, taken)
         if not table.resolve().is_relative_to(out):
             raise UsageError(f"{f}: output {table} would leave {out}")

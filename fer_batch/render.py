@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from fer_batch.decode import Decoded, FrameReader, VideoInfo, probe, video_stream
+from fer_batch.decode import Decoded, FrameReader, VideoInfo, open_input, probe, video_stream
 from fer_batch.draw import Painter
 from fer_batch.h264 import AudioSource, H264Writer
 from fer_batch.options import Options
@@ -89,7 +89,7 @@ class Renderer:
     def __enter__(self) -> Renderer:
         time_base, rate, audio_codec = FALLBACK_TIME_BASE, None, None
         try:
-            with av.open(str(self.source_path)) as src:
+            with open_input(self.source_path) as src:
                 vs = video_stream(src) if src.streams.video else None
                 time_base = (vs.time_base if vs is not None else None) or FALLBACK_TIME_BASE
                 rate = vs.average_rate if vs is not None and vs.average_rate else None

@@ -36,7 +36,16 @@ import pyarrow.parquet as pq
 
 from fer_batch._version import __version__
 from fer_batch.atomic import atomic_path
-from fer_batch.decode import DecodeError, error_reason, is_image, orientation, read_image, rotate, video_stream
+from fer_batch.decode import (
+    DecodeError,
+    error_reason,
+    is_image,
+    open_input,
+    orientation,
+    read_image,
+    rotate,
+    video_stream,
+)
 from fer_batch.jobs import MANIFEST, tables
 from fer_batch.sink import read_metadata, to_pandas
 from fer_batch.summary import (
@@ -476,7 +485,7 @@ def grab_frames(path: Path, times: Iterable[float], rotation: int) -> dict[float
         img = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
         return dict.fromkeys(times, img)
     out: dict[float, np.ndarray] = {}
-    with av.open(str(path)) as container:
+    with open_input(path) as container:
         stream = video_stream(container)
         tb = stream.time_base
         frames: Iterable[av.VideoFrame] | None = None

@@ -29,6 +29,7 @@ from fer_batch.options import Options, UsageError, check_run
 from fer_batch.outdir import OutputLock, prepare_out
 from fer_batch.pipeline import VideoResult, cores, run_video
 from fer_batch.segments import Segment, finished_part, join_segments, plan_segments
+from fer_batch.text import utf8
 from fer_batch.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def analyze_one(job: Job, options: Options, show_progress: bool = False) -> Vide
                               annotate_path=job.annotated, progress=bar.update if bar else None)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
-        result = VideoResult(path=str(job.source), status="failed", error=f"{type(e).__name__}: {e}")
+        result = VideoResult(path=str(job.source), status="failed", error=_oneline(e))
     finally:
         if bar is not None:
             bar.close()
@@ -107,7 +108,7 @@ class ManifestWriter:
         self.write()
 
     def write(self) -> None:
-        cols = {name: [asdict(r)[name] for r in self.rows.values()] for name in MANIFEST_SCHEMA.names}
+        cols = {name: [_stored(asdict(r)[name]) for r in self.rows.values()] for name in MANIFEST_SCHEMA.names}
         try:
             with atomic_path(self.path) as tmp:
                 pq.write_table(pa.table(cols, schema=MANIFEST_SCHEMA), tmp)
@@ -117,6 +118,11 @@ class ManifestWriter:
             self.error = e
         else:
             self.error = None
+
+
+def _stored(value: Any) -> Any:
+    """A manifest cell: strings (paths from the file system, errors naming them) as valid UTF-8."""
+    return utf8(value) if isinstance(value, str) else value
 
 
 class InlineExecutor(Executor):

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fer_batch.decode import DecodeError, Sampler, is_image, video_stream
+from fer_batch.decode import DecodeError, Sampler, is_image, open_input, video_stream
 from fer_batch.jobs import Job, is_complete
 from fer_batch.options import Options
 from fer_batch.pipeline import ScanSchedule, VideoResult
@@ -56,7 +56,7 @@ def segments_dir(table: Path) -> Path:
 def frame_times(path: Path) -> list[float] | None:
     """Presentation times of every video frame, from a demux-only pass (no decoding), or None where unknown."""
     try:
-        with av.open(str(path)) as c:
+        with open_input(path) as c:
             if not c.streams.video:
                 return None
             s = video_stream(c)

@@ -1,8 +1,10 @@
-"""Nothing mixed up, nothing overwritten: literal paths, unique outputs, outputs never read as inputs, results tied to
-their source, one run per output folder."""
+"""Nothing mixed up, nothing overwritten: literal paths, unique outputs, outputs never read as inputs, odd names."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -114,3 +116,26 @@ def test_outputs_that_would_land_on_inputs_are_a_usage_error(tmp_path: Path, how
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--out" in lines[0]
     assert snapshot(rec) == before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux allows file names that are not UTF-8")
+def test_names_that_are_not_utf8_or_hold_a_newline_are_analysed(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "ok.mp4", n=3)
+    bad = Path(os.fsdecode(bytes(src) + b"/bad\xffname.mp4"))
+    shutil.copy(src / "ok.mp4", bad)
+    shutil.copy(src / "ok.mp4", src / "new\nline.mp4")
+    out = tmp_path / "out"
+    r = cli.invoke(app, ["analyze", str(src), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len([ln for ln in r.output.splitlines() if ": ok (" in ln]) == 3  # one line each, the newline escaped
+    assert sorted(fer_batch.load(out)["video"].unique()) == ["bad\\xffname.mp4", "new\nline.mp4", "ok.mp4"]
+    assert len(pd.read_parquet(out / "manifest.parquet")) == 3
+
+
+def test_an_empty_argument_is_not_the_current_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_clip(tmp_path / "here.mp4", n=3)
+    res = fer_batch.analyze_many([""], tmp_path / "out")
+    assert [(r.path, r.status, r.error) for r in res] == [("", "failed", "empty path")]
