@@ -104,6 +104,7 @@ DETECTABLE_PX = 16
 # --min-face 24): CenterFace's activations take hundreds of bytes per input pixel, and an 8K frame scanned at 2/3
 # scale took gigabytes per call (benchmarks/memory_large.py). Beyond 4K the smallest face found grows instead.
 MAX_SCAN_PIXELS = 2560 * 1440
+SCAN_PIXELS_LIMIT = 16_000_000  # any full scan, --det-size 0 ("full size") included: 4000x4000, about 5 GB
 
 
 def small_size(width: int, height: int, det_size: int, min_face: int = 0) -> tuple[int, int]:
@@ -117,6 +118,7 @@ def small_size(width: int, height: int, det_size: int, min_face: int = 0) -> tup
     if min_face > 0:
         raised = min(DETECTABLE_PX / min_face, math.sqrt(MAX_SCAN_PIXELS / max(1, width * height)))
         s = min(1.0, max(s, raised))
+    s = min(s, math.sqrt(SCAN_PIXELS_LIMIT / max(1, width * height)))  # even where --det-size asks for more
     return max(32, math.ceil(width * s / 32) * 32), max(32, math.ceil(height * s / 32) * 32)
 
 
@@ -548,7 +550,17 @@ class FrameReader:
                 continue
             if frames:
                 in_a_row = 0
-            yield from frames
+            for frame in frames:
+                self._check_size(frame)
+                yield frame
+
+    def _check_size(self, frame: av.VideoFrame) -> None:
+        """Every frame has the size the header announced: a stream that changes size mid-way (or whose header
+        understates a huge one) ends there, as ``partial``, before boxes are mapped with the wrong scale."""
+        w, h = (self.info.height, self.info.width) if self.info.rotation % 180 else (self.info.width, self.info.height)
+        if (frame.width, frame.height) != (w, h):
+            raise StreamBroken(f"frame size changed from {w}x{h} to {frame.width}x{frame.height} after "
+                               f"{self.decoded} frames")  # fmt: skip
 
     def _damage(self, e: av.error.FFmpegError, in_a_row: int) -> None:
         self.damaged += 1

@@ -130,3 +130,24 @@ def test_temporary_names_are_never_taken_for_a_users_files(tmp_path: Path) -> No
         frames = fer_batch.load(out).groupby("video")["frame"].nunique().to_dict()
         assert frames == {"x.mp4": 3, "x.parquet.tmp-a.mp4": 5}
     assert not [p for p in out.iterdir() if p.name.startswith(".x.")]  # no temporary file left behind
+
+
+def test_a_stream_that_changes_size_midway_ends_there_as_partial(tmp_path: Path) -> None:
+    """Two transport streams of different sizes joined: boxes of the second part would be mapped at the wrong scale."""
+    a, b = tmp_path / "a.ts", tmp_path / "b.ts"
+    write_clip(a, n=20, fps=10, size=(320, 240), faces=one_face)
+    write_clip(b, n=20, fps=10, size=(160, 120))
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    res = fer_batch.analyze_many(joined, tmp_path / "out")[0]
+    assert res.status == "partial" and "frame size changed from 320x240 to 160x120" in res.error
+    df = pd.read_parquet(tmp_path / "out" / "joined.parquet")
+    assert df["frame"].nunique() == 20 and (df["x"].dropna() + df["w"].dropna() <= 320 + 1e-3).all()
+
+
+def test_small_size_never_exceeds_the_scan_limit() -> None:
+    from fer_batch.decode import SCAN_PIXELS_LIMIT, small_size
+
+    w, h = small_size(16000, 16000, 0)  # --det-size 0: full size, up to the limit
+    assert w * h <= SCAN_PIXELS_LIMIT * 1.01
+    assert small_size(4000, 3000, 0) == (4000, 3008)  # a 12 Mpx photo is still scanned at full size
