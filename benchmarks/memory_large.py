@@ -1,4 +1,5 @@
-"""Peak memory of ``fer-batch analyze`` on large frames: 1080p, 4K and 8K clips and a 16000x16000 PNG.
+"""Peak memory of ``fer-batch analyze`` on large frames: 1080p, 4K and 8K clips (4K and 8K also with ``--annotate``)
+and a 16000x16000 PNG.
 
 Each run is its own process; its peak resident memory is the child's ``ru_maxrss`` (``os.wait4``). The clips
 (45 frames, 30 fps, a moving blocky texture, H.264 ultrafast) and the PNG (250 KB of zlib-compressed black
@@ -69,6 +70,9 @@ def main() -> None:
         if not clip.exists():
             make_clip(clip, w, h, args.frames)
         rows.append((f"{name} clip, {args.frames} frames", *peak([*cli, str(clip), "--out", str(args.workdir / name)])))
+        if name != "1080p":
+            rows.append((f"{name} clip, {args.frames} frames, --annotate",
+                         *peak([*cli, str(clip), "--out", str(args.workdir / f"{name}_a"), "--annotate"])))  # fmt: skip
     png = args.workdir / "bomb_16000.png"
     if not png.exists():
         make_png(png, 16000, 16000)

@@ -304,7 +304,8 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
         return nullcontext()
     from fer_batch.render import Renderer
 
-    return Renderer(path, annotate_path, info, labels, start=options.start, end=options.end)
+    queue = int(max(1, min(8, (WINDOW_BYTES // 2) // max(1, info.width * info.height * 1.5))))  # frames, by bytes
+    return Renderer(path, annotate_path, info, labels, start=options.start, end=options.end, queue_size=queue)
 
 
 def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:
