@@ -172,3 +172,13 @@ def test_webcam_refuses_bad_seconds(tmp_path: Path, seconds: str) -> None:
     r = cli.invoke(app, ["webcam", "--out", str(tmp_path / "o"), "--seconds", seconds, "--no-preview"])
     assert r.exit_code == 2 and "--seconds" in one_error_line(r.output)
     assert not (tmp_path / "o").exists()
+
+
+def test_load_skips_a_damaged_table_with_a_warning(video: Path, tmp_path: Path, caplog) -> None:
+    run = tmp_path / "run"
+    fer_batch.analyze_many(video, run)
+    good = (run / "v.parquet").read_bytes()
+    (run / "cut.parquet").write_bytes(good[: len(good) // 2])
+    df = fer_batch.load(run)
+    assert set(df["video"]) == {"v.mp4"}
+    assert [r for r in caplog.records if "cut.parquet" in r.getMessage() and "skipped" in r.getMessage()]
