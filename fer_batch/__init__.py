@@ -14,9 +14,15 @@ OpenCV, pandas, pyarrow or onnxruntime.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from fer_batch._version import __version__
+
+# onnxruntime >= 1.32 appends a usage record under ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ at every import
+# unless this is set before it is imported; set ORT_DISABLE_TELEMETRY=0 yourself to allow it. Worker processes
+# inherit the setting.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 if TYPE_CHECKING:
     from fer_batch.api import analyze_many, analyze_video, load

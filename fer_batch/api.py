@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import Executor
 from pathlib import Path
@@ -13,10 +14,12 @@ import pyarrow.parquet as pq
 
 from fer_batch.decode import DecodeError
 from fer_batch.jobs import tables
-from fer_batch.options import Options
+from fer_batch.options import Options, UsageError
 from fer_batch.pipeline import VideoResult, run_video
 from fer_batch.runner import run_many
 from fer_batch.sink import to_pandas
+
+log = logging.getLogger(__name__)
 
 
 def analyze_video(path: str | os.PathLike[str], **options: Any) -> pd.DataFrame:
@@ -56,15 +59,27 @@ def analyze_many(
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if not str(out).strip():  # Path("") is the current folder: never write there by accident
+        raise UsageError("--out must not be empty")
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
                     resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
 
 
 def load(out: str | os.PathLike[str]) -> pd.DataFrame:
-    """All tables of a run concatenated, in path order (``video`` tells them apart)."""
+    """All tables of a run concatenated, in path order (``video`` tells them apart).
+
+    A table that cannot be read (cut short by a full disk, not Parquet) is left out with one warning line.
+    """
     paths = tables(out)
     if not paths:
         raise FileNotFoundError(f"{out}: no tables found")
-    parts = [pq.read_table(p) for p in paths]
+    parts = []
+    for path in paths:
+        try:
+            parts.append(pq.read_table(path))
+        except (OSError, pa.ArrowException) as e:
+            log.warning("%s: skipped, not a readable table (%s)", path, " ".join(str(e).split())[:200])
+    if not parts:
+        raise FileNotFoundError(f"{out}: no readable tables found")
     # custom models may have other label columns; unify by name, dictionary columns included
     return to_pandas(pa.concat_tables(parts, promote_options="permissive"))

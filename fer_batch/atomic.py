@@ -11,13 +11,20 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 from types import TracebackType
 
 log = logging.getLogger(__name__)
 
-TMP_MARK = ".tmp-"  # temporary names are <final name>.tmp-<pid>-<random>: never taken for a finished output
+TMP_MARK = ".tmp-"  # temporary names are .<final name>.tmp-<pid>-<hex>: hidden, never ending in an output's suffix
+
+
+def _stale_pattern(final_name: str) -> re.Pattern[str]:
+    """Exactly the temporary names of ``final_name`` (and those of versions before the leading dot), nothing a
+    user would name a file: ``x.parquet.tmp-a.mp4`` is an input, not a leftover of ``x.parquet``."""
+    return re.compile(rf"\.?{re.escape(final_name)}{re.escape(TMP_MARK)}\d+-[0-9a-f]+")
 
 
 class AtomicPath:
@@ -29,7 +36,7 @@ class AtomicPath:
 
     def __init__(self, final: str | os.PathLike[str]) -> None:
         self.final = Path(final)
-        self.tmp = self.final.with_name(f"{self.final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.tmp = self.final.with_name(f".{self.final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +75,10 @@ def atomic_path(final: str | os.PathLike[str]) -> AtomicPath:
 def remove_stale(final: str | os.PathLike[str]) -> None:
     """Remove temporary files of ``final`` left by a killed run (any process id)."""
     final = Path(final)
-    for stale in final.parent.glob(f"{glob.escape(final.name)}{TMP_MARK}*"):
-        stale.unlink(missing_ok=True)
+    pattern = _stale_pattern(final.name)
+    for stale in final.parent.glob(f"*{glob.escape(final.name)}{TMP_MARK}*"):
+        if pattern.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from fer_batch.options import Options
+from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
+from fer_batch.outdir import check_out
+from fer_batch.text import one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
 log = logging.getLogger("fer_batch")
 
 # options shared by analyze and webcam, declared once
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+Out = Annotated[str, typer.Option("--out", "-o", help="Output folder.")]  # str: typer would turn '' into "."
 DetectorOpt = Annotated[
     str, typer.Option(help="centerface, haar, or none (each image/frame is one face that fills it).")
 ]
@@ -34,6 +37,7 @@ DetectEvery = Annotated[int, typer.Option(help="Detect on every N-th analysed fr
 Smooth = Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+MaxPixels = Annotated[int, typer.Option(help="Refuse inputs whose frames have more pixels (read from the header).")]
 ScanInterval = Annotated[
     float, typer.Option(help="Seconds between full-frame scans; between them the detector looks only around "
                         "tracked faces (0 = scan every frame).")  # fmt: skip
@@ -47,13 +51,13 @@ def _setup_logging(quiet: bool) -> None:
 def _check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
     from fer_batch.classify import member_ids
-    from fer_batch.models import ModelError, choose_providers, resolve
+    from fer_batch.models import ModelError, check_classifier, choose_providers
 
     try:
         choose_providers(options.device)
         ids = member_ids(options.model)
         for m in ids:
-            resolve(m, options.model_spec if len(ids) == 1 else None, task="emotion")
+            check_classifier(m, options.model_spec if len(ids) == 1 else None)
     except (ValueError, ModelError) as e:
         _fail(str(e), 2)
 
@@ -96,6 +100,7 @@ def analyze(
     ] = None,
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
     write_html: Annotated[bool, typer.Option("--report", help="At the end, write OUT/report.html.")] = False,
+    max_pixels: MaxPixels = Options.max_pixels,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
     quiet: Quiet = False,
 ) -> None:
@@ -108,32 +113,20 @@ def analyze(
             detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth,
             haar_scale_factor=haar_scale_factor,
             haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, tta=tta, crop_margin=crop_margin,
+            max_pixels=max_pixels,
         )  # fmt: skip
-        if jobs < 1:
-            raise ValueError("--jobs must be at least 1")
+        check_run(jobs, segment_seconds)
         if scheduler is not None and jobs != 1:
             raise ValueError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
-        if segment_seconds is not None and segment_seconds <= 0:
-            raise ValueError("--segment-seconds must be positive")
+        if not out.strip():
+            raise ValueError("--out must not be empty")
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
-    from fer_batch.jobs import UsageError
-    from fer_batch.pipeline import VideoResult
-    from fer_batch.runner import run_many
+    from fer_batch.runner import ManifestError, run_many
 
-    interactive = sys.stderr.isatty() and not quiet
-
-    def announce(r: VideoResult) -> None:
-        """One line per input: always for failures and cut-short streams, for every input when not a terminal."""
-        line = f"{r.path}: {r.status}"
-        if r.error:
-            line += f" — {r.error}"
-        elif r.status == "ok":
-            line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
-        if r.status in ("failed", "partial") or (not quiet and not interactive):
-            typer.echo(line, err=True)
-
+    announce = _Announcer(quiet)
+    manifest_error: ManifestError | None = None
     try:
         client = None
         if scheduler is not None:
@@ -141,7 +134,7 @@ def analyze(
 
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
         try:
-            results = run_many(paths, out, options, jobs=jobs, resume=resume, quiet=quiet, on_result=announce,
+            results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, quiet=quiet, on_result=announce,
                                executor=client.get_executor() if client else None,
                                segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
         finally:
@@ -149,13 +142,47 @@ def analyze(
                 client.close()
     except UsageError as e:
         _fail(str(e), 2)
+    except KeyboardInterrupt:
+        _interrupted(Path(out), announce.finished)
+    except ManifestError as e:  # every input was tried; only the run's record could not be written
+        results, manifest_error = e.results, e
     failed = [r for r in results if r.status in ("failed", "partial")]
     if not quiet:
         counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed", "skipped")}
-        typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()) + f"; manifest: {out / 'manifest.parquet'}",
+        typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()) + f"; manifest: {Path(out) / 'manifest.parquet'}",
                    err=True)  # fmt: skip
-    report_failed = write_html and _write_report(out, quiet) != 0
-    raise typer.Exit(1 if failed or report_failed else 0)
+    if manifest_error is not None:
+        typer.echo(f"error: {manifest_error.strerror}", err=True)
+    report_failed = write_html and _write_report(Path(out), quiet) != 0
+    raise typer.Exit(1 if failed or report_failed or manifest_error else 0)
+
+
+class _Announcer:
+    """One line per input: always for failures and cut-short streams, for every input when not a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.interactive = sys.stderr.isatty() and not quiet
+        self.finished: list[str] = []  # statuses so far, for the line Ctrl-C prints
+
+    def __call__(self, r: Any) -> None:
+        self.finished.append(r.status)
+        line = f"{one_line(r.path)}: {r.status}"
+        if r.error:
+            line += f" — {one_line(r.error)}"
+        elif r.status == "ok":
+            line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
+        if r.status in ("failed", "partial") or (not self.quiet and not self.interactive):
+            typer.echo(line, err=True)
+
+
+def _interrupted(out: Path, finished: list[str]) -> None:
+    """Ctrl-C: say what finished (its rows are in the manifest) and how to go on; exit 130, no traceback."""
+    done = ", ".join(f"{s}={finished.count(s)}" for s in ("ok", "partial", "failed", "skipped") if s in finished)
+    typer.echo(f"interrupted: {len(finished)} input(s) finished ({done or 'none'}), recorded in "
+               f"{out / 'manifest.parquet'}; run the same command again to go on (finished inputs are skipped)",
+               err=True)  # fmt: skip
+    raise typer.Exit(130)
 
 
 def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
@@ -191,24 +218,30 @@ def list_models() -> None:
 def render(
     video: Annotated[Path, typer.Argument(help="The source video.")],
     table: Annotated[Path, typer.Argument(help="Its table (.parquet) from `fer-batch analyze`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .mp4 (H.264, audio kept).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output .mp4 (H.264, audio kept).")],
     scale: Annotated[float, typer.Option(help="Output size relative to the displayed frame.")] = 1.0,
+    max_pixels: MaxPixels = Options.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Draw a saved table's faces onto the video, without running any model."""
     _setup_logging(quiet)
-    if scale <= 0:
-        _fail("--scale must be positive", 2)
+    if not (math.isfinite(scale) and 0 < scale <= MAX_RENDER_SCALE):
+        _fail(f"--scale must be a number > 0 and <= {MAX_RENDER_SCALE:g}, got {scale}", 2)
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
-    from fer_batch.decode import DecodeError
+    from fer_batch.decode import DecodeError, error_reason
     from fer_batch.render import render_table
 
+    target = Path(out)
+    if not out.strip() or target.is_dir():
+        _fail(f"-o {out!r}: must name a file (.mp4)", 2)
+    if target.exists() and any(target.resolve() == p.resolve() for p in (video, table)):
+        _fail(f"-o {out} is an input of this command; it would be overwritten", 2)
     try:
-        frames = render_table(video, table, out, scale=scale)
+        frames = render_table(video, table, target, scale=scale, max_pixels=max_pixels)
     except (DecodeError, OSError, ValueError, KeyError) as e:
-        _fail(f"{video}: {e}", 1)
+        _fail(f"{video}: {error_reason(e)}", 1)
     if not quiet:
         typer.echo(f"wrote {out} ({frames} frames)", err=True)
 
@@ -253,8 +286,8 @@ def webcam(
             det_size=det_size, det_threshold=det_threshold, detect_every=detect_every, batch_size=1, smooth=smooth,
             device=device, threads=threads, tta=tta, crop_margin=crop_margin,
         )  # fmt: skip
-        if seconds is not None and seconds <= 0:
-            raise ValueError("--seconds must be positive")
+        number(0, lo_open=True, optional=True)("seconds", seconds)
+        check_out(out)  # created only once the camera opens
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
@@ -264,7 +297,7 @@ def webcam(
         source = open_source(camera)
     except CameraError as e:
         _fail(str(e), 1)
-    result = run_webcam(source, out, options, seconds=seconds, annotate=annotate, preview=preview,
+    result = run_webcam(source, Path(out), options, seconds=seconds, annotate=annotate, preview=preview,
                         name=redact(camera))  # fmt: skip
     if not quiet:
         line = (f"{result.frames_captured} frames captured, {result.frames_analysed} analysed, {result.faces} faces, "

@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
+import re
+import sys
+import tempfile
 import threading
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
+from fer_batch.imagesize import image_size
 from fer_batch.options import Options
 from fer_batch.planes import yuv_to_rgb as yuv_to_rgb  # re-exported: the decoder's image helpers
 from fer_batch.types import Decoded as Decoded  # re-exported: what the reader yields
 
 log = logging.getLogger(__name__)
+# OpenCV's own warnings (e.g. about damaged files) would print past our one line per problem
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"})
 VIDEO_EXTENSIONS = frozenset(
@@ -40,6 +49,40 @@ class StreamBroken(DecodeError):
     """Decoding stopped part-way; the frames before the damage were delivered."""
 
 
+class StreamDamaged(StreamBroken):
+    """Some packets could not be decoded and were skipped; every other frame was delivered."""
+
+
+MAX_BAD_PACKETS = 200  # packets in a row that fail to demux or decode before the rest of a stream is given up
+
+
+class Clock:
+    """Presentation times in seconds, made to go forward.
+
+    Why: concatenated transport streams (and cameras restarted mid-file) restart their timestamps; taken as they
+    are, the second part would overlap the first and sampling by time (``--fps``) would skip it. A jump back
+    continues the time line one frame step after the last frame; frames without any timestamp do the same.
+    """
+
+    def __init__(self, time_base: Fraction | None, dt: float) -> None:
+        self.time_base, self.dt = time_base, dt
+        self.offset = 0.0
+        self.last: float | None = None
+        self.jumps = 0
+
+    def time(self, pts: int | None) -> float:
+        if pts is None or self.time_base is None:
+            t = 0.0 if self.last is None else self.last + self.dt
+        else:
+            t = float(pts * self.time_base) + self.offset
+            if self.last is not None and t < self.last - 1e-9:
+                self.offset += self.last + self.dt - t
+                t = self.last + self.dt
+                self.jumps += 1
+        self.last = t
+        return t
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the table's metadata records about the source."""
@@ -51,22 +94,31 @@ class VideoInfo:
     duration_s: float | None
     frames: int | None  # frame count the container reports (0/None when unknown)
     is_image: bool = False
+    mirror: bool = False  # the display matrix also mirrors the picture left-right (after ``rotation``)
 
 
 # Smallest face side (px, at the detector's input) that CenterFace finds reliably: on the crowd photo, scanning at
 # 1280 px wide (faces >= 26 px shrunk to >= 16 px) kept 93% of a full-size pass's faces, at 1024 px only 81%.
 DETECTABLE_PX = 16
+# ...but --min-face raises a full scan's input to at most this many pixels (what a 4K frame gets for the default
+# --min-face 24): CenterFace's activations take hundreds of bytes per input pixel, and an 8K frame scanned at 2/3
+# scale took gigabytes per call (benchmarks/memory_large.py). Beyond 4K the smallest face found grows instead.
+MAX_SCAN_PIXELS = 2560 * 1440
+SCAN_PIXELS_LIMIT = 16_000_000  # any full scan, --det-size 0 ("full size") included: 4000x4000, about 5 GB
 
 
 def small_size(width: int, height: int, det_size: int, min_face: int = 0) -> tuple[int, int]:
     """Detector input size: longest side ``det_size``, never upscaled, both sides multiples of 32.
 
     ``min_face`` raises the scale so a face of that size still spans ``DETECTABLE_PX`` at the detector's input:
-    small faces vanish first when the input shrinks, and a user who asks for them must not lose them.
+    small faces vanish first when the input shrinks, and a user who asks for them must not lose them. The raise
+    stops at ``MAX_SCAN_PIXELS``, so memory stays bounded on 8K frames and huge photos.
     """
     s = 1.0 if det_size <= 0 else min(1.0, det_size / max(width, height))
     if min_face > 0:
-        s = min(1.0, max(s, DETECTABLE_PX / min_face))
+        raised = min(DETECTABLE_PX / min_face, math.sqrt(MAX_SCAN_PIXELS / max(1, width * height)))
+        s = min(1.0, max(s, raised))
+    s = min(s, math.sqrt(SCAN_PIXELS_LIMIT / max(1, width * height)))  # even where --det-size asks for more
     return max(32, math.ceil(width * s / 32) * 32), max(32, math.ceil(height * s / 32) * 32)
 
 
@@ -97,18 +149,31 @@ class Sampler:
         if self._k is None:  # targets from half a period before the first frame: they map to it
             self._k = math.ceil((t - 0.5 * period) * self.fps - 1e-9)
         mark_cur = False
-        while self._k * period <= t + 1e-9:
-            target = self._k * period
-            if self._pending is not None and abs(target - self._pending[1]) <= abs(t - target):
+        last = self._last_target(t, period)
+        if last >= self._k:  # targets k..last fall in (previous frame, this frame]: each goes to the nearer one
+            # nearer to the previous frame means before the midpoint, so the first and last target decide it all
+            # (O(1) per frame, whatever the rate: --fps 1e4 on an hour-long video would be 36 million targets)
+            first_t, last_t = self._k * period, last * period
+            pending = self._pending
+            if pending is not None and abs(first_t - pending[1]) <= abs(t - first_t):
                 self._pending_mark = True
-            else:
+            if pending is None or abs(last_t - pending[1]) > abs(t - last_t):
                 mark_cur = True
-            self._k += 1
+            self._k = last + 1
         out = [] if self._pending is None else [(self._pending[0], self._pending_mark)]
         if self._pending is not None:
             self._last_dt = t - self._pending[1]
         self._pending, self._pending_mark = (index, t), mark_cur
         return out
+
+    def _last_target(self, t: float, period: float) -> int:
+        """The largest k with ``k * period <= t`` (within 1e-9 s), exactly as a loop over k would find it."""
+        k = math.floor((t + 1e-9) / period)
+        while (k + 1) * period <= t + 1e-9:
+            k += 1
+        while k * period > t + 1e-9:
+            k -= 1
+        return k
 
     def flush(self) -> list[tuple[int, bool]]:
         if self.fps is None or self._pending is None:
@@ -153,28 +218,103 @@ def from_bgr(index: int, t: float, bgr: np.ndarray, small_wh: tuple[int, int], k
                    bgr=bgr if keep_bgr else None)  # fmt: skip
 
 
-def rotate(image: np.ndarray, rotation: int) -> np.ndarray:
-    """Apply a counter-clockwise display rotation (multiples of 90 degrees)."""
+def rotate(image: np.ndarray, rotation: int, mirror: bool = False) -> np.ndarray:
+    """Apply a counter-clockwise display rotation (multiples of 90 degrees), then a left-right mirror."""
     k = (round(rotation / 90)) % 4
-    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+    if not k and not mirror:
+        return image
+    out = np.rot90(image, k) if k else image
+    return np.ascontiguousarray(out[:, ::-1] if mirror else out)
 
 
-def probe(path: Path) -> VideoInfo:
-    """Open the file once for its metadata (images too)."""
+def _matrix_view(image: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``image`` as the display matrix ``m`` shows it (FFmpeg: displayed (x', y') = (a x + c y, b x + d y))."""
+    a, b, c, d = np.sign(m[0]), np.sign(m[1]), np.sign(m[3]), np.sign(m[4])
+    if a == 0 and d == 0:  # axes swapped: rotation by 90 or 270, possibly mirrored
+        out = np.swapaxes(image, 0, 1)
+        return out[:: -1 if b < 0 else 1, :: -1 if c < 0 else 1]
+    return image[:: -1 if d < 0 else 1, :: -1 if a < 0 else 1]
+
+
+def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
+    """(counter-clockwise rotation, mirror) that turn a decoded frame into the displayed one.
+
+    Why not ``frame.rotation`` alone: it is the rotation part of the display matrix, so a mirrored clip (front
+    cameras, some editors) would be shown turned by 180 degrees instead of mirrored. The matrix is matched
+    against the eight ways of turning and mirroring a picture.
+    """
+    rotation = int(frame.rotation or 0)
+    matrix = next((sd for sd in frame.side_data if str(getattr(sd, "type", "")).endswith("DISPLAYMATRIX")), None)
+    if matrix is None:
+        return rotation, False
+    m = np.frombuffer(bytes(matrix)[:36], dtype="<i4").astype(np.int64)
+    probe_img = np.arange(6).reshape(2, 3)
+    shown = _matrix_view(probe_img, m)
+    for mirror in (False, True):
+        for k in range(4):
+            if np.array_equal(rotate(probe_img, 90 * k, mirror), shown):
+                return (rotation if not mirror and k == round(rotation / 90) % 4 else 90 * k), mirror
+    return rotation, False  # a matrix that is not a quarter turn: keep FFmpeg's rotation
+
+
+def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """``av.open`` for a file on disk, also where its name is not valid UTF-8 (``bad\\xffname.mp4``).
+
+    Why: PyAV passes names to FFmpeg as UTF-8 and fails on such a name, which Linux allows; the file is then
+    handed to FFmpeg already open (FFmpeg reads and seeks it through Python).
+    """
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return av.open(open(name, "rb"))  # noqa: SIM115 — the container owns it until it is closed
+    return av.open(name)
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The video stream a player shows: FFmpeg's best (the default-disposition one first), never cover art.
+
+    Why not ``streams.video[0]``: a file with several video streams (a thumbnail track, a second camera) marks
+    the one to show as default, and that need not be the first.
+    """
+    videos = list(container.streams.video)
+    if not videos:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        raise DecodeError(f"no video stream (contains {', '.join(kinds)})")
+    pictures = [s for s in videos if s.disposition & av.stream.Disposition.attached_pic]
+    best = container.streams.best("video")
+    if best is not None and best not in pictures:
+        return best
+    return next((s for s in videos if s not in pictures), videos[0])
+
+
+def check_size(width: int, height: int, max_pixels: int) -> None:
+    """Refuse frames larger than ``--max-pixels`` before anything that size is allocated."""
+    if width * height > max_pixels:
+        raise DecodeError(f"frame {width}x{height} ({width * height / 1e6:.0f} Mpx) is larger than --max-pixels "
+                          f"{max_pixels} ({max_pixels / 1e6:.0f} Mpx)")  # fmt: skip
+
+
+def probe(path: Path, max_pixels: int | None = None) -> VideoInfo:
+    """Open the file once for its metadata (images too); frames above ``max_pixels`` are refused from the header."""
+    size = image_size(path)  # image headers (GIF too, which is decoded as video) before anything is decoded
+    if size is not None and max_pixels is not None:
+        check_size(*size, max_pixels)
     if is_image(path):
         img = read_image(path)
+        if max_pixels is not None:
+            check_size(img.shape[1], img.shape[0], max_pixels)
         return VideoInfo(width=img.shape[1], height=img.shape[0], rotation=0, fps=None, duration_s=0.0, frames=1,
                          is_image=True)  # fmt: skip
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                kinds = sorted({s.type for s in container.streams}) or ["nothing"]
-                raise DecodeError(f"no video stream (contains {', '.join(kinds)})")
-            stream = container.streams.video[0]
-            rotation = _stream_rotation(container)
+        with open_input(path) as container:
+            stream = video_stream(container)
             w, h = stream.codec_context.width, stream.codec_context.height
             if w <= 0 or h <= 0:
                 raise DecodeError("video stream has no frame size")
+            if max_pixels is not None:
+                check_size(w, h, max_pixels)
+            rotation, mirror = _stream_orientation(container, stream)
             if rotation % 180:
                 w, h = h, w
             duration = None
@@ -184,42 +324,79 @@ def probe(path: Path) -> VideoInfo:
                 duration = container.duration / 1e6
             fps = float(stream.average_rate) if stream.average_rate else None
             return VideoInfo(width=w, height=h, rotation=rotation, fps=fps, duration_s=duration,
-                             frames=stream.frames or None)  # fmt: skip
+                             frames=stream.frames or None, mirror=mirror)  # fmt: skip
     except av.error.FFmpegError as e:
         raise DecodeError(error_reason(e)) from None
 
 
-def _stream_rotation(container: av.container.InputContainer) -> int:
-    """Rotation from the first frame's display matrix (PyAV exposes it per frame)."""
+def _stream_orientation(container: av.container.InputContainer,
+                        stream: av.video.stream.VideoStream) -> tuple[int, bool]:  # fmt: skip
+    """Rotation and mirror from the first decodable frame's display matrix (PyAV exposes it per frame)."""
     try:
-        for frame in container.decode(video=0):
-            return int(frame.rotation or 0)
+        for n, packet in enumerate(container.demux(stream)):
+            if n >= MAX_BAD_PACKETS:
+                break
+            try:
+                for frame in packet.decode():
+                    return orientation(frame)
+            except av.error.FFmpegError:
+                continue  # a damaged first packet: the next may decode
     except av.error.FFmpegError:
-        return 0  # an undecodable first frame is reported by the decoder itself
-    return 0
+        pass  # an undecodable stream is reported by the decoder itself
+    return 0, False
 
 
 def error_reason(e: BaseException) -> str:
-    """An OS or FFmpeg error's own words on one line (the path is named by whoever reports it)."""
-    msg = getattr(e, "strerror", None) or str(e)
-    return " ".join(str(msg).split())
+    """An OS or FFmpeg error's own words on one line (the path is named by whoever reports it).
+
+    pyarrow's I/O errors carry no ``strerror`` but end in "[errno N] ..."; they read as the system's words too
+    ("No space left on device"), not as "Error writing bytes to file. Detail: ...".
+    """
+    msg = str(getattr(e, "strerror", None) or e)
+    found = re.search(r"\[errno (\d+)\]", msg) if isinstance(e, OSError) else None
+    return os.strerror(int(found.group(1))) if found else " ".join(msg.split())
 
 
 def read_image(path: Path) -> np.ndarray:
-    """A photo as BGR (EXIF orientation applied by OpenCV)."""
+    """A photo as BGR (EXIF orientation applied by OpenCV); a damaged one fails with the codec's own words."""
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if not data.size:
+        raise DecodeError("empty file")
+    with _stderr_lines() as said:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
-        raise DecodeError("not a readable image" if data.size else "empty file")
+        raise DecodeError("not a readable image" + (f" ({said[-1]})" if said else ""))
+    if said:
+        log.debug("%s: %s", path, "; ".join(said))
     return img
 
 
-@dataclass
-class _Cursor:
-    """Where a decoding pass is: the next frame's decode index and the latest frame's time."""
+_stderr_lock = threading.Lock()
 
-    index: int = 0
-    last_t: float | None = None
+
+@contextmanager
+def _stderr_lines() -> Iterator[list[str]]:
+    """Catch what C libraries (libpng, libjpeg) print to the process's stderr, as lines, instead of showing it.
+
+    Why: a damaged photo makes libpng print its own lines before OpenCV returns; the user should see one line
+    per problem, naming the file. Only the short decode call is wrapped.
+    """
+    lines: list[str] = []
+    with _stderr_lock, tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to catch
+            yield lines
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += [ln.strip() for ln in sink.read().decode(errors="replace").splitlines() if ln.strip()]
 
 
 class FrameReader:
@@ -240,6 +417,8 @@ class FrameReader:
         self.decode_threads = decode_threads
         self.decoded = 0
         self.analysed = 0
+        self.damaged = 0  # packets that could not be demuxed or decoded, skipped
+        self._damage_reason = ""
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(2, queue_size))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -248,7 +427,7 @@ class FrameReader:
     def _convert(self, index: int, t: float, analyse: bool, frame: av.VideoFrame | np.ndarray) -> Decoded:
         # video frames give colour classifiers their planes; only photos (no planes) keep their BGR for them
         want_bgr = self.need_bgr == "all" or (isinstance(frame, np.ndarray) and self.need_bgr in ("analysed", "render"))
-        rot = self.info.rotation
+        rot, mirror = self.info.rotation, self.info.mirror
         item = Decoded(index=index, time_s=t, analyse=analyse)
         if isinstance(frame, np.ndarray):  # a photo, already BGR
             if analyse:
@@ -257,14 +436,14 @@ class FrameReader:
             return item
         if analyse or self.need_bgr == "render":
             y, u, v, full_range = yuv_planes(frame)
-            y, u, v = rotate(y, rot), rotate(u, rot), rotate(v, rot)
+            y, u, v = rotate(y, rot, mirror), rotate(u, rot, mirror), rotate(v, rot, mirror)
             item.yuv = (y, u, v)  # the detector's small image is made from these only for frames it scans
             if analyse:
                 item.gray = np.ascontiguousarray(y) if full_range else cv2.LUT(y, LIMITED_TO_FULL)
             if self.need_bgr == "render" and (full_range or y.shape[0] % 2 or y.shape[1] % 2):
                 want_bgr = True  # the renderer passes 4:2:0 planes straight to the encoder only where it can
         if want_bgr:
-            item.bgr = rotate(frame.to_ndarray(format="bgr24"), rot)
+            item.bgr = rotate(frame.to_ndarray(format="bgr24"), rot, mirror)
         return item
 
     def _frames(self) -> Iterator[tuple[int, float, av.VideoFrame | np.ndarray]]:
@@ -272,144 +451,174 @@ class FrameReader:
 
         With a --start, the reader seeks: a demux-only pass counts the video packets before the start (cheap, no
         decoding), so ``index`` stays the frame's decode index in the whole video, then it seeks to the keyframe
-        before the start and decodes from there. Where that cannot be trusted (packets without timestamps, a seek
-        that lands after the first wanted frame) it decodes from the beginning instead, as without a --start.
+        before the start and decodes from there. Where that cannot be trusted (packets without timestamps or
+        going back, a seek that lands after the first wanted frame) it decodes from the beginning instead.
+        Damaged packets are skipped and counted; a stream with any raises ``StreamDamaged`` at its end.
         """
         if self.info.is_image:
             image = read_image(self.path)
             self.decoded = 1
             yield 0, 0.0, image
             return
-        start = self.options.start
-        if start is not None and start > 0:
-            trusted = yield from self._decode(seek_to=start)
-            if trusted:
-                return
-            log.debug("%s: seek to %.3f s not exact, decoding from the beginning", self.path, start)
-        yield from self._decode(seek_to=None)
-
-    def _decode(self, seek_to: float | None) -> Generator[tuple[int, float, av.VideoFrame], None, bool]:
-        """One pass over the file, from its beginning or from the keyframe before ``seek_to``.
-
-        Returns False, having yielded nothing, when a seek cannot be trusted; True once the pass is complete.
-        """
-        end = self.options.end
-        try:
-            container = av.open(str(self.path))
-        except av.error.FFmpegError as e:
-            raise DecodeError(error_reason(e)) from None
-        with container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
-            stream.codec_context.thread_count = self.decode_threads
-            fallback_dt = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
-            cursor = _Cursor()
-            expect: int | None = None  # pts of the first frame to keep after a seek
-            if seek_to is not None:
-                plan = self._seek(container, stream, seek_to)
-                if plan is None:
-                    return False
-                cursor.index, expect, cursor.last_t = plan
-                self.decoded = cursor.index
-                if expect is None:  # nothing at or after --start
-                    if end is None:
-                        self._check_complete(container, cursor.index, cursor.last_t, fallback_dt)
-                    return True
+        seek = self.options.start is not None and self.options.start > 0
+        while True:  # at most twice: seeking, then (if the seek cannot be trusted) from the beginning
+            self.damaged, self._damage_reason = 0, ""
             try:
-                outcome = yield from self._decoded_frames(container, stream, cursor, expect, fallback_dt)
-                if outcome == "end" and end is None:
-                    self._check_complete(container, cursor.index, cursor.last_t, fallback_dt)
+                container = open_input(self.path)
             except av.error.FFmpegError as e:
-                raise StreamBroken(f"stream broken after {cursor.index} frames: {error_reason(e)}") from None
-            return outcome != "untrusted"
+                raise DecodeError(error_reason(e)) from None
+            with container:
+                trusted = yield from self._decode_pass(container, seek)
+            if trusted:
+                break
+            log.debug("%s: seek to %.3f s not exact, decoding from the beginning", self.path, self.options.start)
+            seek = False
+        if self.damaged:
+            expected = f" of {self.info.frames}" if self.info.frames else ""
+            raise StreamDamaged(f"{self.damaged} damaged packet(s) skipped ({self._damage_reason}); "
+                                f"{self.decoded}{expected} frames decoded")  # fmt: skip
 
-    def _decoded_frames(
-        self, container: av.container.InputContainer, stream: av.VideoStream, cursor: _Cursor, expect: int | None,
-        fallback_dt: float,
-    ) -> Generator[tuple[int, float, av.VideoFrame], None, str]:
-        """Decode and number the frames; returns "end" (end of stream), "stop" (--end or close) or "untrusted"
-        (after a seek, the first frame decoded is later than the first one wanted, or has no timestamp)."""
-        start, end, tb = self.options.start, self.options.end, stream.time_base
+    def _decode_pass(self, container: av.container.InputContainer,
+                     seek: bool) -> Generator[tuple[int, float, av.VideoFrame], None, bool]:  # fmt: skip
+        """One decoding pass (seeking to --start if asked); returns False where a seek turned out untrustworthy."""
+        start, end = self.options.start, self.options.end
+        stream = video_stream(container)
+        stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
+        stream.codec_context.thread_count = self.decode_threads
+        clock = Clock(stream.time_base, 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30)
+        index, expect = 0, None  # expect: pts of the first frame to keep after a seek
+        if seek:
+            plan = self._seek_plan(container, stream)
+            if plan is None:
+                return False
+            index, expect, clock.last = plan
+            self.decoded = index
+            if expect is None:  # nothing at or after --start
+                if end is None:
+                    self._check_complete(container, stream, index, clock)
+                return True
         yielded = False
-        for packet in container.demux(stream):
-            for frame in packet.decode():
-                if expect is not None and not yielded:  # after a seek: drop frames before the first wanted
-                    if frame.pts is None or frame.pts > expect:
-                        return "untrusted"
-                    if frame.pts < expect:
-                        cursor.last_t = float(frame.pts * tb)
-                        continue
-                if frame.pts is not None and tb is not None:
-                    t = float(frame.pts * tb)
-                else:  # no timestamp at all (raw streams): continue from the previous one
-                    t = 0.0 if cursor.last_t is None else cursor.last_t + fallback_dt
-                cursor.last_t = t
-                i, cursor.index = cursor.index, cursor.index + 1
-                self.decoded = cursor.index
-                if start is not None and t < start - 1e-9:
+        for frame in self._tolerant_frames(container, stream):
+            if expect is not None and not yielded:  # after a seek: drop frames before the first wanted
+                if frame.pts is None or frame.pts > expect:
+                    return False  # the seek cannot be trusted: decode from the beginning
+                if frame.pts < expect:
+                    clock.last = float(frame.pts * stream.time_base)
                     continue
-                if end is not None and t >= end - 1e-9:
-                    return "stop"
-                yielded = True
-                yield i, t, frame
-                if self._stop.is_set():
-                    return "stop"
-        return "end"
+            t = clock.time(frame.pts)
+            i, index = index, index + 1
+            self.decoded = index
+            if start is not None and t < start - 1e-9:
+                continue
+            if end is not None and t >= end - 1e-9:
+                return True
+            yielded = True
+            yield i, t, frame
+            if self._stop.is_set():
+                return True
+        if clock.jumps:
+            log.info("%s: timestamps jumped back %d time(s); the time line continues across them", self.path,
+                     clock.jumps)  # fmt: skip
+        if end is None:
+            self._check_complete(container, stream, index, clock)
+        return True
 
-    def _seek(self, container: av.container.InputContainer, stream: av.VideoStream,
-              start: float) -> tuple[int, int | None, float | None] | None:  # fmt: skip
-        """Seek to the keyframe before ``start``: (frames before it, pts of the first wanted, time of the last one
-        before), or None where the packets cannot tell (no timestamps) or the seek fails."""
-        if stream.time_base is None:
+    def _tolerant_frames(self, container: av.container.InputContainer,
+                         stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:  # fmt: skip
+        """Decoded frames, skipping packets that fail to demux or decode (counted in ``damaged``).
+
+        Why: one corrupt packet in a long recording must cost the frames it holds, not the rest of the file
+        (players and ffmpeg go on too). ``MAX_BAD_PACKETS`` failures in a row end the stream as broken.
+        """
+        packets = container.demux(stream)
+        in_a_row = 0
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as e:
+                in_a_row += 1
+                self._damage(e, in_a_row)
+                packets = container.demux(stream)  # a demuxer error ends its iterator: read on after it
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                in_a_row += 1
+                self._damage(e, in_a_row)
+                continue
+            if frames:
+                in_a_row = 0
+            for frame in frames:
+                self._check_size(frame)
+                yield frame
+
+    def _check_size(self, frame: av.VideoFrame) -> None:
+        """Every frame has the size the header announced: a stream that changes size mid-way (or whose header
+        understates a huge one) ends there, as ``partial``, before boxes are mapped with the wrong scale."""
+        w, h = (self.info.height, self.info.width) if self.info.rotation % 180 else (self.info.width, self.info.height)
+        if (frame.width, frame.height) != (w, h):
+            raise StreamBroken(f"frame size changed from {w}x{h} to {frame.width}x{frame.height} after "
+                               f"{self.decoded} frames")  # fmt: skip
+
+    def _damage(self, e: av.error.FFmpegError, in_a_row: int) -> None:
+        self.damaged += 1
+        self._damage_reason = self._damage_reason or error_reason(e)
+        if in_a_row >= MAX_BAD_PACKETS:
+            raise StreamBroken(f"stream broken after {self.decoded} frames: {error_reason(e)}")
+
+    def _seek_plan(self, container: av.container.InputContainer,
+                   stream: av.video.stream.VideoStream) -> tuple[int, int | None, float | None] | None:  # fmt: skip
+        """Count the packets before --start and seek to the keyframe before it; None where that cannot be trusted.
+
+        Returns (packets with pts < start, pts of the first packet at/after start, last time before it).
+        """
+        start, tb = self.options.start, stream.time_base
+        assert start is not None
+        if tb is None:
             return None
+        count, first, last_before, last_dts = 0, None, None, None
         try:
-            plan = self._count_before(container, stream, start)
-            if plan is not None and plan[1] is not None:
-                container.seek(plan[1], stream=stream, backward=True, any_frame=False)
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                if packet.pts is None or (packet.dts is not None and last_dts is not None and packet.dts < last_dts):
+                    return None  # no timestamps, or timestamps that go back: only a full decode knows the times
+                last_dts = packet.dts if packet.dts is not None else last_dts
+                if float(packet.pts * tb) < start - 1e-9:
+                    count += 1
+                    t_before = float(packet.pts * tb)
+                    last_before = t_before if last_before is None else max(last_before, t_before)
+                elif first is None or packet.pts < first:
+                    first = packet.pts
+                # packets come in decode order and pts >= dts: once dts passes the first wanted pts, nothing later
+                # can be earlier
+                if first is not None and packet.dts is not None and packet.dts >= first:
+                    break
+            if first is not None:
+                container.seek(first, stream=stream, backward=True, any_frame=False)
         except av.error.FFmpegError:
             return None
-        return plan
-
-    @staticmethod
-    def _count_before(container: av.container.InputContainer, stream: av.VideoStream,
-                      start: float) -> tuple[int, int | None, float | None] | None:  # fmt: skip
-        """(packets with pts < start, pts of the first packet at/after start, last pts before) or None."""
-        assert stream.time_base is not None
-        tb = stream.time_base
-        count, first, last_before = 0, None, None
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            if packet.pts is None:
-                return None
-            if float(packet.pts * tb) < start - 1e-9:
-                count += 1
-                t_before = float(packet.pts * tb)
-                last_before = t_before if last_before is None else max(last_before, t_before)
-            elif first is None or packet.pts < first:
-                first = packet.pts
-            # packets come in decode order and pts >= dts: once dts passes the first wanted pts, nothing later
-            # can be earlier
-            if first is not None and packet.dts is not None and packet.dts >= first:
-                break
         return count, first, last_before
 
-    def _check_complete(self, container: av.container.InputContainer, count: int, last_t: float | None,
-                        dt: float) -> None:  # fmt: skip
+    def _check_complete(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                        count: int, clock: Clock) -> None:  # fmt: skip
         """Catch files cut short without a decoder error: fewer frames, or less time, than the header says."""
+        if self.damaged:
+            return  # the damage is the reason, reported by the caller
         expected = self.info.frames
         if expected and count < expected:
             raise StreamBroken(f"stream ended after {count} of {expected} frames")
-        stream = container.streams.video[0]
         if stream.duration and stream.time_base:  # the video stream's own length, where the header has one
             begin, total = float((stream.start_time or 0) * stream.time_base), float(stream.duration * stream.time_base)
         elif container.duration and len(container.streams) == 1:  # otherwise audio may rightly run longer
             begin, total = (container.start_time or 0) / 1e6, container.duration / 1e6
         else:
             return
-        if last_t is not None:
-            if last_t - begin + dt < total - max(0.5, 3 * dt):
-                raise StreamBroken(f"stream ended at {last_t - begin:.2f} s of {total:.2f} s")
+        last_t, dt = clock.last, clock.dt
+        if last_t is not None and last_t - begin + dt < total - max(0.5, 3 * dt):
+            raise StreamBroken(f"stream ended at {last_t - begin:.2f} s of {total:.2f} s")
 
     def _produce(self) -> None:
         sampler = Sampler(self.options)

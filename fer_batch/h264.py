@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from fer_batch.atomic import AtomicPath
+from fer_batch.decode import open_input
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,14 @@ class H264Writer:
         self._target = AtomicPath(self.path)
         self._stop = stop or threading.Event()
         self._last_pts: int | None = None
+        self.shifted = 0  # frames whose timestamp did not increase
         self._audio_until = -math.inf
         self._pending_audio: tuple[float, av.Packet] | None = None
         self._audio_in: av.container.InputContainer | None = None
         self._target.__enter__()
-        self._out: av.container.OutputContainer | None = av.open(
-            str(self._target.tmp), "w", format="mp4", options={"movflags": "+faststart"}
-        )
-        try:
+        self._out: av.container.OutputContainer | None = None
+        try:  # from the file's creation on: a failure (or a stop signal) removes it
+            self._out = av.open(str(self._target.tmp), "w", format="mp4", options={"movflags": "+faststart"})
             self._video = self._add_video(rate, crf, preset, threads)
             if audio is not None:
                 self._add_audio(audio)
@@ -101,7 +102,7 @@ class H264Writer:
 
     def _add_audio(self, audio: AudioSource) -> None:
         assert self._out is not None
-        self._audio_in = av.open(str(audio.path))
+        self._audio_in = open_input(audio.path)
         ain = self._audio_in.streams.audio[0]
         if audio.codec in COPY_AUDIO and audio.codec in self._out.supported_codecs and _can_copy(ain):
             self._audio_out = self._out.add_stream_from_template(ain)
@@ -132,7 +133,7 @@ class H264Writer:
         frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
         pts = round(t / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:  # a broken source: keep the muxer's order valid
-            log.warning("%s: non-increasing timestamp at %.6f s, shifted by one tick", self.path, t)
+            self.shifted += 1  # reported once, in finish(): one line per problem, not one per frame
             pts = self._last_pts + 1
         self._last_pts = pts
         frame.pts, frame.time_base = pts, self.time_base
@@ -145,6 +146,9 @@ class H264Writer:
         """Flush the encoder and mux the rest of the audio (call once, after the last frame)."""
         self._mux_video(self._video.encode(None))
         self._mux_audio(math.inf)
+        if self.shifted:
+            log.warning("%s: %d frame(s) with non-increasing timestamps, each moved by one tick", self.path,
+                        self.shifted)  # fmt: skip
 
     # --- closing -----------------------------------------------------------------------------------------------
     def commit(self) -> Path:

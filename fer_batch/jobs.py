@@ -12,19 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_batch.atomic import TMP_MARK
 from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fer_batch.options import Options
+from fer_batch.options import Options, UsageError
 from fer_batch.pipeline import VideoResult
 from fer_batch.sink import read_table_meta
+from fer_batch.text import utf8
 
 MANIFEST = "manifest.parquet"
 RESERVED = {MANIFEST, "summary.parquet"}
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-
-
-class UsageError(ValueError):
-    """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1)."""
 
 
 @dataclass(frozen=True)
@@ -37,31 +33,38 @@ class Job:
     annotated: Path | None
 
 
-def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[Path, Path]], list[VideoResult]]:
+def expand_inputs(
+    paths: Iterable[str | os.PathLike[str]], out: Path | None = None
+) -> tuple[list[tuple[Path, Path]], list[VideoResult]]:
     """(file, root) pairs for every media file the arguments name, and failures for those that name nothing.
 
-    Folders are searched recursively for known extensions (any case); globs are expanded; an explicit file is
-    taken whatever its extension (the decoder decides whether it is media).
+    An argument that exists is that file or folder, whatever characters its name holds (``take[1].mp4``); only an
+    argument that does not exist is expanded as a pattern. Folders are searched recursively for known extensions
+    (any case); an explicit file is taken whatever its extension (the decoder decides whether it is media).
+    Nothing under ``out`` is ever an input: a folder walk skips it, a pattern's matches there are dropped, and an
+    argument inside (or equal to) it is a usage error, so a rerun never analyses its own outputs.
     """
     found: list[tuple[Path, Path]] = []
     missing: list[VideoResult] = []
     for raw in paths:
         arg = str(raw)
-        matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))] if glob.has_magic(arg) else [Path(arg)]
+        if not arg.strip():  # Path("") would be the current folder
+            missing.append(VideoResult(path=arg, status="failed", error="empty path"))
+            continue
+        literal = Path(arg)
+        pattern = glob.has_magic(arg) and not (literal.exists() or literal.is_symlink())
+        matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))] if pattern else [literal]
         if not matches:
             missing.append(VideoResult(path=arg, status="failed", error="no file matches this pattern"))
         for p in matches:
-            if p.is_dir():
-                files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_EXTENSIONS)
-                if not files:
-                    missing.append(VideoResult(path=str(p), status="failed", error="folder holds no video or image"))
-                found += [(f, p) for f in files]
-            elif p.is_file():
-                found.append((p, p.parent))
-            elif p.exists():
-                missing.append(VideoResult(path=str(p), status="failed", error="not a regular file"))
-            else:
-                missing.append(VideoResult(path=str(p), status="failed", error="no such file or directory"))
+            if out is not None and is_within(p, out):
+                if pattern:
+                    continue
+                raise UsageError(f"{p} is inside --out {out}: outputs are never read as inputs, choose another --out")
+            found_here, failure = _inputs_of(p, out)
+            found += found_here
+            if failure is not None:
+                missing.append(failure)
     seen: set[Path] = set()
     unique = []
     for f, root in found:
@@ -72,22 +75,73 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[P
     return unique, missing
 
 
+def _inputs_of(p: Path, out: Path | None) -> tuple[list[tuple[Path, Path]], VideoResult | None]:
+    """The (file, root) pairs one existing argument names, or the reason it names none."""
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_EXTENSIONS
+                       and not (out is not None and is_within(f, out)))  # fmt: skip
+        if not files:
+            return [], VideoResult(path=str(p), status="failed", error="folder holds no video or image")
+        return [(f, p) for f in files], None
+    if p.is_file():
+        return [(p, p.parent)], None
+    if p.exists():
+        return [], VideoResult(path=str(p), status="failed", error="not a regular file")
+    return [], VideoResult(path=str(p), status="failed", error="no such file or directory")
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies under it, symbolic links resolved."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
+
+
+def root_labels(roots: list[Path]) -> dict[Path, Path]:
+    """Where each input root's outputs go below ``--out``: nowhere else for one root; for several, the root's
+    path relative to the folder they all lie in (``r1``, ``r2``; ``a/data``, ``b/data``), so the same relative
+    name under two roots never gives the same table."""
+    resolved = {r: r.resolve() for r in roots}
+    if len(set(resolved.values())) <= 1:
+        return dict.fromkeys(roots, Path())
+    try:
+        common = Path(os.path.commonpath([str(v) for v in resolved.values()]))
+    except ValueError:  # different drives
+        return {r: Path(f"root{k}") for k, r in enumerate(roots)}
+    return {r: resolved[r].relative_to(common) for r in roots}
+
+
 def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list[Job]:
-    """Output paths under ``out`` mirroring each file's path below its root; they can never leave ``out``."""
+    """Output paths under ``out``: each file's path below its root, under the root's label when there are several
+    roots (``root_labels``). Outputs are unique per input, never leave ``out`` and never land on an input."""
     out = out.resolve()
+    labels = root_labels(list(dict.fromkeys(root for _, root in files)))
+    inputs = {f.resolve() for f, _ in files}
     jobs, taken = [], set()
     for f, root in files:
         rel = f.relative_to(root) if f.is_relative_to(root) else Path(f.name)
-        rel = Path(*[part for part in rel.parts if part not in ("..", ".", "")])  # belt and braces
-        table = out / rel.with_suffix(".parquet")
-        if table in taken or table.name in RESERVED:  # a.mp4 and a.mov in one folder: keep both tables
-            table = out / rel.with_name(rel.name + ".parquet")
-        taken.add(table)
+        rel = labels[root] / Path(*[part for part in rel.parts if part not in ("..", ".", "")])  # belt and braces
+        rel = Path(utf8(rel.as_posix()))  # outputs of a name that is not UTF-8 get its bytes spelled out (\xNN)
+        table = _unique(out, rel, taken)
         if not table.resolve().is_relative_to(out):
             raise UsageError(f"{f}: output {table} would leave {out}")
         annotated = table.with_name(table.name[: -len(".parquet")] + ".annotated.mp4") if annotate else None
+        for target in (table, annotated):
+            if target is not None and target.resolve() in inputs:
+                raise UsageError(f"--out {out}: the output {target} would overwrite an input; choose another --out")
         jobs.append(Job(source=f, name=rel.as_posix(), table=table, annotated=annotated))
     return jobs
+
+
+def _unique(out: Path, rel: Path, taken: set[Path]) -> Path:
+    """``rel`` as a table path not taken yet: ``a.parquet``, else ``a.mp4.parquet`` (a.mp4 beside a.mov), else
+    ``a.mp4~2.parquet`` and on."""
+    candidates = [out / rel.with_suffix(".parquet"), out / rel.with_name(rel.name + ".parquet")]
+    candidates += [out / rel.with_name(f"{rel.name}~{k}.parquet") for k in range(2, 10_000)]
+    for table in candidates:
+        if table not in taken and table.name not in RESERVED:
+            taken.add(table)
+            return table
+    raise UsageError(f"{rel}: too many inputs with this name")
 
 
 def is_complete(job: Job, options: Options) -> bool:
@@ -101,12 +155,25 @@ def is_complete(job: Job, options: Options) -> bool:
         same_options = Options.from_stored(meta.options).result_key() == options.result_key()
     except (TypeError, ValueError, AttributeError):  # written by another version: redo it
         same_options = False
-    if job.annotated is not None and not job.annotated.exists():
+    if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
         return False
     return same_source and same_options
 
 
+def _is_its_video(path: Path, recorded: dict | None) -> bool:
+    """The annotated video on disk is the one written with the table (same size and mtime as recorded there).
+
+    Why: a video made with other options, or someone else's file under that name, must not pass for this table's.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return recorded is not None and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
+
+
 def tables(out: str | os.PathLike[str]) -> list[Path]:
-    """The complete per-video tables of a run folder (temporary files and run-level tables excluded)."""
+    """The complete per-video tables of a run folder: every ``*.parquet`` but the run-level ones (temporary names
+    never end in ``.parquet``, so an input's table named ``x.parquet.tmp-a.parquet`` is a table like any other)."""
     root = Path(out)
-    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED and TMP_MARK not in p.name)
+    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED)

@@ -113,7 +113,14 @@ def resolve(model: str, spec_path: str | None = None, task: str = "emotion") -> 
     if spec_path is not None or model.endswith(".onnx"):
         if spec_path is None:
             raise ModelError(f"{model}: a custom model needs --model-spec SPEC.json (a manifest entry)")
-        entry = json.loads(Path(spec_path).read_text())
+        try:
+            entry = json.loads(Path(spec_path).read_text())
+        except OSError as e:
+            raise ModelError(f"--model-spec {spec_path}: {e.strerror or e}") from None
+        except ValueError as e:
+            raise ModelError(f"--model-spec {spec_path}: not valid JSON ({e})") from None
+        if not isinstance(entry, dict):
+            raise ModelError(f"--model-spec {spec_path}: must be a JSON object (one manifest entry)")
         entry.setdefault("id", Path(model).stem)
         entry.setdefault("task", task)
         entry.setdefault("file", Path(model).name)
@@ -175,10 +182,35 @@ def choose_providers(device: str) -> list[str]:
 _logged_providers: set[str] = set()
 
 
+def check_classifier(model: str, spec_path: str | None) -> ModelSpec:
+    """Resolve an emotion model and, for a custom one, run it once on a blank face.
+
+    Why: a file that is not ONNX, takes another input, or gives a different number of outputs than its spec has
+    labels would otherwise fail every input one by one (or, worse, fill the label columns with the wrong numbers).
+    """
+    spec = resolve(model, spec_path, task="emotion")
+    if spec_path is None and not model.endswith(".onnx"):
+        return spec  # a bundled model: its checksum vouches for it
+    inp = spec.input
+    try:
+        c, h, w = int(inp["channels"]), int(inp["height"]), int(inp["width"])
+        x = np.zeros((1, c, h, w) if inp["layout"] == "NCHW" else (1, h, w, c), np.float32)
+        sess = session(spec.path, "cpu", threads=1)
+        out = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+    except Exception as e:  # noqa: BLE001 — onnxruntime raises its own classes for every kind of bad model
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelError(f"{model}: cannot run as described by {spec_path}: {reason}") from None
+    n = out.size
+    if n != len(spec.labels):
+        raise ModelError(f"{model}: gives {n} outputs per face, but {spec_path} names {len(spec.labels)} labels")
+    return spec
+
+
 def session(path: Path, device: str = "auto", threads: int | None = None) -> Any:
     """An onnxruntime session with a fixed thread count, so parallel jobs do not oversubscribe the cores."""
     import onnxruntime as ort
 
+    ort.set_default_logger_severity(3)  # errors reach the user as one line each, not as onnxruntime's log dumps
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:

@@ -8,17 +8,97 @@ keeps those three in step.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from numbers import Integral, Real
 from typing import Any
 
 # settings that older versions recorded in each table's metadata and that never changed a table's content:
 # ``annotate`` is a property of a folder run (``run_many``), not of the analysis
 RETIRED = frozenset({"annotate"})
 
+MAX_FPS = 10_000.0  # above any camera; the sampler is O(1) per frame whatever the rate
+MIN_SEGMENT_S = 1.0  # shorter segments would be mostly pre-roll (and 1e-300 s would never finish planning)
+MAX_RENDER_SCALE = 4.0  # render --scale: beyond this the output is only larger, never sharper
+DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
+
+
+class UsageError(ValueError):
+    """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1); the message names the option."""
+
+
+def cli_name(name: str) -> str:
+    """The command-line spelling of an option (``det_size`` -> ``--det-size``), used in every message."""
+    return "--" + name.replace("_", "-")
+
+
+Check = Callable[[str, Any], Any]  # (option name, value) -> the value (normalised) or UsageError
+
+
+def number(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, integer: bool = False,
+    optional: bool = False,
+) -> Check:
+    """A check for a finite number in [lo, hi] (``lo_open``: (lo, hi]); ``integer`` also asks for a whole number."""
+    if lo is None:
+        span = f"<= {hi:g}" if hi is not None else "finite"
+    else:
+        span = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+
+    def check(name: str, value: Any) -> Any:
+        if value is None and optional:
+            return None
+        kind = "a whole number" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise UsageError(f"{cli_name(name)} must be {kind} {span}, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise UsageError(f"{cli_name(name)} must be {kind} {span}, got {value}")
+        if integer:
+            if not isinstance(value, Integral) and not float(value).is_integer():
+                raise UsageError(f"{cli_name(name)} must be {kind} {span}, got {value}")
+            value = int(value)
+        v = float(value)
+        if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
+            raise UsageError(f"{cli_name(name)} must be {kind} {span}, got {value}")
+        return value
+
+    return check
+
+
+def choice(*allowed: str | None) -> Check:
+    def check(name: str, value: Any) -> Any:
+        if value not in allowed:
+            names = ", ".join(a for a in allowed if a is not None)
+            raise UsageError(f"{cli_name(name)}: unknown value {value!r} ({names})")
+        return value
+
+    return check
+
+
+def text(name: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{cli_name(name)} must be a non-empty string, got {value!r}")
+    return value
+
+
+def optional_text(name: str, value: Any) -> Any:
+    return None if value is None else text(name, value)
+
+
+def flag(name: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise UsageError(f"{cli_name(name)} must be True or False, got {value!r}")
+    return value
+
 
 @dataclass(frozen=True)
 class Options:
-    """Analysis settings; the defaults were chosen by measurement (see BENCHMARKS.md)."""
+    """Analysis settings; the defaults were chosen by measurement (see BENCHMARKS.md).
+
+    Every field has a check in ``CHECKS`` (a new field without one is an error at import), run on construction,
+    so the CLI and the Python API refuse the same values with the same one-line message.
+    """
 
     detector: str = "centerface"  # centerface | haar | none (each image or frame is one face that fills it)
     # a manifest id, ids joined by "+" (an averaged ensemble), or the path of an .onnx file
@@ -41,30 +121,17 @@ class Options:
     tta: str | None = None  # "flip": average each model with its mirrored crop
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # onnxruntime intra-op threads; None = the cores this job owns
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger frames are refused from the header, before any decoding
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = CHECKS[f.name](f.name, getattr(self, f.name))
+            if value is not getattr(self, f.name):
+                object.__setattr__(self, f.name, value)  # e.g. every=2.0 -> 2
         if self.fps is not None and self.every is not None:
-            raise ValueError("--fps and --every exclude each other")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError("--fps must be positive")
-        if self.every is not None and self.every < 1:
-            raise ValueError("--every must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError("--batch-size must be at least 1")
-        if self.smooth is not None and not 0 < self.smooth <= 1:
-            raise ValueError("--smooth must be in (0, 1]")
-        if self.scan_interval < 0:
-            raise ValueError("--scan-interval must be >= 0")
-        if self.detect_every < 1:
-            raise ValueError("--detect-every must be at least 1")
-        if self.detector not in ("centerface", "haar", "none"):
-            raise ValueError(f"unknown detector {self.detector!r} (centerface, haar or none)")
-        if self.tta not in (None, "flip"):
-            raise ValueError(f"unknown --tta {self.tta!r} (flip)")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"unknown device {self.device!r} (auto, cpu or cuda)")
+            raise UsageError("--fps and --every exclude each other")
         if self.start is not None and self.end is not None and self.end <= self.start:
-            raise ValueError("--end must be after --start")
+            raise UsageError("--end must be after --start")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
@@ -90,6 +157,39 @@ class Options:
     def result_key(self) -> dict[str, Any]:
         """The options that change a table's content (what ``--resume`` compares)."""
         d = self.as_dict()
-        for name in ("threads", "device", "batch_size"):
+        for name in ("threads", "device", "batch_size", "max_pixels"):
             d.pop(name)
         return d
+
+
+CHECKS: dict[str, Check] = {
+    "detector": choice("centerface", "haar", "none"),
+    "model": text,
+    "model_spec": optional_text,
+    "fps": number(0, MAX_FPS, lo_open=True, optional=True),
+    "every": number(1, integer=True, optional=True),
+    "start": number(0, optional=True),
+    "end": number(0, lo_open=True, optional=True),
+    "min_face": number(1, 100_000, integer=True),
+    "det_size": number(0, 100_000, integer=True),  # 0 = full size (documented)
+    "det_threshold": number(0, 1, lo_open=True),
+    "detect_every": number(1, integer=True),
+    "scan_interval": number(0),
+    "batch_size": number(1, 4096, integer=True),
+    "smooth": number(0, 1, lo_open=True, optional=True),
+    "haar_scale_factor": number(1, 10, lo_open=True),
+    "haar_min_neighbors": number(0, 1000, integer=True),
+    "crop_margin": number(0, 2, optional=True),
+    "tta": choice(None, "flip"),
+    "device": choice("auto", "cpu", "cuda"),
+    "threads": number(1, 1024, integer=True, optional=True),
+    "max_pixels": number(1, integer=True),
+}
+_unchecked = {f.name for f in fields(Options)} - set(CHECKS)
+assert not _unchecked, f"Options fields without a check: {_unchecked}"
+
+
+def check_run(jobs: Any = 1, segment_seconds: Any = None) -> None:
+    """The folder run's own numbers (not part of ``Options``: they change how, not what, is computed)."""
+    number(1, 4096, integer=True)("jobs", jobs)
+    number(MIN_SEGMENT_S, optional=True)("segment_seconds", segment_seconds)

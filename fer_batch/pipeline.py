@@ -20,7 +20,7 @@ import numpy as np
 
 from fer_batch._version import __version__
 from fer_batch.classify import Classifier
-from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, probe
+from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, error_reason, probe
 from fer_batch.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.options import Options
 from fer_batch.sink import MemorySink, ParquetSink, TableMeta, window_table
@@ -168,20 +168,33 @@ class Analyzer:
         return boxes
 
 
-def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: VideoResult) -> TableMeta:
-    """What the table's Parquet metadata records: enough to reproduce the run and to resume safely."""
-    st = path.stat()
+def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: VideoResult,
+             source: os.stat_result, annotated: Path | None = None) -> TableMeta:  # fmt: skip
+    """What the table's Parquet metadata records: enough to reproduce the run and to resume safely.
+
+    ``source`` is the file as it was when reading began; ``annotated`` the annotated video written with this table,
+    whose size and mtime tie it to the table (``--resume`` takes neither without the other).
+    """
+    video = None
+    if annotated is not None:
+        st = annotated.stat()
+        video = {"path": annotated.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     return TableMeta(
         version=__version__,
         options=options.as_dict(),
-        source={"path": str(path), "size": st.st_size, "mtime": st.st_mtime},
+        source={"path": str(path), "size": source.st_size, "mtime": source.st_mtime},
         model=analyzer.classifier.describe(),
         detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
         provider=analyzer.classifier.session.get_providers()[0],
         width=info.width, height=info.height, rotation=info.rotation, fps=info.fps, duration_s=info.duration_s,
         frames_decoded=result.frames_decoded, frames_analysed=result.frames_analysed, faces=result.faces,
-        status=result.status, error=result.error,
+        status=result.status, error=result.error, annotated=video,
     )  # fmt: skip
+
+
+def same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    """The same file with the same content as far as the file system says: identity, size and mtime."""
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
 
 
 def run_video(
@@ -196,12 +209,14 @@ def run_video(
     """Analyse one input; write its table (and annotated video) or collect it in memory.
 
     Decoding errors never escape: the result says ``failed`` (nothing written) or ``partial`` (the frames
-    before the damage are in the table, which records the reason).
+    before the damage are in the table, which records the reason). A source replaced or changed while it was
+    read fails, with nothing written: its table would describe neither file.
     """
     t0 = time.perf_counter()
     result = VideoResult(path=str(path), status="ok")
     try:
-        info = probe(path)
+        source = os.stat(path)
+        info = probe(path, options.max_pixels)
     except (DecodeError, OSError) as e:
         result.status, result.error = "failed", _oneline(e)
         result.wall_s = time.perf_counter() - t0
@@ -209,40 +224,27 @@ def run_video(
     result.duration_s = info.duration_s
     analyzer = Analyzer(options)
     need_bgr = "render" if annotate_path is not None else ("analysed" if analyzer.classifier.needs_color else "none")
-    reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=options.batch_size,
-                         decode_threads=1)  # fmt: skip
+    sizes = window_sizes(info, options.batch_size, annotate_path is not None, analyzer.classifier.needs_color)
+    reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=sizes.queue, decode_threads=1)
     smooth = options.smooth is not None
     sink: ParquetSink | MemorySink = (
         ParquetSink(table_path, analyzer.labels, smooth) if table_path else MemorySink(analyzer.labels, smooth)
     )
-    renderer: Any = nullcontext()
-    if annotate_path is not None:
-        from fer_batch.render import Renderer
-
-        renderer = Renderer(path, annotate_path, info, analyzer.labels, start=options.start, end=options.end)
     try:
-        with sink, renderer as rend:
-            try:
-                # frames held for rendering carry a full decoded image: bound them; otherwise held frames are tiny
-                hold_limit = max(options.batch_size, 64) if annotate_path is not None else 100 * options.batch_size
-                for window in _windows(reader, options.batch_size, hold_limit):
-                    found = analyzer.process(window)
-                    if len(found.frames):
-                        sink.write(window_table(video_name, found.frames.index, found.frames.time_s, found.faces,
-                                                analyzer.labels, found.smoothed))  # fmt: skip
-                        result.faces += len(found.faces)
-                    if rend is not None:
-                        rend.write(window, found.faces)
-                    if progress is not None:
-                        progress(len(window))
-            except StreamBroken as e:
-                result.status, result.error = "partial", str(e)
-            result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
-            if result.frames_decoded == 0:
-                raise DecodeError(result.error or "no frame could be decoded")
-            sink.meta = metadata(path, options, info, analyzer, result)
-    except (DecodeError, OSError) as e:
-        result.status, result.error = "failed", _oneline(e)
+        with sink:
+            with _renderer(path, annotate_path, info, analyzer.labels, options) as rend:
+                _analyse(reader, analyzer, sink, rend, result, video_name, sizes, progress)
+                if result.frames_decoded == 0:
+                    raise DecodeError(result.error or "no frame could be decoded")
+                if result.frames_analysed == 0:
+                    raise DecodeError(_empty_range(options, info))
+                if not same_file(source, os.stat(path)):  # checked before anything gets its final name
+                    raise DecodeError("the file changed while it was read (replaced or rewritten); run again")
+            sink.meta = metadata(path, options, info, analyzer, result, source, annotate_path)
+    except Exception as e:
+        if not isinstance(e, (DecodeError, OSError)) and not out_of_memory(e):
+            raise
+        _failed(result, e, info)
         result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
     result.wall_s = time.perf_counter() - t0
     if result.status != "failed" and table_path is not None:
@@ -250,19 +252,125 @@ def run_video(
     return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
 
 
+def _analyse(reader: FrameReader, analyzer: Analyzer, sink: ParquetSink | MemorySink, rend: Any, result: VideoResult,
+             video_name: str, sizes: WindowSizes, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+    """Decode → analyse → table rows (→ annotated frames), window by window; a stream that breaks is partial."""
+    try:
+        for window in _windows(reader, sizes.batch, sizes.hold):
+            found = analyzer.process(window)
+            if len(found.frames):
+                sink.write(window_table(video_name, found.frames.index, found.frames.time_s, found.faces,
+                                        analyzer.labels, found.smoothed))  # fmt: skip
+                result.faces += len(found.faces)
+            if rend is not None:
+                rend.write(window, found.faces)
+            if progress is not None:
+                progress(len(window))
+    except StreamBroken as e:
+        result.status, result.error = "partial", str(e)
+    result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
+
+
+WINDOW_BYTES = 256 << 20  # decoded images one window may hold; the reader's queue holds at most as much again
+
+
+@dataclass(frozen=True)
+class WindowSizes:
+    """How many frames a window analyses (``batch``) and holds (``hold``), and the reader queues (``queue``)."""
+
+    batch: int
+    hold: int
+    queue: int
+
+
+def window_sizes(info: VideoInfo, batch_size: int, render: bool, color: bool) -> WindowSizes:
+    """Windows sized by bytes, not frames, so memory stays within a budget at 4K and 8K.
+
+    Why: a window of 32 analysed 8K frames holds 32 x 83 MB (planes and gray image); the results do not depend
+    on the window size (see ``Analyzer.process``), so large frames simply get fewer per window.
+    """
+    pixels = max(1, info.width * info.height)
+    analysed = pixels * (2.5 + (3 if color else 0))  # 4:2:0 planes, gray copy, BGR for a colour classifier
+    held = pixels * 1.5 if render else 64  # frames kept only for rendering carry their planes
+    batch = int(max(1, min(batch_size, WINDOW_BYTES // analysed)))
+    hold = int(max(batch, min(max(batch_size, 64), WINDOW_BYTES // held))) if render else 100 * batch_size
+    queue = int(max(2, min(batch_size, WINDOW_BYTES // max(analysed, held))))
+    return WindowSizes(batch=batch, hold=hold, queue=queue)
+
+
+def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: list[str], options: Options) -> Any:
+    """The annotated video's writer, or a context that does nothing."""
+    if annotate_path is None:
+        return nullcontext()
+    from fer_batch.render import Renderer
+
+    queue = int(max(1, min(8, (WINDOW_BYTES // 2) // max(1, info.width * info.height * 1.5))))  # frames, by bytes
+    return Renderer(path, annotate_path, info, labels, start=options.start, end=options.end, queue_size=queue)
+
+
+def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:
+    """Record an input's failure; after an allocation failure, free what the failed input left behind."""
+    result.status, result.error = "failed", _oneline(e)
+    if not isinstance(e, (DecodeError, OSError)):  # out of memory (see out_of_memory)
+        release_memory()  # so the inputs after this one start from a clean slate
+        result.error = f"out of memory ({info.width}x{info.height}): {_oneline(e)}"
+
+
 def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iterable[list[Decoded]]:
-    """Group decoded frames into windows of ``batch_size`` analysed frames (or ``hold_limit`` frames held)."""
+    """Group decoded frames into windows of ``batch_size`` analysed frames (or ``hold_limit`` frames held).
+
+    A stream that breaks still has its last, partly filled window analysed before the break is raised: those
+    frames were decoded before the damage and belong in the table.
+    """
     window: list[Decoded] = []
     analysed = 0
-    for item in items:
-        window.append(item)
-        analysed += item.analyse
-        if analysed >= batch_size or len(window) >= hold_limit:
+    try:
+        for item in items:
+            window.append(item)
+            analysed += item.analyse
+            if analysed >= batch_size or len(window) >= hold_limit:
+                yield window
+                window, analysed = [], 0
+    except StreamBroken:
+        if window:
             yield window
-            window, analysed = [], 0
+        raise
     if window:
         yield window
 
 
 def _oneline(e: BaseException) -> str:
+    """An error on one line: an OS error's own words (``No space left on device``), else its message."""
+    if isinstance(e, OSError):
+        shown = e.filename and ".tmp-" not in str(e.filename)  # a temporary file's name says nothing to the user
+        return error_reason(e) + (f": {e.filename}" if shown else "")
     return " ".join(str(e).split()) or type(e).__name__
+
+
+def _empty_range(options: Options, info: VideoInfo) -> str:
+    ends = f" (the video ends at {info.duration_s:.2f} s)" if info.duration_s else ""
+    if options.end is not None:
+        return f"no frame between --start {options.start or 0:g} s and --end {options.end:g} s{ends}"
+    return f"no frame at or after --start {options.start or 0:g} s{ends}"
+
+
+OOM_WORDS = ("bad_alloc", "insufficient memory", "failed to allocate", "out of memory", "cannot allocate memory")
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """An allocation failure, whatever library raised it (numpy, OpenCV's std::bad_alloc, onnxruntime)."""
+    return isinstance(e, MemoryError) or any(w in str(e).lower() for w in OOM_WORDS)
+
+
+def release_memory() -> None:
+    """After an allocation failure: drop the cached models (onnxruntime's arena keeps what it grew to) and give
+    freed memory back to the system, so one huge input does not make the next normal ones fail too."""
+    import ctypes
+    import gc
+
+    _load_models.cache_clear()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from fer_batch.decode import Decoded, FrameReader, VideoInfo, probe
+from fer_batch.decode import Decoded, FrameReader, VideoInfo, open_input, probe, video_stream
 from fer_batch.draw import Painter
 from fer_batch.h264 import AudioSource, H264Writer
 from fer_batch.options import Options
@@ -89,8 +89,8 @@ class Renderer:
     def __enter__(self) -> Renderer:
         time_base, rate, audio_codec = FALLBACK_TIME_BASE, None, None
         try:
-            with av.open(str(self.source_path)) as src:
-                vs = src.streams.video[0] if src.streams.video else None
+            with open_input(self.source_path) as src:
+                vs = video_stream(src) if src.streams.video else None
                 time_base = (vs.time_base if vs is not None else None) or FALLBACK_TIME_BASE
                 rate = vs.average_rate if vs is not None and vs.average_rate else None
                 audio_codec = src.streams.audio[0].codec_context.name if src.streams.audio else None
@@ -139,7 +139,10 @@ class Renderer:
     def _put(self, item: tuple[Image, Faces, float] | None) -> None:
         while True:
             if self._error is not None:
-                raise RuntimeError(f"annotated video: {self._error}") from self._error
+                e = self._error
+                if isinstance(e, OSError) and e.errno is not None:  # e.g. a full disk: the input's failure says so
+                    raise OSError(e.errno, f"{e.strerror or e} (writing the annotated video)") from e
+                raise RuntimeError(f"annotated video: {e}") from e
             try:
                 self._queue.put(item, timeout=0.1)
                 return
@@ -206,7 +209,8 @@ class Renderer:
         return image
 
 
-def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0) -> int:
+def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0,
+                 max_pixels: int | None = None) -> int:  # fmt: skip
     """Render ``video`` with the faces of a saved table (no model runs); returns the frames written.
 
     The table's ``frame`` column keys faces to decode indexes; a frame listed there counts as analysed (rows
@@ -218,7 +222,10 @@ def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0) -> 
     by_frame = faces_from_table(tbl, labels).by_frame()
     frame_ids = tbl.column("frame").to_numpy(zero_copy_only=False).astype(np.int64).tolist()
     times = dict(zip(frame_ids, tbl.column("time_s").to_numpy(zero_copy_only=False).tolist(), strict=True))
-    info = probe(video)
+    info = probe(video, max_pixels)
+    enc_w, enc_h, _, _ = output_size(info.width, info.height, scale)
+    if max_pixels is not None and enc_w * enc_h > max_pixels:
+        raise ValueError(f"--scale {scale:g} makes {enc_w}x{enc_h} frames, more than --max-pixels {max_pixels}")
     # every=huge: the reader marks (almost) no frame for analysis, so it makes no detector images; the table decides
     reader = FrameReader(video, info, Options(every=1 << 62), need_bgr="render")
     with Renderer(video, out, info, labels, scale=scale) as rend:

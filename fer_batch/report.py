@@ -36,7 +36,16 @@ import pyarrow.parquet as pq
 
 from fer_batch._version import __version__
 from fer_batch.atomic import atomic_path
-from fer_batch.decode import DecodeError, error_reason, is_image, read_image, rotate
+from fer_batch.decode import (
+    DecodeError,
+    error_reason,
+    is_image,
+    open_input,
+    orientation,
+    read_image,
+    rotate,
+    video_stream,
+)
 from fer_batch.jobs import MANIFEST, tables
 from fer_batch.sink import read_metadata, to_pandas
 from fer_batch.summary import (
@@ -476,8 +485,8 @@ def grab_frames(path: Path, times: Iterable[float], rotation: int) -> dict[float
         img = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
         return dict.fromkeys(times, img)
     out: dict[float, np.ndarray] = {}
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    with open_input(path) as container:
+        stream = video_stream(container)
         tb = stream.time_base
         frames: Iterable[av.VideoFrame] | None = None
         last = -np.inf
@@ -491,7 +500,8 @@ def grab_frames(path: Path, times: Iterable[float], rotation: int) -> dict[float
                     continue
                 last = float(frame.time)
                 if last >= t - 1e-3:  # the frame at t, or the first after it where a seek landed late
-                    out[t] = rotate(frame.to_ndarray(format="rgb24"), rotation)
+                    # the frame's own display matrix: a mirror is part of it, not only the recorded rotation
+                    out[t] = rotate(frame.to_ndarray(format="rgb24"), *orientation(frame))
                     break
     return out
 

@@ -12,9 +12,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict
-from multiprocessing import get_context
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,14 @@ from tqdm import tqdm
 
 from fer_batch.atomic import atomic_path, remove_stale
 from fer_batch.cluster import prepare_executor
-from fer_batch.jobs import MANIFEST, Job, UsageError, expand_inputs, is_complete, plan_jobs
-from fer_batch.options import Options
+from fer_batch.decode import error_reason
+from fer_batch.jobs import MANIFEST, Job, expand_inputs, is_complete, plan_jobs
+from fer_batch.options import Options, UsageError, check_run
+from fer_batch.outdir import OutputLock, prepare_out
 from fer_batch.pipeline import VideoResult, cores, run_video
 from fer_batch.segments import Segment, finished_part, join_segments, plan_segments
+from fer_batch.text import utf8
+from fer_batch.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ def analyze_one(job: Job, options: Options, show_progress: bool = False) -> Vide
                               annotate_path=job.annotated, progress=bar.update if bar else None)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
-        result = VideoResult(path=str(job.source), status="failed", error=f"{type(e).__name__}: {e}")
+        result = VideoResult(path=str(job.source), status="failed", error=_oneline(e))
     finally:
         if bar is not None:
             bar.close()
@@ -70,48 +74,65 @@ def analyze_one(job: Job, options: Options, show_progress: bool = False) -> Vide
     return result
 
 
-def _worker_init(threads: int) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-
-
-def local_executor(jobs: int) -> Executor:
-    """A process pool of ``jobs`` workers (spawned, so no thread state is forked)."""
-    threads = max(1, cores() // jobs)
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                               initargs=(threads,))  # fmt: skip
+def local_executor(jobs: int) -> WorkerPool:
+    """A pool of ``jobs`` worker processes that survives one of them dying (see ``fer_batch.workers``)."""
+    return WorkerPool(jobs)
 
 
 class ManifestWriter:
     """Rewrites ``manifest.parquet`` atomically as results arrive, so a crash leaves the rows so far.
 
-    Why at most once a second (and once at the end): a folder of thousands of photos finishes inputs faster than
-    a whole manifest can be rewritten and synced for each; the tables themselves, not the manifest, are what
-    ``--resume`` trusts, so a crash loses at most a second of manifest rows and no work.
+    Rows of earlier runs into the same folder are kept (their tables are there too); this run's rows replace
+    those of the same input. A write that fails (a full disk) is retried with the next row and at the end.
+
+    Written at most once a second while results arrive (and always at the end): a folder of thousands of photos
+    finishes inputs faster than a whole manifest can be rewritten and synced for each. The tables, not the
+    manifest, are what ``--resume`` trusts, so a crash loses at most a second of manifest rows and no work.
     """
 
     INTERVAL_S = 1.0
 
     def __init__(self, out: Path) -> None:
         self.path = out / MANIFEST
-        self.rows: dict[str, VideoResult] = {}
+        self.rows: dict[str, VideoResult] = self._earlier()
+        self.error: OSError | None = None
         self._written = float("-inf")
-        self._dirty = False
+
+    def _earlier(self) -> dict[str, VideoResult]:
+        try:
+            table = pq.read_table(self.path)
+        except FileNotFoundError:
+            return {}
+        except (OSError, pa.ArrowException) as e:
+            log.warning("%s: unreadable (%s); a new manifest replaces it", self.path, " ".join(str(e).split())[:120])
+            return {}
+        names = [n for n in MANIFEST_SCHEMA.names if n in table.column_names]
+        if "path" not in names or "status" not in names:
+            return {}
+        return {row["path"]: VideoResult(**row) for row in table.select(names).to_pylist()}
 
     def add(self, result: VideoResult) -> None:
         self.rows[result.path] = result
-        self._dirty = True
         if time.monotonic() - self._written >= self.INTERVAL_S:
-            self.flush()
+            self.write()
 
-    def flush(self) -> None:
-        """Write the rows so far, if any arrived since the last write."""
-        if not self._dirty:
-            return
-        cols = {name: [asdict(r)[name] for r in self.rows.values()] for name in MANIFEST_SCHEMA.names}
-        table = pa.table(cols, schema=MANIFEST_SCHEMA)
-        with atomic_path(self.path) as tmp:
-            pq.write_table(table, tmp)
-        self._written, self._dirty = time.monotonic(), False
+    def write(self) -> None:
+        cols = {name: [_stored(asdict(r)[name]) for r in self.rows.values()] for name in MANIFEST_SCHEMA.names}
+        try:
+            with atomic_path(self.path) as tmp:
+                pq.write_table(pa.table(cols, schema=MANIFEST_SCHEMA), tmp)
+        except OSError as e:
+            if self.error is None:
+                log.warning("%s: not written (%s); trying again with the next result", self.path, error_reason(e))
+            self.error = e
+        else:
+            self.error = None
+            self._written = time.monotonic()
+
+
+def _stored(value: Any) -> Any:
+    """A manifest cell: strings (paths from the file system, errors naming them) as valid UTF-8."""
+    return utf8(value) if isinstance(value, str) else value
 
 
 class InlineExecutor(Executor):
@@ -145,57 +166,91 @@ def run_many(
     process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
     worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
     split into time ranges run as separate tasks, then joined (``fer_batch.segments``). ``annotate`` also writes
-    each input's ``.annotated.mp4``.
+    each input's ``.annotated.mp4``. Bad arguments, an unusable ``out`` and an ``out`` another run is writing to
+    raise ``UsageError`` before any work.
     """
-    files, failures = expand_inputs(paths)
+    check_run(jobs, segment_seconds)
+    if not str(out).strip():
+        raise UsageError("--out must not be empty")
+    check_model(options)
     out = Path(out)
-    if segment_seconds is not None and segment_seconds <= 0:
-        raise UsageError("--segment-seconds must be positive")
+    files, failures = expand_inputs(paths, out)
     if executor is not None and type(executor).__module__.startswith("distributed"):
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    planned = plan_jobs(files, out, annotate)
-    own_executor = executor is None and jobs > 1
-    if executor is None:
-        job_options = options if options.threads else options.replace(threads=max(1, cores() // jobs))
-        executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
-    else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
-        job_options = options
-    run = FolderRun(out, executor, job_options, interactive=sys.stderr.isatty() and not quiet, on_result=on_result)
-    for failure in failures:
-        run.done(failure)
-    todo = []
-    for job in planned:
-        if resume and is_complete(job, options):
-            run.done(VideoResult(path=str(job.source), status="skipped", error=None, table=str(job.table)))
-        else:
-            todo.append(job)
-    try:
-        if segment_seconds is not None:
-            run.plan_segments(todo, segment_seconds)
-        run.execute(todo, resume)
-    finally:
-        run.manifest.flush()  # every result so far, however the run ends
-        if own_executor:
-            executor.shutdown(wait=True, cancel_futures=True)
+    prepare_out(out)
+    with OutputLock(out):
+        planned = plan_jobs(files, out, annotate)
+        todo = [job for job in planned if not (resume and is_complete(job, options))]
+        if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
+            jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
+        own = executor is None
+        if executor is None:
+            job_options = options if options.threads else options.replace(threads=max(1, cores() // jobs))
+            executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
+        else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
+            job_options = options
+        run = FolderRun(out, executor, job_options, interactive=sys.stderr.isatty() and not quiet,
+                        on_result=on_result)  # fmt: skip
+        waiting = set(todo)
+        for result in failures + [_skipped(job) for job in planned if job not in waiting]:
+            run.done(result)
+        try:
+            if segment_seconds is not None:
+                run.plan_segments(todo, segment_seconds)
+            run.execute(todo, resume)
+        except KeyboardInterrupt:
+            if own and isinstance(executor, WorkerPool):
+                executor.stop()
+            raise
+        finally:
+            if own:
+                executor.shutdown(wait=True, cancel_futures=True)
+            run.manifest.write()
+    if run.manifest.error is not None:
+        raise ManifestError(run.manifest.path, run.manifest.error, run.results)
     return run.results
+
+
+class ManifestError(OSError):
+    """The run finished but ``manifest.parquet`` could not be written (a full disk); ``results`` has every row."""
+
+    def __init__(self, path: Path, cause: OSError, results: list[VideoResult]) -> None:
+        super().__init__(cause.errno, f"{path}: not written ({error_reason(cause)})")
+        self.results = results
+
+
+def _skipped(job: Job) -> VideoResult:
+    return VideoResult(path=str(job.source), status="skipped", error=None, table=str(job.table))
+
+
+@dataclass
+class Task:
+    """One unit of work as submitted, so it can be submitted again after its worker died."""
+
+    tag: tuple[str, Job, int]  # kind (whole | part | join), job, segment index
+    fn: Callable[..., VideoResult]
+    args: tuple[Any, ...]
+    retried: bool = False
 
 
 class FolderRun:
     """The driver's side of a folder run: tasks out on the executor, results to the manifest as they arrive.
 
     A task is a whole input, a segment of a long video, or the join of a video's segments (submitted once all of
-    its segments are in). Only the driver writes the manifest.
+    its segments are in). Only the driver writes the manifest. With a local ``WorkerPool``, a worker that dies
+    costs only the task it held: the pool is rebuilt, tasks that had not started go on, and the task that had
+    is retried once, alone, then marked failed (``WORKER_DIED``).
     """
 
     def __init__(self, out: Path, executor: Executor, options: Options, *, interactive: bool,
                  on_result: Callable[[VideoResult], None] | None) -> None:  # fmt: skip
         self.executor, self.options, self.interactive, self.on_result = executor, options, interactive, on_result
         self.inline = isinstance(executor, InlineExecutor)
+        self.pool = executor if isinstance(executor, WorkerPool) else None
         self.manifest = ManifestWriter(out)
         self.results: list[VideoResult] = []
         self.segments: dict[Job, list[Segment]] = {}
-        self.pending: dict[Future[VideoResult], tuple[str, Job, int]] = {}  # kind: whole | part | join
+        self.pending: dict[Future[VideoResult], Task] = {}
         self.part_results: dict[Job, dict[int, VideoResult]] = {}
         self.bar: tqdm | None = None  # progress over tasks, on a terminal
 
@@ -235,37 +290,76 @@ class FolderRun:
     def _start(self, job: Job, resume: bool) -> None:
         if job not in self.segments:
             args = (job, self.options, True) if self.inline and self.interactive else (job, self.options)
-            self._submit(("whole", job, 0), analyze_one, *args)
+            self._submit(Task(("whole", job, 0), analyze_one, args))
             return
         for i, seg in enumerate(self.segments[job]):
             res = finished_part(seg) if resume else None
             if res is not None:  # a finished part of a stopped run
                 fut: Future[VideoResult] = Future()
                 fut.set_result(res)
-                self.pending[fut] = ("part", job, i)
+                self.pending[fut] = Task(("part", job, i), analyze_one, (seg.job, seg.options))
             else:
-                self._submit(("part", job, i), analyze_one, seg.job, seg.options)
+                self._submit(Task(("part", job, i), analyze_one, (seg.job, seg.options)))
 
-    def _submit(self, tag: tuple[str, Job, int], fn: Callable[..., VideoResult], *args: Any) -> None:
-        self.pending[self.executor.submit(fn, *args)] = tag
+    def _submit(self, task: Task) -> None:
+        self.pending[self.executor.submit(task.fn, *task.args)] = task
 
     def _harvest(self, block: bool) -> None:
         if not self.pending:
             return
         ready, _ = wait(list(self.pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        broken: list[tuple[Future[VideoResult], Task]] = []
         for fut in ready:
-            kind, job, k = self.pending.pop(fut)
-            try:
-                res = fut.result()
-            except Exception as e:  # noqa: BLE001 — a worker that died (every time) is this input's failure
-                res = VideoResult(path=str(job.source), status="failed", error=f"worker failed: {_oneline(e)}")
-            if kind != "join" and self.bar is not None:
-                self.bar.update()
-            if kind == "part":
-                self._part_done(job, k, res)
-                continue
-            res.path = str(job.source)
-            self.done(res)
+            task = self.pending.pop(fut)
+            if self.pool is not None and isinstance(fut.exception(), BrokenProcessPool):
+                broken.append((fut, task))
+            else:
+                self._deliver(task, _result_of(fut, task))
+        if broken:
+            self._recover(broken)
+
+    def _recover(self, broken: list[tuple[Future[VideoResult], Task]]) -> None:
+        """A worker died and broke the pool: every task still out fails at once. Rebuild, retry the tasks that
+        had started (one at a time, alone, so a second death names its input), then resubmit the others."""
+        assert self.pool is not None
+        rest, _ = wait(list(self.pending))
+        for fut in rest:
+            task = self.pending.pop(fut)
+            if isinstance(fut.exception(), BrokenProcessPool):
+                broken.append((fut, task))
+            else:
+                self._deliver(task, _result_of(fut, task))
+        started = [task for fut, task in broken if self.pool.started(fut)]
+        queued = [task for fut, task in broken if not self.pool.started(fut)]
+        self.pool.rebuild()
+        for task in started:
+            self._deliver(task, self._retry_alone(task))
+        for task in queued:
+            self._submit(task)
+
+    def _retry_alone(self, task: Task) -> VideoResult:
+        assert self.pool is not None
+        job = task.tag[1]
+        if task.retried:
+            return VideoResult(path=str(job.source), status="failed", error=WORKER_DIED)
+        task.retried = True
+        log.warning("%s: its worker died (killed or out of memory); trying it again on its own", job.source)
+        fut = self.executor.submit(task.fn, *task.args)
+        wait([fut])
+        if isinstance(fut.exception(), BrokenProcessPool):
+            self.pool.rebuild()
+            return VideoResult(path=str(job.source), status="failed", error=WORKER_DIED)
+        return _result_of(fut, task)
+
+    def _deliver(self, task: Task, res: VideoResult) -> None:
+        kind, job, k = task.tag
+        if kind != "join" and self.bar is not None:
+            self.bar.update()
+        if kind == "part":
+            self._part_done(job, k, res)
+            return
+        res.path = str(job.source)
+        self.done(res)
 
     def _part_done(self, job: Job, k: int, res: VideoResult) -> None:
         """Record one segment's result; the last one in submits the join of the video's table."""
@@ -275,7 +369,32 @@ class FolderRun:
             log.warning("%s: segment %d failed: %s", job.source, k, res.error)
         parts = self.segments[job]
         if len(got) == len(parts):
-            self._submit(("join", job, 0), join_segments, job, parts, [got[i] for i in range(len(parts))], self.options)
+            ordered = [got[i] for i in range(len(parts))]
+            self._submit(Task(("join", job, 0), join_segments, (job, parts, ordered, self.options)))
+
+
+WORKER_DIED = "worker died (killed or out of memory)"
+
+
+def _result_of(fut: Future[VideoResult], task: Task) -> VideoResult:
+    """The task's result, or its failure as a result (a remote worker that died every time, an error in transit)."""
+    try:
+        return fut.result()
+    except Exception as e:  # noqa: BLE001 — one task's failure is its input's failure, the run goes on
+        return VideoResult(path=str(task.tag[1].source), status="failed", error=f"worker failed: {_oneline(e)}")
+
+
+def check_model(options: Options) -> None:
+    """A custom classifier that cannot run, or disagrees with its labels: one usage error before any work."""
+    from fer_batch.classify import member_ids
+    from fer_batch.models import ModelError, check_classifier
+
+    ids = member_ids(options.model)
+    try:
+        for m in ids:
+            check_classifier(m, options.model_spec if len(ids) == 1 else None)
+    except ModelError as e:
+        raise UsageError(str(e)) from None
 
 
 def _oneline(e: BaseException) -> str:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fer_batch.decode import Sampler, is_image
+from fer_batch.decode import DecodeError, Sampler, is_image, open_input, video_stream
 from fer_batch.jobs import Job, is_complete
 from fer_batch.options import Options
 from fer_batch.pipeline import ScanSchedule, VideoResult
@@ -56,20 +56,21 @@ def segments_dir(table: Path) -> Path:
 def frame_times(path: Path) -> list[float] | None:
     """Presentation times of every video frame, from a demux-only pass (no decoding), or None where unknown."""
     try:
-        with av.open(str(path)) as c:
+        with open_input(path) as c:
             if not c.streams.video:
                 return None
-            s = c.streams.video[0]
+            s = video_stream(c)
             if s.time_base is None:
                 return None
-            pts = []
+            pts, last_dts = [], None
             for packet in c.demux(s):
                 if packet.size == 0:
                     continue
-                if packet.pts is None:
-                    return None
+                if packet.pts is None or (packet.dts is not None and last_dts is not None and packet.dts < last_dts):
+                    return None  # no timestamps, or timestamps that jump back: only the decoder's clock knows times
+                last_dts = packet.dts if packet.dts is not None else last_dts
                 pts.append(packet.pts)
-    except (av.error.FFmpegError, OSError):
+    except (av.error.FFmpegError, OSError, DecodeError):
         return None  # the whole-video task reports the problem
     return [float(p * s.time_base) for p in sorted(pts)]
 
@@ -92,7 +93,7 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
 
     The first range is open below and the last open above, so every frame falls in exactly one range.
     """
-    if seconds <= 0:
+    if not seconds > 0:
         raise ValueError("--segment-seconds must be positive")
     if is_image(job.source):
         return None
@@ -101,13 +102,15 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
         return None
     lo = max(times[0], options.start or times[0])
     hi = min(times[-1], options.end) if options.end is not None else times[-1]
-    first, last = math.floor(lo / seconds + 1e-9), math.floor(hi / seconds + 1e-9)
-    if last <= first:
+    # only ranges that hold a frame: a gap longer than S in a variable-rate video would be an empty part
+    ks = sorted({math.floor(t / seconds + 1e-9) for t in times if lo - 1e-9 <= t <= hi + 1e-9})
+    if len(ks) < 2:
         return None
+    first, last = ks[0], ks[-1]
     scans = scan_times(times, options.replace(start=None, end=None)) if options.start is None else []
     folder = segments_dir(job.table)
     parts = []
-    for k in range(first, last + 1):
+    for k in ks:
         keep = None if k == first else k * seconds
         start = options.start
         if keep is not None and options.start is None:

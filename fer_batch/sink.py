@@ -50,6 +50,7 @@ class TableMeta:
     faces: int = 0
     status: str = "ok"  # ok | partial
     error: str | None = None
+    annotated: dict[str, Any] | None = None  # the annotated video written with this table: path, size, mtime_ns
     # a camera's table only (``clock`` is always set there)
     frames_captured: int | None = None
     clock: str | None = None
@@ -208,7 +209,11 @@ class ParquetSink:
 
     def __enter__(self) -> ParquetSink:
         self._target.__enter__()
-        self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        try:  # a failure (or a stop signal) between the file's creation and the with-block leaves no file
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        except BaseException:
+            self._target.discard()
+            raise
         return self
 
     def write(self, table: pa.Table) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch.atomic import atomic_path
@@ -102,6 +103,27 @@ def summarize_table(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+TABLE_COLUMNS = ("video", "frame", "time_s", "face", "track_id", "det_score", "emotion")
+
+
+def read_table(path: Path) -> pd.DataFrame | None:
+    """One table as a DataFrame, or None (with one warning line) when it is damaged or not a fer-batch table.
+
+    Why: a run folder may hold a table cut short by a full disk or someone else's Parquet file; the summary of
+    the others is still wanted.
+    """
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        log.warning("%s: skipped, not a readable Parquet file (%s)", path, " ".join(str(e).split())[:200])
+        return None
+    missing = [c for c in TABLE_COLUMNS if c not in table.column_names]
+    if missing:
+        log.warning("%s: skipped, not a fer-batch table (no %s column)", path, ", ".join(missing))
+        return None
+    return to_pandas(table)
+
+
 def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.DataFrame:
     """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
 
@@ -116,13 +138,17 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.Data
     plot = _plotter() if plots else None
     parts = []
     for path in paths:
-        df = to_pandas(pq.read_table(path))
+        df = read_table(path)
+        if df is None:
+            continue
         part = summarize_table(df)
         parts.append(part)
         if plot is not None:
             for video, vdf in df.groupby("video", sort=True):
                 plot(vdf, part[part["video"] == video], timeline_path(root, str(video)))
-    summary = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts:
+        raise FileNotFoundError(f"{root}: no readable tables found")
+    summary = pd.concat(parts, ignore_index=True)
     with atomic_path(root / SUMMARY) as tmp:
         summary.to_parquet(tmp, index=False)
     return summary

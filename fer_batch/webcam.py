@@ -37,10 +37,10 @@ import cv2
 import numpy as np
 
 from fer_batch._version import __version__
-from fer_batch.decode import error_reason, from_bgr, rotate, small_size
+from fer_batch.decode import error_reason, from_bgr, orientation, rotate, small_size, video_stream
 from fer_batch.draw import Painter
 from fer_batch.h264 import H264Writer
-from fer_batch.options import Options
+from fer_batch.options import Options, number
 from fer_batch.pipeline import Analyzer
 from fer_batch.sink import ParquetSink, TableMeta, window_table
 from fer_batch.types import Faces
@@ -165,7 +165,7 @@ class RealtimeFile:
         if not self._container.streams.video:
             self._container.close()
             raise CameraError(f"cannot open camera {self.path} (tried it as a video file): no video stream")
-        stream = self._container.streams.video[0]
+        stream = video_stream(self._container)
         self.fps = float(stream.average_rate) if stream.average_rate else None
         self._frames = self._container.decode(stream)
         self._start: float | None = None  # monotonic time at which PTS 0 (the first frame) is due
@@ -186,7 +186,7 @@ class RealtimeFile:
         else:
             t = self._last_t + self._dt
         self._last_t = t
-        image = rotate(frame.to_ndarray(format="bgr24"), int(frame.rotation or 0))
+        image = rotate(frame.to_ndarray(format="bgr24"), *orientation(frame))
         now = time.monotonic()
         if self._start is None or self._first_t is None:
             self._start, self._first_t = now, t
@@ -535,14 +535,38 @@ class WebcamResult:
 
 
 def output_paths(out: Path, annotate: bool, now: datetime | None = None) -> tuple[Path, Path | None]:
-    """``OUT/webcam-YYYYmmdd-HHMMSS.parquet`` (and ``.annotated.mp4``), with a counter if that name is taken."""
+    """``OUT/webcam-YYYYmmdd-HHMMSS.parquet`` (and ``.annotated.mp4``), with a counter if that name is taken.
+
+    The name is claimed by creating ``.<stem>.claim`` exclusively, so two sessions started in the same second
+    never write the same file (their tables appear only when they stop); ``release`` drops the claim.
+    """
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
         stem = f"webcam-{stamp}" + (f"-{k}" if k else "")
         table, rec = out / f"{stem}.parquet", out / f"{stem}.annotated.mp4"
-        if not table.exists() and not rec.exists():
-            return table, rec if annotate else None
+        if table.exists() or rec.exists():
+            continue
+        try:
+            fd = os.open(_claim(table), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:  # another session has it
+            continue
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        return table, rec if annotate else None
     raise FileExistsError(f"too many webcam runs named webcam-{stamp}* in {out}")
+
+
+def _claim(table: Path) -> Path:
+    return table.with_name(f".{table.stem}.claim")
+
+
+@contextlib.contextmanager
+def release(table: Path) -> Iterator[None]:
+    """Drop the claim on ``table``'s name once the session's files are in place (or it failed)."""
+    try:
+        yield
+    finally:
+        _claim(table).unlink(missing_ok=True)
 
 
 def run_webcam(
@@ -560,12 +584,19 @@ def run_webcam(
     Every way of stopping finishes the table (and recording) under its final name. ``name`` fills the table's
     ``video`` column. The source is closed when the run ends.
     """
-    if seconds is not None and seconds <= 0:
-        raise ValueError("--seconds must be positive")
+    number(0, lo_open=True, optional=True)("seconds", seconds)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now()
     table_path, rec_path = output_paths(out, annotate, started_at)
+    with release(table_path):
+        return _session(source, options, table_path, rec_path, seconds=seconds, preview=preview, name=name,
+                        started_at=started_at)  # fmt: skip
+
+
+def _session(source: CaptureSource, options: Options, table_path: Path, rec_path: Path | None, *,
+             seconds: float | None, preview: bool, name: str, started_at: datetime) -> WebcamResult:  # fmt: skip
+    """One capture session into names already claimed (see ``run_webcam``)."""
     try:
         analyzer = Analyzer(options)
     except BaseException:

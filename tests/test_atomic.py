@@ -14,7 +14,7 @@ from fer_batch.atomic import TMP_MARK, atomic_path, remove_stale
 def test_the_file_appears_only_when_the_block_completes(tmp_path: Path) -> None:
     final = tmp_path / "sub" / "out.bin"
     with atomic_path(final) as tmp:
-        assert tmp.parent == final.parent and tmp.name.startswith(f"out.bin{TMP_MARK}")
+        assert tmp.parent == final.parent and tmp.name.startswith(f".out.bin{TMP_MARK}")
         tmp.write_bytes(b"new")
         assert not final.exists()
     assert final.read_bytes() == b"new"
@@ -71,8 +71,11 @@ def test_commit_and_discard_for_writers_that_span_several_calls(tmp_path: Path) 
 
 
 def test_stale_temporary_files_of_one_output_are_removed(tmp_path: Path) -> None:
-    (tmp_path / f"v.parquet{TMP_MARK}123-abcd").write_bytes(b"")
-    (tmp_path / f"w.parquet{TMP_MARK}123-abcd").write_bytes(b"")  # another output's: kept
+    (tmp_path / f".v.parquet{TMP_MARK}123-abcd").write_bytes(b"")
+    (tmp_path / f"v.parquet{TMP_MARK}123-abcd").write_bytes(b"")  # an older version's name
+    (tmp_path / f".w.parquet{TMP_MARK}123-abcd").write_bytes(b"")  # another output's: kept
+    (tmp_path / f"v.parquet{TMP_MARK}a.mp4").write_bytes(b"")  # a user's file that merely looks like one: kept
     (tmp_path / "v.parquet").write_bytes(b"done")
     remove_stale(tmp_path / "v.parquet")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.parquet", f"w.parquet{TMP_MARK}123-abcd"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".w.parquet{TMP_MARK}123-abcd", "v.parquet",
+                                                          f"v.parquet{TMP_MARK}a.mp4"]  # fmt: skip

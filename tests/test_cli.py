@@ -24,11 +24,11 @@ def test_help_lists_every_command() -> None:
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--fps", "0"], "--fps must be positive"),
+        (["--fps", "0"], "--fps must be a number > 0"),
         (["--fps", "5", "--every", "2"], "exclude each other"),
-        (["--jobs", "0"], "--jobs must be at least 1"),
-        (["--segment-seconds", "0"], "--segment-seconds must be positive"),
-        (["--detector", "yolo"], "unknown detector"),
+        (["--jobs", "0"], "--jobs must be a whole number >= 1"),
+        (["--segment-seconds", "0"], "--segment-seconds must be a number >= 1"),
+        (["--detector", "yolo"], "--detector: unknown value 'yolo'"),
         (["--model", "no-such-model"], "no-such-model"),
     ],
 )

@@ -191,9 +191,9 @@ def test_kill_9_then_resume_gives_the_same_tables(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(src), "--out", str(out), "-q", "--batch-size", "4"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not list(out.glob("v*.parquet.tmp-*")):
+    while time.time() < deadline and proc.poll() is None and not list(out.glob(".v*.parquet.tmp-*")):
         time.sleep(0.005)
-    in_progress = list(out.glob("v*.parquet.tmp-*"))  # a table being written at the moment of the kill
+    in_progress = list(out.glob(".v*.parquet.tmp-*"))  # a table being written at the moment of the kill
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before the kill"

@@ -18,13 +18,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fer_batch"
 # The one-way order, lowest first: options/types → stages → pipeline → jobs → segments/cluster → runner → api → cli.
 # A module may import from its own layer or a lower one, never from a higher one. Every module must be placed.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("options/types", {"_version", "options", "types", "planes", "atomic"}),
+    ("options/types", {"_version", "options", "types", "planes", "atomic", "imagesize", "outdir", "text"}),
     ("stages", {"models", "decode", "detect", "detect.base", "detect.centerface", "detect.haar", "detect.whole",
                 "classify", "crop", "track", "sink", "draw", "h264", "render"}),  # fmt: skip
     ("pipeline", {"pipeline"}),
     ("jobs", {"jobs"}),
     ("segments/cluster", {"segments", "cluster"}),
-    ("runner", {"runner", "webcam"}),  # webcam: the live-camera runner
+    ("runner", {"runner", "workers", "webcam"}),  # webcam: the live-camera runner
     ("api", {"api", "summary", "report"}),  # summary and report read a run folder, as load() does
     ("cli", {"cli", "", "__main__"}),  # "": the package itself, whose attributes are the API
 ]

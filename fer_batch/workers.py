@@ -1,0 +1,121 @@
+"""Local worker processes for ``--jobs``: a pool that outlives one of its workers dying, and workers that do not
+outlive their driver.
+
+Why: ``concurrent.futures.ProcessPoolExecutor`` marks every pending task failed (``BrokenProcessPool``) when one
+worker dies, as the kernel's OOM killer makes it die, and keeps its workers running after the driver is killed
+(writing tables nobody records). Here each task reports its start, so the driver can tell the task a dead worker
+held from those merely queued, rebuild the pool and go on; and each worker stops when its driver goes away.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any
+
+from fer_batch.pipeline import cores
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_started: Any = None  # in a worker: where the ids of the tasks it starts are reported
+
+
+def worker_init(threads: int, started: Any) -> None:
+    """Set up one worker process: thread count, start reports, signals, and death with the driver."""
+    global _started
+    _started = started
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
+    signal.signal(signal.SIGTERM, _stop)
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+    # also polled: other platforms, and a driver gone before prctl took effect
+    threading.Thread(target=_watch_parent, args=(parent,), name="watch-driver", daemon=True).start()
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM: unwind the task in progress, so its temporary files are removed on the way out. Once: a second
+    SIGTERM (the pool tearing itself down) must not interrupt that clean-up."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def tracked(task_id: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run one task in a worker, having reported that it started."""
+    if _started is not None:
+        _started.put(task_id)
+    try:
+        return fn(*args)
+    except SystemExit:  # stopped (driver gone or stopping the run): the task has cleaned up while unwinding
+        os._exit(143)
+
+
+def make_pool(jobs: int, started: Any) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` spawned workers (no thread state forked), each with its share of the cores."""
+    threads = max(1, cores() // jobs)
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=worker_init,
+                               initargs=(threads, started))  # fmt: skip
+
+
+class WorkerPool(Executor):
+    """A process pool whose tasks report their start, and which can be rebuilt after a worker died."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self._queue = get_context("spawn").SimpleQueue()
+        self._ids = itertools.count()
+        self._id_of: dict[Future[Any], int] = {}
+        self._seen: set[int] = set()
+        self.pool = make_pool(jobs, self._queue)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        task_id = next(self._ids)
+        fut = self.pool.submit(tracked, task_id, fn, *args, **kwargs)
+        self._id_of[fut] = task_id
+        return fut
+
+    def started(self, fut: Future[Any]) -> bool:
+        """Whether a worker had begun the task of ``fut`` (reports are read as they are needed)."""
+        while not self._queue.empty():
+            self._seen.add(self._queue.get())
+        return self._id_of.get(fut) in self._seen
+
+    def rebuild(self) -> None:
+        """A fresh pool in place of a broken one (its workers are gone already)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.started(Future())  # drain the reports of the old pool's tasks
+        self._id_of.clear()
+        self.pool = make_pool(self.jobs, self._queue)
+
+    def stop(self) -> None:
+        """Stop at once (Ctrl-C): each worker unwinds its task, removing its temporary files, and exits."""
+        terminate = getattr(self.pool, "terminate_workers", None)  # Python 3.14
+        if terminate is not None:
+            terminate()
+        else:
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
