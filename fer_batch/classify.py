@@ -14,6 +14,7 @@ import numpy as np
 from fer_batch import models
 from fer_batch.crop import WHOLE, CropSpec, Planes, crop_one
 from fer_batch.options import Options
+from fer_batch.planes import Luma
 from fer_batch.types import Faces, Frames
 
 # FER2013's seven classes in its order: tables of models with these labels always have their columns in this order
@@ -53,7 +54,7 @@ class Member:
             out = out[..., ::-1]
         return out
 
-    def _source(self, frames: Frames, j: int) -> np.ndarray | Planes:
+    def _source(self, frames: Frames, j: int) -> np.ndarray | Luma | Planes:
         """What frame ``j``'s crops are cut from: the gray image, or for colour the decoded planes where they exist.
 
         Why planes first: only the faces are converted to BGR, and a table does not depend on whether something
