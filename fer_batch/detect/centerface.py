@@ -26,7 +26,10 @@ class CenterFace:
         self.options = options
         self.threshold = options.det_threshold
         self.min_face = options.min_face
-        self.session = models.session(spec.path, options.device, options.threads)
+        threads = models.StageThreads.of(options.threads)
+        self.session = models.session(spec.path, options.device, threads.scan)
+        # regions run in another thread than full scans, each with the threads that suit its size
+        self.region_session = models.session(spec.path, options.device, threads.regions)
         self.input_name = self.session.get_inputs()[0].name
         outs = spec.entry["outputs"]
         self.output_names = [outs["heatmap"], outs["scale"], outs["offset"], outs["landmarks"]]
@@ -70,7 +73,7 @@ class CenterFace:
         if not images:
             return Faces()
         batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
-        outputs = self.session.run(self.output_names, {self.input_name: batch})
+        outputs = self.region_session.run(self.output_names, {self.input_name: batch})
         parts = []
         for k, (x0, y0, x1, y1) in enumerate(rois):
             scale = ((x1 - x0) / ROI_SIZE, (y1 - y0) / ROI_SIZE)
