@@ -128,6 +128,15 @@ def detect_stages(frames: Frames, rep: int, add: Callable[..., None]) -> Faces:
         scan()
         add(f"CenterFace full scan {size[0]}x{size[1]} (session.run), {threads} thread(s)", timed(scan, rep), "scan")
         add(f"CenterFace.regions around the faces found, {threads} thread(s)", timed(regions, rep))
+    int8 = CenterFace(opts.replace(threads=1, detector="centerface-int8"), scan_model="centerface-int8")
+
+    def scan_int8() -> int:
+        for b in batch:
+            int8.session.run(int8.output_names, {int8.input_name: b})
+        return len(batch)
+
+    scan_int8()
+    add(f"centerface-int8 full scan {size[0]}x{size[1]} (session.run), 1 thread(s)", timed(scan_int8, rep), "scan")
     return faces
 
 
