@@ -43,9 +43,9 @@ FER_BATCH_CONFIGS: list[tuple[str, list[str]]] = [
     ("fer-batch analyze --min-face 32 (scans at det-size 640)", ["--min-face", "32"]),
     ("fer-batch analyze --det-size 320 --min-face 64", ["--det-size", "320", "--min-face", "64"]),
     ("fer-batch analyze --scan-interval 0 (full scan every frame)", ["--scan-interval", "0"]),
+    ("fer-batch analyze --detector centerface-int8 (int8 full scans)", ["--detector", "centerface-int8"]),
     ("fer-batch analyze --threads 1", ["--threads", "1"]),
-    ("fer-batch analyze --threads 2", ["--threads", "2"]),
-    ("fer-batch analyze --threads 4 (scans on 2 threads)", ["--threads", "4"]),
+    ("fer-batch analyze --threads 4 (scans on 2 onnxruntime threads)", ["--threads", "4"]),
 ]
 
 
@@ -175,9 +175,13 @@ CHILDREN = {"decode": child_decode, "reader": child_reader, "fer_batch": child_f
 
 
 # --- parent -----------------------------------------------------------------------------------------------------
-def run_child(python: str, kind: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    """Run one configuration in a fresh process; adds its peak RSS (MiB) and process wall time."""
-    cmd = [python, str(Path(__file__).resolve()), "_child", kind, *args]
+def run_child(python: str, kind: str, *args: str, env: dict[str, str] | None = None,
+              script: Path | None = None) -> dict:  # fmt: skip
+    """Run one configuration in a fresh process; adds its peak RSS (MiB) and process wall time.
+
+    ``script``: another checkout's bench.py (``--baseline``), whose children run that checkout's code.
+    """
+    cmd = [python, str(script or Path(__file__).resolve()), "_child", kind, *args]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
         proc = subprocess.Popen(cmd, stdout=so, stderr=se, cwd=str(REPO), env=env)
@@ -195,8 +199,9 @@ def run_child(python: str, kind: str, *args: str, env: dict[str, str] | None = N
     return result
 
 
-def best_of(repeat: int, python: str, kind: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    runs = [run_child(python, kind, *args, env=env) for _ in range(repeat)]
+def best_of(repeat: int, python: str, kind: str, *args: str, env: dict[str, str] | None = None,
+            script: Path | None = None) -> dict:  # fmt: skip
+    runs = [run_child(python, kind, *args, env=env, script=script) for _ in range(repeat)]
     key = "seconds" if "seconds" in runs[0] else None
     best = min(runs, key=lambda r: r[key]) if key else max(runs, key=lambda r: sum(r.values()))
     best["runs"] = len(runs)
@@ -300,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated row numbers of FER_BATCH_CONFIGS to run")
     ap.add_argument("--no-classify", action="store_true", help="skip the classifier-alone rows")
     ap.add_argument("--write", type=Path, default=None, help="append the table to this Markdown file")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout (e.g. git worktree add /tmp/base main): its defaults measured as a row too")
     a = ap.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
@@ -319,10 +326,10 @@ def main(argv: list[str] | None = None) -> int:
               "wall_s ÷ decode", "peak MiB", "frames analysed", "face rows", "note"]  # fmt: skip
     results: list[tuple[str, dict | None, str]] = []
 
-    def measure(label: str, python: str, kind: str, *args: str) -> dict | None:
+    def measure(label: str, python: str, kind: str, *args: str, script: Path | None = None) -> dict | None:
         print(f"… {label}", file=sys.stderr, flush=True)
         try:
-            r = best_of(a.repeat, python, kind, *args)
+            r = best_of(a.repeat, python, kind, *args, script=script)
         except RuntimeError as e:
             print(f"{label}: {e}", file=sys.stderr)
             results.append((label, None, "failed"))
@@ -342,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     chosen = FER_BATCH_CONFIGS
     if a.only:
         chosen = [FER_BATCH_CONFIGS[int(i)] for i in a.only.split(",")]
+    if a.baseline is not None:
+        commit = subprocess.run(["git", "-C", str(a.baseline), "log", "-1", "--format=%h"], capture_output=True,
+                                text=True).stdout.strip() or a.baseline.name  # fmt: skip
+        measure(f"fer-batch analyze (defaults), code before (`{commit}`)", py, "fer_batch", clip, "[]",
+                script=a.baseline.resolve() / "benchmarks" / "bench.py")  # fmt: skip
     for label, extra in chosen:
         measure(label, py, "fer_batch", clip, json.dumps(extra))
 
