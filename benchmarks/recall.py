@@ -63,11 +63,15 @@ def detect_photo(bgr: np.ndarray, det_size: int, min_face: int, det: CenterFace 
 def detect_clip(clip: Path, det_size: int, min_face: int, det: CenterFace | None = None) -> list[np.ndarray]:
     """Boxes of a full-frame pass on every frame of a clip, through FrameReader as the pipeline decodes it."""
     det = det or CenterFace(Options(min_face=min_face))
+    info = probe(clip)
+    # an explicit det_size is measured as it is (not raised by min_face); the detector's own options would raise it
+    size = small_size(info.width, info.height, det_size) if det_size >= 0 else small_size(
+        info.width, info.height, Options.det_size, min_face)  # fmt: skip
     out = []
-    # min_face 0 for the reader: otherwise it raises the scan scale so min_face-sized faces stay detectable
-    reader_opts = Options(det_size=det_size, min_face=0) if det_size >= 0 else Options(min_face=min_face)
-    for d in FrameReader(clip, probe(clip), reader_opts):
-        out.append(det(Frames.from_decoded([d])).boxes)
+    for d in FrameReader(clip, info, Options(min_face=min_face)):
+        frames = Frames.from_decoded([d])
+        frames.small_image(0, size)  # made here, at this size; the detector then scans it
+        out.append(det(frames).boxes)
     return out
 
 

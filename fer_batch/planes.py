@@ -40,6 +40,11 @@ class Luma:
         """The whole frame as full-range gray (for callers that need all of it)."""
         return self.region(0, 0, self.plane.shape[1], self.plane.shape[0])
 
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(luma)``: the whole frame as full-range gray, like the gray image it stands for."""
+        image = self.image()
+        return image if dtype is None else image.astype(dtype)
+
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """RGB image of ``size`` (even width and height) from 4:2:0 planes, resizing the planes first."""

@@ -72,7 +72,7 @@ def test_int8_scans_find_the_faces_the_float_model_finds(tmp_path) -> None:
     path = tmp_path / "c.mp4"
     layout = [(20 + 110 * k, 30 + 60 * (k % 3), 40 + 12 * k) for k in range(6)]  # faces of 40 to 100 px
     write_clip(path, n=2, size=(720, 300), faces=lambda i: layout)
-    float_opts, int8_opts = Options(min_face=0), Options(min_face=0, detector="centerface-int8")
+    float_opts, int8_opts = Options(), Options(detector="centerface-int8")
     frames = Frames.from_decoded(list(FrameReader(path, probe(path), float_opts)))
     ref, got = make_detector(float_opts)(frames), make_detector(int8_opts)(frames)
     assert len(ref) >= 10  # most pasted faces found by the float model: there is something to compare
