@@ -43,8 +43,9 @@ FER_BATCH_CONFIGS: list[tuple[str, list[str]]] = [
     ("fer-batch analyze --min-face 32 (scans at det-size 640)", ["--min-face", "32"]),
     ("fer-batch analyze --det-size 320 --min-face 64", ["--det-size", "320", "--min-face", "64"]),
     ("fer-batch analyze --scan-interval 0 (full scan every frame)", ["--scan-interval", "0"]),
+    ("fer-batch analyze --detector centerface-int8 (int8 full scans)", ["--detector", "centerface-int8"]),
     ("fer-batch analyze --threads 1", ["--threads", "1"]),
-    ("fer-batch analyze --threads 2", ["--threads", "2"]),
+    ("fer-batch analyze --threads 4 (scans on 2 onnxruntime threads)", ["--threads", "4"]),
 ]
 
 
@@ -113,6 +114,7 @@ def child_fer_batch(clip: str, args_json: str) -> dict:
         "faces": m["faces"],
         "seconds": seconds,
         "cpu_s": cpu_s,
+        "wall_s": m["wall_s"],  # the analysis time the manifest records
     }
 
 
@@ -140,24 +142,31 @@ def child_fer(clip: str) -> dict:
 
 
 def child_classify(threads: str) -> dict:
-    """The emotion classifier alone on fixed 64x64 crops: faces per second at batch 1 and 64."""
+    """Each model of the default classifier alone on fixed crops: faces per second, one face and 64 faces a call
+    (``Member.predict`` runs 64 in calls of ``RUN_FACES``), with ``threads`` intra-op threads."""
     import numpy as np
 
+    from fer_batch import models
     from fer_batch.classify import Classifier
     from fer_batch.options import Options
 
-    clf = Classifier(Options(threads=int(threads), device="cpu"))
+    clf = Classifier(Options(device="cpu"))
     rng = np.random.default_rng(0)
-    crops = rng.integers(0, 255, (64, clf.single.height, clf.single.width), dtype=np.uint8)
     out = {}
-    for batch in (1, 64):
-        clf.predict(crops[:batch])  # warm-up
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < 2.0:
-            for lo in range(0, 64, batch):
-                clf.predict(crops[lo : lo + batch])
-            n += 64
-        out[f"batch{batch}"] = n / (time.perf_counter() - t0)
+    for m in clf.members:
+        m.session = models.session(m.spec.path, "cpu", int(threads))
+        shape = (64, m.height, m.width) + (() if m.color == "gray" else (3,))
+        crops = rng.integers(0, 255, shape, dtype=np.uint8)
+        for batch in (1, 64):
+            m.predict(crops[:batch])  # warm-up
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < 2.0:
+                for lo in range(0, 64, batch):
+                    m.predict(crops[lo : lo + batch])
+                n += 64
+            out[f"{m.spec.id} batch{batch}"] = n / (time.perf_counter() - t0)
+    for batch in (1, 64):  # the ensemble: every face through each member
+        out[f"{clf.id} batch{batch}"] = 1 / sum(1 / out[f"{m.spec.id} batch{batch}"] for m in clf.members)
     return out
 
 
@@ -166,9 +175,13 @@ CHILDREN = {"decode": child_decode, "reader": child_reader, "fer_batch": child_f
 
 
 # --- parent -----------------------------------------------------------------------------------------------------
-def run_child(python: str, kind: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    """Run one configuration in a fresh process; adds its peak RSS (MiB) and process wall time."""
-    cmd = [python, str(Path(__file__).resolve()), "_child", kind, *args]
+def run_child(python: str, kind: str, *args: str, env: dict[str, str] | None = None,
+              script: Path | None = None) -> dict:  # fmt: skip
+    """Run one configuration in a fresh process; adds its peak RSS (MiB) and process wall time.
+
+    ``script``: another checkout's bench.py (``--baseline``), whose children run that checkout's code.
+    """
+    cmd = [python, str(script or Path(__file__).resolve()), "_child", kind, *args]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
         proc = subprocess.Popen(cmd, stdout=so, stderr=se, cwd=str(REPO), env=env)
@@ -186,10 +199,11 @@ def run_child(python: str, kind: str, *args: str, env: dict[str, str] | None = N
     return result
 
 
-def best_of(repeat: int, python: str, kind: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    runs = [run_child(python, kind, *args, env=env) for _ in range(repeat)]
+def best_of(repeat: int, python: str, kind: str, *args: str, env: dict[str, str] | None = None,
+            script: Path | None = None) -> dict:  # fmt: skip
+    runs = [run_child(python, kind, *args, env=env, script=script) for _ in range(repeat)]
     key = "seconds" if "seconds" in runs[0] else None
-    best = min(runs, key=lambda r: r[key]) if key else max(runs, key=lambda r: r.get("batch64", 0))
+    best = min(runs, key=lambda r: r[key]) if key else max(runs, key=lambda r: sum(r.values()))
     best["runs"] = len(runs)
     if key:
         best["all_fps"] = [r["frames"] / r[key] for r in runs]
@@ -247,17 +261,21 @@ def clip_info(clip: str) -> str:
     return f"{Path(clip).name}: {info.width}x{info.height}, {info.fps or 0:.0f} fps, {dur}, {info.frames} frames"
 
 
-def row(label: str, r: dict | None, ref: dict | None, note: str = "") -> list[str]:
+def row(label: str, r: dict | None, ref: dict | None, decode: dict | None, note: str = "") -> list[str]:
+    """One line of the table: rates, ratios to fer (analysis, CPU, whole process) and to a bare decode."""
     if r is None:
-        return [label, "—", "—", "—", "—", "—", "—", "—", note]
+        return [label, "—", "—", "—", "—", "—", "—", "—", "—", "—", note]
     fps = r["frames"] / r["seconds"]
     cpu_fps = r["frames"] / r["cpu_s"]
     spread = ", ".join(f"{x:.1f}" for x in r.get("all_fps", []))
     vs = f"{fps / (ref['frames'] / ref['seconds']):.1f}×" if ref else "—"
     cvs = f"{cpu_fps / (ref['frames'] / ref['cpu_s']):.1f}×" if ref else "—"
+    # the whole fer-batch process (interpreter start, imports, models, analysis, exit) against fer's analyze alone
+    pvs = f"{ref['seconds'] / r['process_s']:.1f}×" if ref and "wall_s" in r else "—"
+    dec = f"{r['wall_s'] / decode['seconds']:.1f}×" if decode and "wall_s" in r else "—"
     note = note or (f"fps of each run: {spread}" if r.get("runs", 1) > 1 else "")
-    return [label, f"{fps:.1f}", vs, f"{cpu_fps:.1f}", cvs, f"{r['peak_mib']:.0f}", str(r.get("analysed", "")),
-            str(r.get("faces", "")), note]  # fmt: skip
+    return [label, f"{fps:.1f}", vs, f"{cpu_fps:.1f}", cvs, pvs, dec, f"{r['peak_mib']:.0f}",
+            str(r.get("analysed", "")), str(r.get("faces", "")), note]  # fmt: skip
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -287,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated row numbers of FER_BATCH_CONFIGS to run")
     ap.add_argument("--no-classify", action="store_true", help="skip the classifier-alone rows")
     ap.add_argument("--write", type=Path, default=None, help="append the table to this Markdown file")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout (e.g. git worktree add /tmp/base main): its defaults measured as a row too")
     a = ap.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
@@ -302,14 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     clip = str(Path(clip).resolve())
     py = sys.executable
     command = "python " + " ".join(shlex.quote(x) for x in ["benchmarks/bench.py", *argv])
-    header = ["configuration", "fps", "× fer", "frames per CPU-s", "× fer (CPU)", "peak MiB", "frames analysed",
-              "face rows", "note"]  # fmt: skip
+    header = ["configuration", "fps", "× fer", "frames per CPU-s", "× fer (CPU)", "× fer (whole process)",
+              "wall_s ÷ decode", "peak MiB", "frames analysed", "face rows", "note"]  # fmt: skip
     results: list[tuple[str, dict | None, str]] = []
 
-    def measure(label: str, python: str, kind: str, *args: str) -> dict | None:
+    def measure(label: str, python: str, kind: str, *args: str, script: Path | None = None) -> dict | None:
         print(f"… {label}", file=sys.stderr, flush=True)
         try:
-            r = best_of(a.repeat, python, kind, *args)
+            r = best_of(a.repeat, python, kind, *args, script=script)
         except RuntimeError as e:
             print(f"{label}: {e}", file=sys.stderr)
             results.append((label, None, "failed"))
@@ -324,31 +344,34 @@ def main(argv: list[str] | None = None) -> int:
     else:
         fer_r = measure("fer 25.10.3 Video.analyze (defaults)", ensure_fer_venv(a.fer_venv), "fer", clip)
     measure("PyAV decode only, 1 thread", py, "decode", clip, "1")
-    measure("PyAV decode only, auto threads", py, "decode", clip, "auto")
+    decode_r = measure("PyAV decode only, auto threads", py, "decode", clip, "auto")
     measure("FrameReader (decode + gray + small, det 640)", py, "reader", clip, "640")
     chosen = FER_BATCH_CONFIGS
     if a.only:
         chosen = [FER_BATCH_CONFIGS[int(i)] for i in a.only.split(",")]
+    if a.baseline is not None:
+        commit = subprocess.run(["git", "-C", str(a.baseline), "log", "-1", "--format=%h"], capture_output=True,
+                                text=True).stdout.strip() or a.baseline.name  # fmt: skip
+        measure(f"fer-batch analyze (defaults), code before (`{commit}`)", py, "fer_batch", clip, "[]",
+                script=a.baseline.resolve() / "benchmarks" / "bench.py")  # fmt: skip
     for label, extra in chosen:
         measure(label, py, "fer_batch", clip, json.dumps(extra))
 
-    rows = [row(label, r, fer_r, note) for label, r, note in results]
+    rows = [row(label, r, fer_r, decode_r, note) for label, r, note in results]
     table = markdown(header, rows)
     cls_table = ""
     if not a.no_classify:
-        cls_rows = []
-        for threads in ("1", "2"):
-            print(f"… classifier alone, {threads} thread(s)", file=sys.stderr, flush=True)
-            c = best_of(a.repeat, py, "classify", threads)
-            cls_rows.append(
-                [threads, f"{c['batch1']:.0f}", f"{c['batch64']:.0f}", f"{c['batch64'] / c['batch1']:.1f}×"]
-            )
-        cls_table = markdown(["onnxruntime threads", "faces/s batch 1", "faces/s batch 64", "gain"], cls_rows)
+        runs = {t: best_of(a.repeat, py, "classify", t) for t in ("1", "2")}
+        cls_rows = [[name.rsplit(" ", 1)[0], t, f"{c[name]:.0f}", f"{c[name.replace('batch1', 'batch64')]:.0f}"]
+                    for t, c in runs.items() for name in c if name.endswith("batch1")]  # fmt: skip
+        cls_table = markdown(["model", "onnxruntime threads", "faces/s, 1 a call", "faces/s, 64 (in calls of 8)"],
+                             cls_rows)  # fmt: skip
 
     report = [f"Command: `{command}`", "", f"Machine: {machine()}", "", f"Software: {versions()}", "",
               f"Clip: {clip_info(clip)}", "", f"Best of {a.repeat} run(s) per row.", "", table]  # fmt: skip
     if cls_table:
-        report += ["", "Classifier alone (fer2013-minixception, 64x64 gray crops):", "", cls_table]
+        report += ["", "Classifier alone (each model of the default on random crops of its input size; the "
+                   "ensemble's rate is one face through both):", "", cls_table]
     text = "\n".join(report) + "\n"
     print(text)
     if a.write is not None:

@@ -20,7 +20,8 @@ log = logging.getLogger("fer_batch")
 # options shared by analyze and webcam, declared once
 Out = Annotated[str, typer.Option("--out", "-o", help="Output folder.")]  # str: typer would turn '' into "."
 DetectorOpt = Annotated[
-    str, typer.Option(help="centerface, haar, or none (each image/frame is one face that fills it).")
+    str, typer.Option(help="centerface, centerface-int8 (int8 full scans), haar, or none (each image/frame is one "
+                      "face that fills it).")
 ]
 ModelOpt = Annotated[
     str, typer.Option(help="Emotion model: manifest id, ids joined by + (averaged ensemble), or PATH.onnx.")

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fer_batch.planes import bgr_region
+from fer_batch.planes import Luma, bgr_region
 
 # CenterFace's five landmarks: left eye, right eye, nose, left and right mouth corner (image left/right)
 LEFT_EYE, RIGHT_EYE = 0, 1
@@ -86,13 +86,14 @@ Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def crop_one(
-    image: np.ndarray | Planes, box: np.ndarray, landmarks: np.ndarray, spec: CropSpec, size: tuple[int, int]
+    image: np.ndarray | Luma | Planes, box: np.ndarray, landmarks: np.ndarray, spec: CropSpec, size: tuple[int, int]
 ) -> np.ndarray:
-    """One face's crop of ``size`` (width, height) from a gray or BGR image, or in BGR from a frame's 4:2:0 planes.
+    """One face's crop of ``size`` (width, height) from a gray or BGR image, a decoded luma plane (gray), or in BGR
+    from a frame's 4:2:0 planes.
 
     Large faces are first reduced by area averaging (no aliasing), then one affine warp places, rotates and
     scales the crop; pixels outside the frame repeat its border. From planes only the region the crop covers is
-    converted to BGR.
+    converted to BGR, and from a luma plane only that region mapped to full range.
     """
     out_w, out_h = size
     cx, cy, w, h, angle = _geometry(box, landmarks, spec)
@@ -108,6 +109,8 @@ def crop_one(
     x1, y1 = max(min(x1, iw), x0 + 1), max(min(y1, ih), y0 + 1)
     if planes:
         region, ox, oy = bgr_region(image, x0, y0, x1, y1)  # type: ignore[arg-type]
+    elif isinstance(image, Luma):
+        region, ox, oy = image.region(x0, y0, x1, y1), x0, y0
     else:
         region, ox, oy = image[y0:y1, x0:x1], x0, y0  # type: ignore[index]
     if s > 1.5:  # reduce by area first: a bilinear warp of a much larger face would alias

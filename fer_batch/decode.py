@@ -27,7 +27,9 @@ import numpy as np
 
 from fer_batch.imagesize import image_size
 from fer_batch.options import Options
-from fer_batch.planes import yuv_to_rgb as yuv_to_rgb  # re-exported: the decoder's image helpers
+from fer_batch.planes import LIMITED_TO_FULL as LIMITED_TO_FULL  # re-exported: the decoder's image helpers
+from fer_batch.planes import Luma
+from fer_batch.planes import yuv_to_rgb as yuv_to_rgb
 from fer_batch.types import Decoded as Decoded  # re-exported: what the reader yields
 
 log = logging.getLogger(__name__)
@@ -186,10 +188,6 @@ class Sampler:
         out = [(index, self._pending_mark)]
         self._pending = None
         return out
-
-
-# limited ("MPEG") range luma 16..235 to full-range gray 0..255, as OpenCV's BGR2GRAY of swscale's BGR gives
-LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
 
 
 def yuv_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -439,7 +437,7 @@ class FrameReader:
             y, u, v = rotate(y, rot, mirror), rotate(u, rot, mirror), rotate(v, rot, mirror)
             item.yuv = (y, u, v)  # the detector's small image is made from these only for frames it scans
             if analyse:
-                item.gray = np.ascontiguousarray(y) if full_range else cv2.LUT(y, LIMITED_TO_FULL)
+                item.gray = Luma(y, limited=not full_range)  # mapped to full range only where a crop reads it
             if self.need_bgr == "render" and (full_range or y.shape[0] % 2 or y.shape[1] % 2):
                 want_bgr = True  # the renderer passes 4:2:0 planes straight to the encoder only where it can
         if want_bgr:

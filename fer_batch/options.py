@@ -100,7 +100,8 @@ class Options:
     so the CLI and the Python API refuse the same values with the same one-line message.
     """
 
-    detector: str = "centerface"  # centerface | haar | none (each image or frame is one face that fills it)
+    # centerface | centerface-int8 (int8 full scans) | haar | none (each image or frame is one face that fills it)
+    detector: str = "centerface"
     # a manifest id, ids joined by "+" (an averaged ensemble), or the path of an .onnx file
     model: str = "fer2013-minixception+face-api-expression"
     model_spec: str | None = None  # JSON manifest entry for a custom --model file
@@ -163,7 +164,7 @@ class Options:
 
 
 CHECKS: dict[str, Check] = {
-    "detector": choice("centerface", "haar", "none"),
+    "detector": choice("centerface", "centerface-int8", "haar", "none"),
     "model": text,
     "model_spec": optional_text,
     "fps": number(0, MAX_FPS, lo_open=True, optional=True),

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -78,6 +79,15 @@ class Analysis:
     smoothed: np.ndarray | None  # (faces, labels) when --smooth is on
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A window whose detector actions are decided and whose full scans may still be running in another thread."""
+
+    frames: Frames
+    plan: list[str]  # per analysed frame: "scan", "regions" or "carry"
+    scans: Future[Faces]  # the faces of the frames planned "scan"
+
+
 class ScanSchedule:
     """What the detector does on each analysed frame: "scan" the full frame, look in "regions", or "carry".
 
@@ -123,20 +133,41 @@ class Analyzer:
         self._recent: list[np.ndarray] = []  # boxes found on the latest detector frames, newest first
 
     def process(self, items: list[Decoded]) -> Analysis:
-        """Faces of the analysed items (in order) with track ids and probabilities, and smoothed probabilities.
+        """Faces of the analysed items (in order) with track ids and probabilities, and smoothed probabilities."""
+        return self.classify(self.detect(items))
+
+    def detect(self, items: list[Decoded]) -> Analysis:
+        """The analysed frames of ``items`` and their faces with track ids, not yet classified."""
+        return self.track(self.plan(items))
+
+    def plan(self, items: list[Decoded], scan_pool: Executor | None = None) -> Planned:
+        """The analysed frames of ``items`` and what the detector does on each; full scans start here.
 
         Per analysed frame, in order: a full-frame scan (the first frame, then at least every ``scan_interval``
         seconds), or detection in regions around the faces found since the last scan (the other detector frames),
         or boxes carried by the tracker (frames skipped by ``--detect-every``). The schedule depends only on the
-        stream, never on how frames fall into windows, so results do not depend on the batch size.
+        stream, never on how frames fall into windows, so results do not depend on the batch size. A scan needs
+        nothing but its frame, so with ``scan_pool`` it runs there while the previous window is tracked.
         """
         frames = Frames.from_decoded(items, colour=self.classifier.needs_color)
-        if not len(frames):
-            return Analysis(frames, Faces(), None)
         assert frames.yuv is not None
         plan = [self.schedule.next(float(t), p is not None) for t, p in zip(frames.time_s, frames.yuv, strict=True)]
         scan_pos = np.array([j for j, p in enumerate(plan) if p == "scan"], dtype=np.int64)
-        scans = self.detector(frames.subset(scan_pos)) if len(scan_pos) else Faces()
+        scans: Future[Faces] = Future()
+        if not len(scan_pos):
+            scans.set_result(Faces())
+        elif scan_pool is not None:
+            scans = scan_pool.submit(self.detector, frames.subset(scan_pos))
+        else:
+            scans.set_result(self.detector(frames.subset(scan_pos)))
+        return Planned(frames, plan, scans)
+
+    def track(self, planned: Planned) -> Analysis:
+        """Faces of a planned window with track ids: its scans' faces, regions between them, the tracker's boxes."""
+        frames, plan = planned.frames, planned.plan
+        if not len(frames):
+            return Analysis(frames, Faces(), None)
+        scans = planned.scans.result()
         w, h = frames.size
         per_frame = []
         for j, idx in enumerate(frames.index):
@@ -150,9 +181,20 @@ class Analyzer:
                 per_frame.append(self.tracker.update(found))
             else:
                 per_frame.append(self.tracker.predict(int(idx), w, h))
-        faces = self.classifier(frames, Faces.concat(per_frame))
+        return Analysis(frames, Faces.concat(per_frame), None)
+
+    def classify(self, detected: Analysis) -> Analysis:
+        """``detected`` with probabilities (and smoothed probabilities under ``--smooth``).
+
+        Why apart from ``detect``: classification needs nothing from the next window and the next window's
+        detection nothing from it, so ``run_video`` runs the two on different cores; windows reach this method in
+        order, which the smoother's state along each track relies on.
+        """
+        if not len(detected.frames):
+            return detected
+        faces = self.classifier(detected.frames, detected.faces)
         smoothed = self.smoother(faces) if self.smoother is not None else None
-        return Analysis(frames, faces, smoothed)
+        return Analysis(detected.frames, faces, smoothed)
 
     def _regions(self) -> np.ndarray:
         """Boxes to look around: the faces found on the last few detector frames since the last full scan.
@@ -224,7 +266,7 @@ def run_video(
     result.duration_s = info.duration_s
     analyzer = Analyzer(options)
     need_bgr = "render" if annotate_path is not None else ("analysed" if analyzer.classifier.needs_color else "none")
-    sizes = window_sizes(info, options.batch_size, annotate_path is not None, analyzer.classifier.needs_color)
+    sizes = window_sizes(info, options.batch_size, annotate_path is not None)
     reader = FrameReader(path, info, options, need_bgr=need_bgr, queue_size=sizes.queue, decode_threads=1)
     smooth = options.smooth is not None
     sink: ParquetSink | MemorySink = (
@@ -233,7 +275,7 @@ def run_video(
     try:
         with sink:
             with _renderer(path, annotate_path, info, analyzer.labels, options) as rend:
-                _analyse(reader, analyzer, sink, rend, result, video_name, sizes, progress)
+                _analyse(reader, analyzer, sizes, _Finish(analyzer, video_name, sink, rend, result, progress))
                 if result.frames_decoded == 0:
                     raise DecodeError(result.error or "no frame could be decoded")
                 if result.frames_analysed == 0:
@@ -252,26 +294,86 @@ def run_video(
     return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
 
 
-def _analyse(reader: FrameReader, analyzer: Analyzer, sink: ParquetSink | MemorySink, rend: Any, result: VideoResult,
-             video_name: str, sizes: WindowSizes, progress: Callable[[int], None] | None) -> None:  # fmt: skip
-    """Decode → analyse → table rows (→ annotated frames), window by window; a stream that breaks is partial."""
+class _Finish:
+    """What happens to a window once its faces are found: classify, write the table's rows, render, report."""
+
+    def __init__(self, analyzer: Analyzer, video_name: str, sink: ParquetSink | MemorySink, rend: Any,
+                 result: VideoResult, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+        self.analyzer, self.video_name, self.sink, self.rend = analyzer, video_name, sink, rend
+        self.result, self.progress = result, progress
+
+    def __call__(self, window: list[Decoded], detected: Analysis) -> None:
+        found = self.analyzer.classify(detected)
+        if len(found.frames):
+            self.sink.write(window_table(self.video_name, found.frames.index, found.frames.time_s, found.faces,
+                                         self.analyzer.labels, found.smoothed))  # fmt: skip
+            self.result.faces += len(found.faces)
+        if self.rend is not None:
+            self.rend.write(window, found.faces)
+        if self.progress is not None:
+            self.progress(len(window))
+
+
+def _analyse(reader: FrameReader, analyzer: Analyzer, sizes: WindowSizes, finish: _Finish) -> None:
+    """Decode → scan → track → classify → table rows (→ annotated frames); a stream that breaks is partial."""
+    result = finish.result
     try:
-        for window in _windows(reader, sizes.batch, sizes.hold):
-            found = analyzer.process(window)
-            if len(found.frames):
-                sink.write(window_table(video_name, found.frames.index, found.frames.time_s, found.faces,
-                                        analyzer.labels, found.smoothed))  # fmt: skip
-                result.faces += len(found.faces)
-            if rend is not None:
-                rend.write(window, found.faces)
-            if progress is not None:
-                progress(len(window))
+        _overlapped(reader, analyzer, sizes, finish)
     except StreamBroken as e:
         result.status, result.error = "partial", str(e)
     result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
 
 
-WINDOW_BYTES = 256 << 20  # decoded images one window may hold; the reader's queue holds at most as much again
+def _overlapped(reader: FrameReader, analyzer: Analyzer, sizes: WindowSizes, finish: _Finish) -> None:
+    """Decode, scan, track and classify in four threads, a window apart, so that on two cores the stages overlap.
+
+    Why this shape: a full scan needs only its frame, so the next window's scans run while this one is tracked;
+    tracking a window needs its scans and the previous window's faces; the classifier (with the table and the
+    renderer behind it) needs nothing from the next window. Windows are tracked and finished in order, one at a time,
+    so the results are those of doing it all in one thread, and at most one window waits at each hand-over: memory
+    holds ``WINDOWS_IN_FLIGHT`` windows besides the reader's queue. An error in another thread is raised here.
+    """
+    with ThreadPoolExecutor(1, "scan") as scan_pool, ThreadPoolExecutor(1, "classify") as finish_pool:
+        handed = _Handover(analyzer, finish, finish_pool)
+        ahead: tuple[list[Decoded], Planned] | None = None
+        try:
+            for window in _windows(reader, sizes.batch, sizes.hold):
+                planned = (window, analyzer.plan(window, scan_pool))
+                if ahead is not None:
+                    handed(*ahead)
+                ahead = planned
+        except StreamBroken:
+            if ahead is not None:  # the frames before the damage are finished before the damage is reported
+                handed(*ahead)
+            raise
+        finally:
+            handed.wait()
+        if ahead is not None:
+            handed(*ahead)
+            handed.wait()
+
+
+class _Handover:
+    """Tracks a planned window in this thread and finishes it in the finishing thread, after the previous one."""
+
+    def __init__(self, analyzer: Analyzer, finish: _Finish, pool: Executor) -> None:
+        self.analyzer, self.finish, self.pool = analyzer, finish, pool
+        self.pending: Future[None] | None = None
+
+    def __call__(self, window: list[Decoded], planned: Planned) -> None:
+        detected = self.analyzer.track(planned)
+        self.wait()
+        self.pending = self.pool.submit(self.finish, window, detected)
+
+    def wait(self) -> None:
+        """Until the window handed over last is finished; its error, if any, is raised here."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+
+WINDOW_BYTES = 256 << 20  # decoded images the windows in flight may hold; the reader's queue at most as much again
+WINDOWS_IN_FLIGHT = 3  # being scanned, tracked and finished (``_overlapped``)
 
 
 @dataclass(frozen=True)
@@ -283,17 +385,20 @@ class WindowSizes:
     queue: int
 
 
-def window_sizes(info: VideoInfo, batch_size: int, render: bool, color: bool) -> WindowSizes:
+def window_sizes(info: VideoInfo, batch_size: int, render: bool) -> WindowSizes:
     """Windows sized by bytes, not frames, so memory stays within a budget at 4K and 8K.
 
-    Why: a window of 32 analysed 8K frames holds 32 x 83 MB (planes and gray image); the results do not depend
-    on the window size (see ``Analyzer.process``), so large frames simply get fewer per window.
+    Why: a window of 32 analysed 8K frames holds 32 x 50 MB of planes; the results do not depend on the window size
+    (see ``Analyzer.process``), so large frames simply get fewer per window. Three windows are in flight at once
+    (``_overlapped``), so each gets a third of the budget.
     """
     pixels = max(1, info.width * info.height)
-    analysed = pixels * (2.5 + (3 if color else 0))  # 4:2:0 planes, gray copy, BGR for a colour classifier
+    # 4:2:0 planes: gray and colour crops are cut from them (a BGR image only for photos, one frame a window)
+    analysed = pixels * 1.5
     held = pixels * 1.5 if render else 64  # frames kept only for rendering carry their planes
-    batch = int(max(1, min(batch_size, WINDOW_BYTES // analysed)))
-    hold = int(max(batch, min(max(batch_size, 64), WINDOW_BYTES // held))) if render else 100 * batch_size
+    per_window = WINDOW_BYTES // WINDOWS_IN_FLIGHT
+    batch = int(max(1, min(batch_size, per_window // analysed)))
+    hold = int(max(batch, min(max(batch_size, 64), per_window // held))) if render else 100 * batch_size
     queue = int(max(2, min(batch_size, WINDOW_BYTES // max(analysed, held))))
     return WindowSizes(batch=batch, hold=hold, queue=queue)
 

@@ -6,8 +6,44 @@ demand, and the decoder and the writers cut and rebuild I420 images; none of the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
+
+# limited ("MPEG") range luma 16..235 to full-range gray 0..255, as OpenCV's BGR2GRAY of swscale's BGR gives
+LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Luma:
+    """A frame's decoded luma plane, read as full-range gray only where a crop cuts it.
+
+    Why not a gray image per frame: mapping a whole 720p plane to full range costs 0.3 ms, a third of decoding it,
+    while the classifier reads a few faces' worth of it. The mapping is per pixel, so cutting first and mapping the
+    region gives exactly the pixels of the mapped frame.
+    """
+
+    plane: np.ndarray  # (h, w) uint8, a view into the decoded frame
+    limited: bool  # limited range (16..235): map through LIMITED_TO_FULL when read
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.plane.shape)
+
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """Full-range gray pixels of the region (x0, y0, x1, y1), inside the frame."""
+        part = self.plane[y0:y1, x0:x1]
+        return cv2.LUT(part, LIMITED_TO_FULL) if self.limited else part
+
+    def image(self) -> np.ndarray:
+        """The whole frame as full-range gray (for callers that need all of it)."""
+        return self.region(0, 0, self.plane.shape[1], self.plane.shape[0])
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(luma)``: the whole frame as full-range gray, like the gray image it stands for."""
+        image = self.image()
+        return image if dtype is None else image.astype(dtype)
 
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -12,16 +12,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch.atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
 from fer_batch.atomic import AtomicPath
 from fer_batch.types import Faces
+
+if TYPE_CHECKING:  # pandas only where a table is turned into a DataFrame: importing it costs 0.3 s a process
+    import pandas as pd
 
 META_KEY = b"fer_batch"
 ROW_GROUP_ROWS = 8192
@@ -280,6 +282,8 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def _nullable_types(t: pa.DataType) -> Any:
+    import pandas as pd
+
     mapping = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
     return mapping.get(t)
 

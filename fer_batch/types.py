@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fer_batch.planes import Luma
 
 
 @dataclass
@@ -19,7 +23,7 @@ class Decoded:
     index: int
     time_s: float
     analyse: bool
-    gray: np.ndarray | None = None
+    gray: np.ndarray | Luma | None = None  # a video frame's luma plane as decoded; gray for photos and cameras
     small: np.ndarray | None = None
     bgr: np.ndarray | None = None
     yuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # planes (4:2:0), for detector regions of interest
@@ -30,7 +34,8 @@ class Frames:
     """A window of decoded frames, in presentation order.
 
     ``index`` is the 0-based decode index within the video, ``time_s`` the presentation time in seconds
-    (``pts * time_base``), ``gray`` the full-resolution gray image used for face crops, ``small`` the
+    (``pts * time_base``), ``gray`` the full-resolution gray image used for face crops (for video frames the
+    decoded luma plane, ``planes.Luma``, mapped to full range only where a crop reads it), ``small`` the
     detector-sized RGB image, ``bgr`` the full colour image, present only when something downstream (rendering,
     a colour classifier) needs it, and ``yuv`` the decoded planes from which the detector cuts regions of
     interest around tracked faces. Images are already rotated to the displayed orientation.
@@ -38,7 +43,7 @@ class Frames:
 
     index: np.ndarray  # int64 (n,)
     time_s: np.ndarray  # float64 (n,)
-    gray: list[np.ndarray]
+    gray: list[np.ndarray | Luma]
     small: list[np.ndarray | None]  # made on demand (``small_image``) where planes exist
     bgr: list[np.ndarray | None] | None = None  # where a frame has no planes (photos, camera frames)
     yuv: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None  # 4:2:0 planes, for regions

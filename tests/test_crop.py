@@ -89,3 +89,23 @@ def test_colour_crop_from_planes_matches_the_converted_frame() -> None:
         b = crop_one(full, np.array(box, np.float64), NO_LANDMARKS, CropSpec(margin=0.1), size)
         assert a.shape == b.shape == (size[1], size[0], 3)
         assert np.abs(a.astype(int) - b).mean() < 1.0
+
+
+@pytest.mark.parametrize("limited", [True, False])
+def test_gray_crop_from_the_luma_plane_equals_the_mapped_frame(limited: bool) -> None:
+    """A crop cut from a decoded luma plane (mapped to full range where it is read) is the crop of the mapped frame,
+    pixel for pixel, wherever the box lies (inside, over an edge, reduced by area, rotated)."""
+    from fer_batch.planes import LIMITED_TO_FULL, Luma
+
+    luma = Luma(IMG, limited=limited)
+    gray = cv2.LUT(IMG, LIMITED_TO_FULL) if limited else IMG
+    assert luma.shape == IMG.shape
+    np.testing.assert_array_equal(luma.image(), gray)
+    lm = NO_LANDMARKS.copy()
+    lm[:2] = [[40.0, 50.0], [70.0, 58.0]]  # tilted eyes
+    for box, size in (([10, 20, 42, 52], (32, 32)), ([-10, 60, 50, 130], (40, 40)), ([0, 0, 100, 120], (30, 30))):
+        for spec in (CropSpec(margin=0.1), CropSpec(margin=0.2, align=True, shift=0.05)):
+            a = crop_one(luma, np.array(box, np.float64), lm, spec, size)
+            np.testing.assert_array_equal(a, crop_one(gray, np.array(box, np.float64), lm, spec, size))
+    if limited:
+        assert not np.array_equal(luma.image(), IMG)  # the mapping did something: the test can fail

@@ -90,7 +90,7 @@ def test_a_display_matrix_with_a_flip_is_applied(tmp_path: Path, rotation: int, 
     if vflip:
         expected = expected[::-1, :]
     items = list(FrameReader(path, probe(path), Options()))
-    gray = items[0].gray
+    gray = np.asarray(items[0].gray)  # a video frame's luma plane, read as gray
     assert gray.shape == expected.shape
     assert np.abs(gray.astype(int) - expected.astype(int)).mean() < 20  # the block is where the matrix shows it
 

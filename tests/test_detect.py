@@ -37,7 +37,7 @@ def test_finish_clips_drops_small_and_orders_largest_first() -> None:
     np.testing.assert_array_equal(out.boxes[2], [0, 10, 30, 50])
 
 
-@pytest.mark.parametrize("detector", ["centerface", "haar"])
+@pytest.mark.parametrize("detector", ["centerface", "centerface-int8", "haar"])
 def test_detectors_find_the_pasted_face_in_frame_pixels(tmp_path, detector: str) -> None:
     path = tmp_path / "c.mp4"
     write_clip(path, n=3, size=(480, 270), faces=lambda i: [(300, 60, 130)])
@@ -62,3 +62,22 @@ def test_only_centerface_looks_in_regions(tmp_path) -> None:
     assert len(near) == 1
     assert np.abs((near.boxes[0, :2] + near.boxes[0, 2:]) / 2 - [365, 125]).max() < 20  # in frame pixels
     assert len(elsewhere) == 0
+
+
+def test_int8_scans_find_the_faces_the_float_model_finds(tmp_path) -> None:
+    """centerface-int8 scans with the int8 model and looks in regions with the float one; on many faces of different
+    sizes, its scans find the float scans' faces at nearly the same places (recall.py measures the real bar)."""
+    from fer_batch.track import iou_matrix
+
+    path = tmp_path / "c.mp4"
+    layout = [(20 + 110 * k, 30 + 60 * (k % 3), 40 + 12 * k) for k in range(6)]  # faces of 40 to 100 px
+    write_clip(path, n=2, size=(720, 300), faces=lambda i: layout)
+    float_opts, int8_opts = Options(), Options(detector="centerface-int8")
+    frames = Frames.from_decoded(list(FrameReader(path, probe(path), float_opts)))
+    ref, got = make_detector(float_opts)(frames), make_detector(int8_opts)(frames)
+    assert len(ref) >= 10  # most pasted faces found by the float model: there is something to compare
+    best = iou_matrix(ref.boxes, got.boxes).max(axis=1)
+    assert (best >= 0.5).mean() >= 0.9 and np.median(best) > 0.85
+    int8 = make_detector(int8_opts)
+    assert int8.id == "centerface-int8" and int8.sha256 != make_detector(float_opts).sha256  # the tables can tell
+    assert int8.session is not int8.region_session  # regions: the float model

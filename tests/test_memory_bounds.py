@@ -17,7 +17,7 @@ import fer_batch
 from fer_batch import pipeline
 from fer_batch.decode import MAX_SCAN_PIXELS, VideoInfo, small_size
 from fer_batch.imagesize import image_size
-from fer_batch.pipeline import WINDOW_BYTES, window_sizes
+from fer_batch.pipeline import WINDOW_BYTES, WINDOWS_IN_FLIGHT, window_sizes
 
 
 def png_bomb(path: Path, width: int, height: int) -> None:
@@ -93,13 +93,15 @@ def test_max_pixels_refuses_large_frames_and_the_run_goes_on(tmp_path: Path) -> 
 @pytest.mark.parametrize("render", [False, True])
 def test_windows_are_sized_by_bytes(w: int, h: int, render: bool) -> None:
     info = VideoInfo(width=w, height=h, rotation=0, fps=30.0, duration_s=10.0, frames=300)
-    sizes = window_sizes(info, 32, render, color=False)
-    per_frame = w * h * 2.5
+    sizes = window_sizes(info, 32, render)
+    per_frame = w * h * 1.5  # the 4:2:0 planes every crop is cut from
     assert sizes.batch >= 1 and sizes.queue >= 2
-    assert sizes.batch * per_frame <= max(WINDOW_BYTES, per_frame)
+    # three windows are in flight at once (scanned, tracked, finished): together within the budget
+    assert WINDOWS_IN_FLIGHT * sizes.batch * per_frame <= max(WINDOW_BYTES, WINDOWS_IN_FLIGHT * per_frame)
     assert sizes.queue * per_frame <= max(WINDOW_BYTES, 2 * per_frame)
     if render:
-        assert sizes.hold * w * h * 1.5 <= max(WINDOW_BYTES, sizes.batch * per_frame)
+        held = WINDOWS_IN_FLIGHT * sizes.hold * per_frame
+        assert held <= max(WINDOW_BYTES, WINDOWS_IN_FLIGHT * sizes.batch * per_frame)
     if w * h <= 1280 * 720:
         assert sizes.batch == 32  # ordinary videos keep the measured default
 

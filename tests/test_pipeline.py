@@ -176,3 +176,56 @@ def test_phone_clip_boxes_are_in_the_displayed_frame(tmp_path, rotation: int) ->
     assert df["face"].notna().all()
     cx, cy = df["x"] + df["w"] / 2, df["y"] + df["h"] / 2
     assert (cx.between(100, 140) & cy.between(140, 180)).all()  # the face's centre in the displayed frame
+
+
+def test_results_do_not_depend_on_threads(clip) -> None:
+    """Scans, regions and the classifier run in threads of their own, with intra-op threads split by ``threads``;
+    neither changes a table."""
+    path, _ = clip(size=(400, 240), n=24, fps=12, faces=lambda i: [(10 + 3 * i, 60, 80), (220, 30, 110)])
+    ref = fer_batch.analyze_video(path, threads=1, batch_size=5)
+    got = fer_batch.analyze_video(path, threads=4, batch_size=5)
+    assert ref["face"].notna().sum() >= 40  # both faces on most frames: the comparison has rows to compare
+    pd.testing.assert_frame_equal(ref.drop(columns=LABELS), got.drop(columns=LABELS))
+    np.testing.assert_allclose(got[LABELS].to_numpy(float), ref[LABELS].to_numpy(float), atol=1e-6)
+
+
+def test_an_error_while_finishing_a_window_fails_the_video_and_leaves_no_table(clip, tmp_path, monkeypatch) -> None:
+    """A window's rows are written in another thread than the one that detects; its error still fails the video."""
+    from fer_batch.pipeline import run_video
+    from fer_batch.sink import ParquetSink
+
+    path, _ = clip(n=12, faces=one_face)
+    calls = []
+
+    def failing_write(self, table) -> None:  # noqa: ANN001
+        calls.append(len(table))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ParquetSink, "write", failing_write)
+    table = tmp_path / "out" / "clip.parquet"
+    table.parent.mkdir()
+    result, _ = run_video(path, Options(batch_size=4), video_name="clip", table_path=table)
+    assert result.status == "failed" and "No space left" in (result.error or "")
+    assert len(calls) == 1  # the run stopped at the first failing window
+    assert not table.exists() and list(table.parent.iterdir()) == []
+
+
+def test_a_stream_that_breaks_keeps_the_windows_before_the_damage(clip, monkeypatch) -> None:
+    """Windows handed over before the decoder fails are finished and written, and the video is partial."""
+    from fer_batch.decode import FrameReader, StreamBroken
+    from fer_batch.pipeline import run_video
+
+    path, _ = clip(n=20, faces=one_face)
+    real_iter = FrameReader.__iter__
+
+    def breaking(self):  # noqa: ANN001, ANN202
+        for k, item in enumerate(real_iter(self)):
+            if k == 13:
+                raise StreamBroken("stream broken after 13 frames: test")
+            yield item
+
+    monkeypatch.setattr(FrameReader, "__iter__", breaking)
+    result, sink = run_video(path, Options(batch_size=4), video_name="clip")
+    assert result.status == "partial" and "after 13 frames" in (result.error or "")
+    assert sink is not None
+    assert set(sink.to_pandas()["frame"]) >= set(range(12))  # the three windows of four before the damage

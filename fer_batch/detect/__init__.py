@@ -24,4 +24,4 @@ def make_detector(options: Options) -> Detector:
         return HaarDetector(options)
     from fer_batch.detect.centerface import CenterFace
 
-    return CenterFace(options)
+    return CenterFace(options, scan_model=options.detector)

@@ -18,15 +18,25 @@ ROI_SIZE = 96  # px: the region's detector input, where the face spans about ROI
 
 
 class CenterFace:
-    """``CenterFace(options)(frames) -> Faces``; scan images have sides that are multiples of 32."""
+    """``CenterFace(options)(frames) -> Faces``; scan images have sides that are multiples of 32.
 
-    def __init__(self, options: Options) -> None:
+    ``scan_model``: the manifest id of the model for full-frame scans; detection around known faces always runs
+    the float model, whose boxes the tables keep between scans. ``centerface-int8`` scans in about 0.77 of the time
+    and finds the same share of faces (BENCHMARKS.md, ``benchmarks/recall.py``).
+    """
+
+    def __init__(self, options: Options, scan_model: str = "centerface") -> None:
         spec = models.resolve("centerface", task="face")
-        self.id, self.sha256 = spec.id, spec.sha256
+        scan_spec = spec if scan_model == "centerface" else models.resolve(scan_model, task="face")
+        self.id = scan_spec.id
+        self.sha256 = spec.sha256 if scan_spec is spec else models.combined_sha256([scan_spec.sha256, spec.sha256])
         self.options = options
         self.threshold = options.det_threshold
         self.min_face = options.min_face
-        self.session = models.session(spec.path, options.device, options.threads)
+        threads = models.StageThreads.of(options.threads)
+        self.session = models.session(scan_spec.path, options.device, threads.scan)
+        # regions run in another thread than full scans, each with the threads that suit its size
+        self.region_session = models.session(spec.path, options.device, threads.regions)
         self.input_name = self.session.get_inputs()[0].name
         outs = spec.entry["outputs"]
         self.output_names = [outs["heatmap"], outs["scale"], outs["offset"], outs["landmarks"]]
@@ -70,7 +80,7 @@ class CenterFace:
         if not images:
             return Faces()
         batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
-        outputs = self.session.run(self.output_names, {self.input_name: batch})
+        outputs = self.region_session.run(self.output_names, {self.input_name: batch})
         parts = []
         for k, (x0, y0, x1, y1) in enumerate(rois):
             scale = ((x1 - x0) / ROI_SIZE, (y1 - y0) / ROI_SIZE)
