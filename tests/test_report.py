@@ -23,8 +23,8 @@ from fer_batch.cli import app
 from fer_batch.media.probe import probe
 from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import Options
-from fer_batch.outputs import report as report_mod
 from fer_batch.outputs.report import PAGES_DIR, REPORT, THUMB_PX, THUMBS_PER_TRACK, grab_frames, write_report
+from fer_batch.outputs.report import parts as report_mod
 from fer_batch.outputs.summary import summarize_table
 
 
