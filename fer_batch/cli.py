@@ -292,7 +292,8 @@ def webcam(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
-    from fer_batch.live.webcam import CameraError, open_source, redact, run_webcam
+    from fer_batch.live.session import run_webcam
+    from fer_batch.live.sources import CameraError, open_source, redact
 
     try:
         source = open_source(camera)
