@@ -84,6 +84,7 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["video", "scope", "track_id"], na_position="first").reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_summary_equals_a_pandas_groupby(run_dir: Path) -> None:
     got = summarize(run_dir)
     df = fer_batch.load(run_dir)
@@ -136,6 +137,7 @@ def test_summarize_table_by_hand() -> None:
     assert len(s) == 3  # the face without a track is in the video row only
 
 
+@pytest.mark.slow
 def test_timeline_png_per_video(run_dir: Path) -> None:
     import matplotlib.image
 
@@ -153,6 +155,7 @@ def test_timeline_path_stays_inside(tmp_path: Path) -> None:
     assert timeline_path(tmp_path, "/abs/y.mov") == tmp_path / "abs" / "y.mov.timeline.png"
 
 
+@pytest.mark.slow
 def test_without_matplotlib_writes_parquet_and_one_notice(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -181,6 +184,7 @@ def test_cli_summary(run_dir: Path, tmp_path: Path) -> None:
     assert CliRunner().invoke(app, ["summary", str(tmp_path / "missing")]).exit_code == 2
 
 
+@pytest.mark.slow
 def test_cli_starts_without_matplotlib() -> None:
     """matplotlib is a dependency, but only the code that draws imports it: the CLI does not start slower."""
     code = "import sys, fer_batch, fer_batch.cli, fer_batch.outputs.summary; print('matplotlib' in sys.modules)"
