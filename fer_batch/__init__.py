@@ -6,6 +6,7 @@ Python API (the CLI is a thin layer over it)::
     df = fer_batch.analyze_video("interview.mp4", fps=5)
     fer_batch.analyze_many(["recordings/"], "out/")
     df = fer_batch.load("out/")
+    per_event = fer_batch.aggregate(df, by="event", events="events.tsv")  # also: frame, second, track, video
     fer_batch.write_report("out/")            # out/report.html
 
 The API is imported on first use (PEP 562), so ``import fer_batch`` and ``fer-batch --help`` do not load PyAV,
@@ -25,10 +26,11 @@ from fer_batch._version import __version__
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 if TYPE_CHECKING:
+    from fer_batch.aggregates import aggregate
     from fer_batch.api import analyze_many, analyze_video, load
     from fer_batch.report import write_report
 
-__all__ = ["__version__", "analyze_many", "analyze_video", "load", "write_report"]
+__all__ = ["__version__", "aggregate", "analyze_many", "analyze_video", "load", "write_report"]
 
 
 def __getattr__(name: str) -> Any:
@@ -36,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from fer_batch import api
 
         value = getattr(api, name)
+    elif name == "aggregate":
+        from fer_batch import aggregates as module
+
+        value = module.aggregate
     elif name == "write_report":
         from fer_batch import report
 

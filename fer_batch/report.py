@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._version import __version__
+from fer_batch.aggregates import HEADLINE_MIN_QUALITY, MIN_TRACK_S
 from fer_batch.atomic import atomic_path
 from fer_batch.decode import (
     DecodeError,
@@ -56,6 +57,7 @@ from fer_batch.summary import (
     labels_of,
     summarize_table,
     track_rows,
+    track_says,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,10 @@ THUMBS_PER_TRACK = 4
 THUMB_PX = 80  # thumbnail height (shown at 64 CSS px, sharp on high-density screens)
 SEEK_GAP_S = 2.0  # decode forward to the next thumbnail when it is this close, else seek
 PAGE_NAME = re.compile(r"^\d{4}-.*\.html$")
+SHARE_DEFINITION = ('<p class="muted">A label\'s <b>share</b> is the fraction of face-rows (one face in one analysed '
+                    "frame) whose most probable emotion is that label, counting only rows of quality at or above "
+                    "the headline threshold in tracks visible for at least the minimum time; shorter tracks are "
+                    "listed but not counted. Tables made with --smooth use the smoothed probabilities.</p>")
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class Entry:
     duration_s: float = 0.0  # analysed video time
     tracks: int = 0
     emotion: str | None = None
+    headline: str = "no reliable face"  # the summary's: per counted track, ties as ties
     shares: dict[str, float] = field(default_factory=dict)
     colors: dict[str, str] = field(default_factory=dict)
 
@@ -98,12 +105,15 @@ class Thumb:
 
 
 def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PER_TRACK,
-                 pages_above: int = PAGES_ABOVE) -> Path:  # fmt: skip
+                 pages_above: int = PAGES_ABOVE, min_quality: float = HEADLINE_MIN_QUALITY,
+                 min_track_s: float = MIN_TRACK_S) -> Path:  # fmt: skip
     """Write ``run_dir/report.html`` (and ``report_pages/`` for large runs); return the page's path.
 
     Tables are read one at a time, so a large run is reported in bounded memory. Raises ``FileNotFoundError``
-    when the folder holds neither tables nor a manifest.
+    when the folder holds neither tables nor a manifest. ``min_quality`` and ``min_track_s``: the summary's
+    headline rules (``fer_batch.summary``).
     """
+    rules = {"min_quality": min_quality, "min_track_s": min_track_s}
     root = Path(run_dir)
     paths = tables(root)
     manifest = read_manifest(root)
@@ -127,7 +137,7 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
         name = str(df["video"].iloc[0]) if len(df) else path.stem
         href = f"{PAGES_DIR}/{page_name(k, name)}" if split else f"#v{k}"
         page_dir = root / PAGES_DIR if split else root
-        section, entry = video_section(df, meta, path, name, href, page_dir, thumbnails)
+        section, entry = video_section(df, meta, path, name, href, page_dir, thumbnails, rules)
         entries.append(entry)
         if split:
             back = f'<p><a href="{rel_href(root / REPORT, page_dir)}">&larr; the whole run</a></p>'
@@ -279,12 +289,12 @@ def index_part(entries: list[Entry]) -> str:
         if e.href is None:
             cells = f'<td colspan="4" class="muted">{esc(e.error or "")}</td>'
         else:
-            cells = (f"<td>{fmt_duration(e.duration_s)}</td><td>{e.tracks}</td><td>{esc(e.emotion or '–')}</td>"
+            cells = (f"<td>{fmt_duration(e.duration_s)}</td><td>{e.tracks}</td><td>{esc(e.headline)}</td>"
                      f"<td class=wide>{share_bar(e.shares, e.colors)}</td>")  # fmt: skip
         rows.append(f'<tr class="video-row"><td>{link(e.name, e.href)}</td>'
                     f'<td><span class="st st-{esc(e.status)}">{esc(e.status)}</span></td>{cells}</tr>')  # fmt: skip
-    head = "".join(f"<th>{h}</th>" for h in ("video", "status", "analysed", "tracks", "mostly", "emotion shares"))
-    return (f"<h2>Videos: emotion shares side by side</h2>{legend(labels)}"
+    head = "".join(f"<th>{h}</th>" for h in ("video", "status", "analysed", "tracks", "headline", "emotion shares"))
+    return (f"<h2>Videos: emotion shares side by side</h2>{SHARE_DEFINITION}{legend(labels)}"
             f'<table class="index"><tr>{head}</tr>{"".join(rows)}</table>')  # fmt: skip
 
 
@@ -292,11 +302,11 @@ def index_part(entries: list[Entry]) -> str:
 
 
 def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str, href: str, page_dir: Path,
-                  thumbnails: int) -> tuple[str, Entry]:  # fmt: skip
+                  thumbnails: int, rules: dict[str, float] | None = None) -> tuple[str, Entry]:  # fmt: skip
     """A video's part of the report (its header, player, shares and one row per track) and its index row."""
     labels = labels_of(df)
     colors = html_colors(labels)
-    summ = summarize_table(df) if len(df) else pd.DataFrame()
+    summ = summarize_table(df, **(rules or {})) if len(df) else pd.DataFrame()
     video = summ[summ["scope"] == "video"].iloc[0] if len(summ) else None
     tracks = summ[summ["scope"] == "track"] if len(summ) else pd.DataFrame()
     shown = shown_tracks(tracks)
@@ -305,7 +315,8 @@ def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str
     shares = {lb: float(video[f"share_{lb}"]) for lb in labels} if video is not None else {}
     entry = Entry(name=name, status=status, error=error, href=href, tracks=len(tracks), shares=shares, colors=colors,
                   duration_s=float(video["duration_s"]) if video is not None else 0.0,
-                  emotion=video["emotion"] if video is not None and isinstance(video["emotion"], str) else None)
+                  emotion=video["emotion"] if video is not None and isinstance(video["emotion"], str) else None,
+                  headline=str(video["headline"]) if video is not None else "no reliable face")
     anchor = href[1:] if href.startswith("#") else "video"
     parts = [f'<section class="video" id="{esc(anchor)}" data-video="{esc(name)}">', video_header(entry, meta)]
     whole = f"<div><h3>Whole video: emotion shares</h3>{legend(colors)}{share_bar(shares, colors)}</div>"
@@ -343,7 +354,7 @@ def video_header(e: Entry, meta: dict[str, Any]) -> str:
     facts = [f"source {src}" if src else None, f"{fmt_duration(e.duration_s)} analysed",
              f"{meta.get('frames_analysed', '?')} of {meta.get('frames_decoded', '?')} frames",
              f"{meta.get('width', '?')}×{meta.get('height', '?')} px", tracks,
-             f"mostly {e.emotion}" if e.emotion else "no face"]  # fmt: skip
+             e.headline]  # fmt: skip
     out = (f'<h2>{esc(e.name)} <span class="st st-{esc(e.status)}">{esc(e.status)}</span></h2>'
            f'<p class="muted">{esc(" · ".join(f for f in facts if f))}</p>')  # fmt: skip
     if e.error:
@@ -394,7 +405,7 @@ def track_timeline(df: pd.DataFrame, times: pd.Series, t: pd.Series, labels: lis
     and the shares of its arg-max labels."""
     frames = int(t["frames"])
     seen = (f"{t['time_visible_s']:.1f} s visible ({t['first_s']:.1f}–{t['last_s']:.1f} s), {frames} "
-            f"frame{'' if frames == 1 else 's'}, mostly {esc(str(t['emotion']))}")  # fmt: skip
+            f"frame{'' if frames == 1 else 's'}, {esc(track_says(t))}")  # fmt: skip
     span = (float(times.min()), float(max(times.max(), times.min() + 1e-3)))
     png = timeline_png(times, track_rows(df, times, int(t["track_id"])), labels, colors, smooth, span)
     shares = {lb: float(t[f"share_{lb}"]) for lb in labels}
@@ -570,7 +581,7 @@ def share_bar(shares: dict[str, float], colors: dict[str, str]) -> str:
             text = f"{esc(label)} {v:.0%}" if v >= 0.15 else ""
             parts.append(f'<span style="width:{100 * v:.2f}%;background:{colors[label]};color:{_ink(colors[label])}"'
                          f' title="{esc(label)} {v:.1%}">{text}</span>')  # fmt: skip
-    return f'<div class="bar">{"".join(parts) or "<i>no face</i>"}</div>'
+    return f'<div class="bar">{"".join(parts) or "<i>no reliable face</i>"}</div>'
 
 
 def legend(colors: dict[str, str]) -> str:
