@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
-from fer_batch.sink import META_KEY, schema
-from fer_batch.summary import summarize
+from fer_batch.outputs.summary import summarize
+from fer_batch.outputs.table import META_KEY, schema
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 FPS = 10

@@ -27,8 +27,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from fer_batch.events import read_events
 from fer_batch.options import Level
+from fer_batch.outputs.events import read_events
 
 __all__ = ["Level", "aggregate", "frame_durations", "labels_of"]
 

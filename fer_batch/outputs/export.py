@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer_batch.aggregates import Level, aggregate, check_number
-from fer_batch.atomic import atomic_path
-from fer_batch.events import EventsError as ExportError
-from fer_batch.events import read_events
-from fer_batch.jobs import tables
-from fer_batch.sink import read_table_meta
-from fer_batch.summary import read_table
+from fer_batch._atomic import atomic_path
+from fer_batch.outputs.aggregate import Level, aggregate, check_number
+from fer_batch.outputs.events import EventsError as ExportError
+from fer_batch.outputs.events import read_events
+from fer_batch.outputs.summary import read_table
+from fer_batch.outputs.table import read_table_meta, tables
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fer_batch.aggregates import HEADLINE_MIN_QUALITY, MIN_TRACK_S, TIE, Level, aggregate, frame_durations, labels_of
-from fer_batch.atomic import atomic_path
-from fer_batch.jobs import tables
-from fer_batch.sink import to_pandas
+from fer_batch._atomic import atomic_path
+from fer_batch.outputs.aggregate import (
+    HEADLINE_MIN_QUALITY,
+    MIN_TRACK_S,
+    TIE,
+    Level,
+    aggregate,
+    frame_durations,
+    labels_of,
+)
+from fer_batch.outputs.table import tables, to_pandas
 
 log = logging.getLogger(__name__)
 __all__ = ["frame_durations", "labels_of", "summarize", "summarize_table"]  # the first two live in aggregate

@@ -34,10 +34,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fer_batch._atomic import atomic_path
 from fer_batch._version import __version__
-from fer_batch.aggregates import HEADLINE_MIN_QUALITY, MIN_TRACK_S
-from fer_batch.atomic import atomic_path
-from fer_batch.decode import (
+from fer_batch.media.decode import (
     DecodeError,
     error_reason,
     is_image,
@@ -47,9 +46,8 @@ from fer_batch.decode import (
     rotate,
     video_stream,
 )
-from fer_batch.jobs import MANIFEST, tables
-from fer_batch.sink import read_metadata, to_pandas
-from fer_batch.summary import (
+from fer_batch.outputs.aggregate import HEADLINE_MIN_QUALITY, MIN_TRACK_S
+from fer_batch.outputs.summary import (
     MAX_TRACKS_PLOTTED,
     draw_track,
     has_smooth,
@@ -59,6 +57,7 @@ from fer_batch.summary import (
     track_rows,
     track_says,
 )
+from fer_batch.outputs.table import MANIFEST, read_metadata, tables, to_pandas
 
 log = logging.getLogger(__name__)
 
