@@ -313,3 +313,10 @@ def test_out_is_written_whole_or_not_at_all(run: Path, tmp_path: Path, monkeypat
     res = CliRunner().invoke(app, ["export", str(run), "-o", str(out)])
     assert res.exit_code == 1 and "No space left" in res.output
     assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir() if p.is_file()] == ["x.csv"]
+
+
+def test_smoothed_without_smooth_columns_is_one_line_exit_2(run: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / "out" / "x.csv"), "--by", "track",
+                                   "--smoothed"])  # fmt: skip
+    assert res.exit_code == 2 and "--smooth" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -135,6 +135,10 @@ def test_the_report_says_no_reliable_face_a_headline_per_person_and_what_a_share
 
 
 def test_cli_summary_takes_the_rules(run: Path) -> None:
+    res = CliRunner().invoke(app, ["summary", str(run), "--no-plots"])
+    assert res.exit_code == 0, res.output
+    two = [line.split() for line in res.stdout.splitlines() if line.split()[:1] == ["two.mp4"]]
+    assert two[0][1] == "all" and "(per" in two[0] and "happy" not in two[0]  # one line per person instead
     res = CliRunner().invoke(app, ["summary", str(run), "--no-plots", "--min-track-s", "10"])
     assert res.exit_code == 0, res.output
     s = summarize(run, plots=False, min_track_s=10)

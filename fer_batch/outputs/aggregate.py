@@ -113,6 +113,9 @@ def face_rows(df: pd.DataFrame, labels: list[str], *, min_quality: float, min_tr
     seen = faces.drop_duplicates(["video", "_tid", "frame"]).groupby(["video", "_tid"])["_dur"].sum()
     faces["_track_s"] = seen.reindex(pd.MultiIndex.from_arrays([faces["video"], faces["_tid"]])).to_numpy()
     if smoothed:
+        if not all(f"{lb}_smooth" in df.columns for lb in labels):
+            raise ValueError(f"--smoothed: {df['video'].iloc[0]} has no <label>_smooth columns (analysed without "
+                             "--smooth)")  # fmt: skip
         probs = faces[[f"{lb}_smooth" for lb in labels]].to_numpy(np.float64)
         faces["_label"] = np.asarray(labels, dtype=object)[np.nan_to_num(probs, nan=-1.0).argmax(axis=1)]
     else:

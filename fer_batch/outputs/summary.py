@@ -270,6 +270,8 @@ def short_table(summary: pd.DataFrame) -> str:
         share = r[f"share_{label.split(TIE)[0]}"] if label else np.nan
         if r["scope"] == "track" and not r["counted"]:
             label = "(not counted)"
+        elif r["scope"] == "video" and r["counted_tracks"] > 1:  # several people: their own rows say it
+            label, share = "(per track)", np.nan
         rows.append({
             "video": r["video"],
             "track": "all" if r["scope"] == "video" else str(int(r["track_id"])),
