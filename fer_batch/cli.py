@@ -186,7 +186,7 @@ def _interrupted(out: Path, finished: list[str]) -> None:
     raise typer.Exit(130)
 
 
-def _write_report(run_dir: Path, quiet: bool, **kwargs: float) -> int:
+def _write_report(run_dir: Path, quiet: bool, **kwargs: Any) -> int:
     """Write the HTML report with one line saying where, or why not; the exit code (2: not a run folder)."""
     from fer_batch.outputs.report import write_report
 

@@ -320,3 +320,41 @@ def test_smoothed_without_smooth_columns_is_one_line_exit_2(run: Path, tmp_path:
                                    "--smoothed"])  # fmt: skip
     assert res.exit_code == 2 and "--smooth" in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_an_analysed_run_exports_the_numbers_pandas_computes(tmp_path: Path) -> None:
+    """Real tables (float32 probabilities, dictionary labels, variable frame rate, face-less frames, two faces):
+    every level through the CLI, read back and compared with the computation above."""
+    from conftest import write_clip
+
+    src = tmp_path / "src"
+    src.mkdir()
+    times = np.round(np.cumsum([0.0] + [0.1 if i % 3 else 0.25 for i in range(1, 24)]), 3).tolist()
+
+    def faces(i: int) -> list[tuple[int, int, int]]:
+        return ([(20 + 3 * i, 30, 90)] if not 8 <= i <= 11 else []) + ([(210, 110, 80)] if i >= 12 else [])
+
+    write_clip(src / "two.mp4", times=times, faces=faces)
+    (src / "two_events.tsv").write_text("onset\tduration\ttrial_type\n0\t1.2\ta\n1\t2\tb\n2.5\t0.5\ta\n9\t1\tb\n")
+    run = tmp_path / "run"
+    assert [r.status for r in fer_batch.analyze_many([src], run)] == ["ok"]
+    df = loaded(run)
+    faces_df = df[df["face"].notna()]
+    assert faces_df["track_id"].nunique() >= 2 and df["face"].isna().any()
+    out = {by: tmp_path / f"{by}.csv" for by in ("second", "track", "event")}
+    for by, path in out.items():
+        res = CliRunner().invoke(app, ["export", str(run), "-o", str(path), "--by", by, "--bin", "0.5"])
+        assert res.exit_code == 0, res.output
+    sec = faces_df.assign(start_s=np.floor(faces_df["time_s"] / 0.5) * 0.5)
+    assert_close(pd.read_csv(out["second"]).drop(columns="end_s"), reference(sec, ["video", "track_id", "start_s"]),
+                 ["video", "track_id", "start_s"])  # fmt: skip
+    want = reference(faces_df[faces_df["track_id"].notna()], ["video", "track_id"])
+    assert_close(pd.read_csv(out["track"])[list(want.columns)], want, ["video", "track_id"])
+    events = pd.read_csv(out["event"])
+    assert events["onset"].tolist().count(9) == 1 and events.loc[events["onset"] == 9, "frames"].item() == 0
+    for onset, duration in ((0, 1.2), (1, 2), (2.5, 0.5)):
+        inside = faces_df[(faces_df["time_s"] >= onset) & (faces_df["time_s"] < onset + duration)]
+        assert_close(events[events["onset"] == onset][["track_id", "frames", "mean_happy", "share_happy"]],
+                     reference(inside, ["track_id"])[["track_id", "frames", "mean_happy", "share_happy"]],
+                     ["track_id"])  # fmt: skip

@@ -43,10 +43,15 @@ TIE = "/"  # joins tied labels in ``emotion``
 HEADLINE_TRACKS = 4  # per-track headlines listed before "+N more"
 
 
+# per-face measurements (#21), never labels, wherever a table version places them
+NOT_LABELS = frozenset({"quality", "yaw", "pitch", "roll", "sharpness"} | {
+    f"{p}_{a}" for p in ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right") for a in "xy"})  # fmt: skip
+
+
 def labels_of(df: pd.DataFrame) -> list[str]:
     """The probability columns of a table: those between ``det_score`` and ``emotion``, in order."""
     cols = list(df.columns)
-    return cols[cols.index("det_score") + 1 : cols.index("emotion")]
+    return [c for c in cols[cols.index("det_score") + 1 : cols.index("emotion")] if c not in NOT_LABELS]
 
 
 def frame_durations(df: pd.DataFrame) -> pd.Series:

@@ -67,9 +67,9 @@ def summarize_table(df: pd.DataFrame, *, min_quality: float = HEADLINE_MIN_QUALI
     smoothed columns where the table has them.
     """
     labels = labels_of(df)
-    kw = {"min_quality": min_quality, "min_track_s": min_track_s, "smoothed": has_smooth(df, labels)}
-    videos = aggregate(df, Level.VIDEO, **kw)
-    tracks = aggregate(df, Level.TRACK, **kw)
+    smoothed = has_smooth(df, labels)
+    videos = aggregate(df, Level.VIDEO, min_quality=min_quality, min_track_s=min_track_s, smoothed=smoothed)
+    tracks = aggregate(df, Level.TRACK, min_quality=min_quality, min_track_s=min_track_s, smoothed=smoothed)
     base = videos[["video", "analysed_frames", "duration_s"]]
     tracks = tracks.merge(base, on="video", how="left")
     rows = []
