@@ -110,6 +110,15 @@ def test_two_people_get_a_headline_each_and_a_tie_is_a_tie() -> None:
     assert v["emotion"] == "happy/neutral" and v["headline"].startswith("tie: happy 50% = neutral 50%")
 
 
+def test_a_photo_or_a_clip_shorter_than_the_minimum_counts_a_face_seen_throughout() -> None:
+    photo = video_row(summarize_table(table(1, {0: [(0, "happy"), (1, "neutral")]})))
+    assert photo["counted_tracks"] == 2 and photo["headline"] == "track 0: happy 100%; track 1: neutral 100%"
+    short = {f: [(0, "sad")] for f in range(6)}  # a 0.6-s clip, the face in every frame
+    assert video_row(summarize_table(table(6, short)))["headline"] == "sad 100% (of 6 face-rows)"
+    half = {f: [(0, "sad")] for f in range(3)}  # ... or in half of it: not counted
+    assert video_row(summarize_table(table(6, half)))["headline"] == "no reliable face"
+
+
 def test_min_track_s_default_is_the_constant() -> None:
     faces = {f: [(0, "happy")] for f in range(round(MIN_TRACK_S * FPS) - 1)}  # visible just under the minimum
     assert video_row(summarize_table(table(40, faces)))["headline"] == "no reliable face"
@@ -120,7 +129,7 @@ def test_min_track_s_default_is_the_constant() -> None:
 def run(tmp_path: Path) -> Path:
     root = tmp_path / "run"
     write_table(root / "empty.parquet", table(20, {}).drop(columns="quality", errors="ignore"), tmp_path / "e.mp4")
-    both = {f: [(0, "neutral"), (1, "happy")] for f in range(30)}
+    both = {f: [(0, "neutral"), (1, "happy")] if f < 15 else [(0, "neutral")] for f in range(30)}  # 1: 1.5 s
     write_table(root / "two.parquet", table(30, both).assign(video="two.mp4").drop(columns="quality"),
                 tmp_path / "two.mp4")  # fmt: skip
     return root
@@ -139,9 +148,9 @@ def test_cli_summary_takes_the_rules(run: Path) -> None:
     assert res.exit_code == 0, res.output
     two = [line.split() for line in res.stdout.splitlines() if line.split()[:1] == ["two.mp4"]]
     assert two[0][1] == "all" and "(per" in two[0] and "happy" not in two[0]  # one line per person instead
-    res = CliRunner().invoke(app, ["summary", str(run), "--no-plots", "--min-track-s", "10"])
+    res = CliRunner().invoke(app, ["summary", str(run), "--no-plots", "--min-track-s", "2"])
     assert res.exit_code == 0, res.output
-    s = summarize(run, plots=False, min_track_s=10)
-    assert (s["headline"].dropna() == "no reliable face").all()
+    s = summarize(run, plots=False, min_track_s=2)
+    assert s["headline"].dropna().tolist() == ["no reliable face", "neutral 100% (of 30 face-rows)"]
     bad = CliRunner().invoke(app, ["summary", str(run), "--min-quality", "1.5"])
     assert bad.exit_code == 2 and "--min-quality" in bad.output

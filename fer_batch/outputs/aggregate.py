@@ -5,11 +5,12 @@ Definitions (every number can be recomputed with plain pandas over the tables):
 
 - A video's analysed frames are its distinct ``frame`` values; each lasts until the next one, the last one the
   median step (0 for a photo). ``time_visible_s`` sums the durations of the frames a group appears in.
-- A face row *counts* when its ``quality`` (where it has one) is at least ``min_quality`` and its
-  track is visible for at least ``min_track_s`` seconds (with ``min_track_s > 0``, a face without a track never
-  counts). ``mean_<label>`` is the mean probability over the counted rows, ``share_<label>`` the fraction of them
-  whose label is ``<label>``, ``share_rows`` how many rows that is. The label is ``emotion`` (the arg-max of the raw
-  probabilities), or the arg-max of the ``<label>_smooth`` columns with ``smoothed=True``.
+- A face row *counts* when its ``quality`` (where it has one) is at least ``min_quality`` and its track is
+  visible for at least ``min_track_s`` seconds, or for the whole of a shorter video (a photo lasts 0 s); with
+  ``min_track_s > 0`` a face without a track never counts. ``mean_<label>`` is the mean probability over the
+  counted rows, ``share_<label>`` the fraction of them whose label is ``<label>``, ``share_rows`` how many rows
+  that is. The label is ``emotion`` (the arg-max of the raw probabilities), or the arg-max of the
+  ``<label>_smooth`` columns with ``smoothed=True``.
 - ``emotion`` (track and video rows) is the label with the largest share; on a tie, the tied labels joined by
   ``/`` in label order; null when no row counts.
 - ``second`` and ``event`` rows hold counted rows only: ``frames`` is their number of distinct frames. ``track``
@@ -100,9 +101,9 @@ def aggregate(
     if level is Level.SECOND:
         return by_second(faces, labels, bin)
     if level is Level.TRACK:
-        return by_track(faces, labels, min_track_s)
+        return by_track(faces, labels)
     if level is Level.VIDEO:
-        return by_video(df, faces, labels, min_track_s)
+        return by_video(df, faces, labels)
     return by_event(df, faces, labels, events)
 
 
@@ -117,6 +118,9 @@ def face_rows(df: pd.DataFrame, labels: list[str], *, min_quality: float, min_tr
     faces["_tid"] = faces["track_id"].astype("Int64").fillna(-1).astype(np.int64)
     seen = faces.drop_duplicates(["video", "_tid", "frame"]).groupby(["video", "_tid"])["_dur"].sum()
     faces["_track_s"] = seen.reindex(pd.MultiIndex.from_arrays([faces["video"], faces["_tid"]])).to_numpy()
+    # a photo (one frame, 0 s) or a clip shorter than min_track_s: a track seen throughout is long enough
+    needed = np.minimum(min_track_s, faces["video"].map(durations.groupby(level="video").sum()).to_numpy(np.float64))
+    faces["_long"] = (faces["_tid"].to_numpy() >= 0) & (faces["_track_s"].to_numpy() >= needed - 1e-9)
     if smoothed:
         if not all(f"{lb}_smooth" in df.columns for lb in labels):
             raise ValueError(f"--smoothed: {df['video'].iloc[0]} has no <label>_smooth columns (analysed without "
@@ -130,7 +134,7 @@ def face_rows(df: pd.DataFrame, labels: list[str], *, min_quality: float, min_tr
         counts &= ~(faces["quality"].to_numpy(np.float64, na_value=np.nan) < min_quality)  # no value: a table
         # without the column, concatenated with one that has it (load): its rows count, as without the column
     if min_track_s > 0:
-        counts &= (faces["_tid"].to_numpy() >= 0) & (faces["_track_s"].to_numpy() >= min_track_s)
+        counts &= faces["_long"].to_numpy()
     faces["_counts"] = counts
     return faces
 
@@ -200,10 +204,10 @@ TRACK_COLUMNS = ["video", "track_id", "frames", "faces", "first_s", "last_s", "t
                  "share_rows", "emotion"]  # fmt: skip
 
 
-def by_track(faces: pd.DataFrame, labels: list[str], min_track_s: float) -> pd.DataFrame:
+def by_track(faces: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """Per tracked face (faces without a track are in their video's row only): the summary's track rows."""
     out = stats(faces[faces["_tid"] >= 0], ["video", "_tid"], labels)
-    out["counted"] = out["time_visible_s"].to_numpy() >= min_track_s
+    out["counted"] = faces[faces["_tid"] >= 0].groupby(["video", "_tid"], sort=True)["_long"].first()
     out["emotion"] = [top_label(r, labels) for _, r in out.iterrows()] if len(out) else []
     return _restore(out, labels, TRACK_COLUMNS)
 
@@ -212,7 +216,7 @@ VIDEO_COLUMNS = ["video", "analysed_frames", "duration_s", "tracks", "counted_tr
                  "last_s", "time_visible_s", "share_rows", "emotion", "headline"]  # fmt: skip
 
 
-def by_video(df: pd.DataFrame, faces: pd.DataFrame, labels: list[str], min_track_s: float) -> pd.DataFrame:
+def by_video(df: pd.DataFrame, faces: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """Per video: its analysed time, its face rows, the shares of its counted rows and a ``headline`` built from
     its counted tracks (one per track when there are several)."""
     videos = df.groupby("video", sort=True)
@@ -224,7 +228,7 @@ def by_video(df: pd.DataFrame, faces: pd.DataFrame, labels: list[str], min_track
     for col in ("frames", "faces", "share_rows"):
         out[col] = out[col].fillna(0).astype(np.int64)
     out["time_visible_s"] = out["time_visible_s"].fillna(0.0)
-    tracks = by_track(faces, labels, min_track_s)
+    tracks = by_track(faces, labels)
     good = tracks[tracks["counted"] & (tracks["share_rows"] > 0)]
     out["tracks"] = tracks.groupby("video").size().reindex(out.index, fill_value=0).astype(np.int64)
     out["counted_tracks"] = good.groupby("video").size().reindex(out.index, fill_value=0).astype(np.int64)
