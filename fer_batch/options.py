@@ -15,6 +15,8 @@ from enum import Enum
 from numbers import Integral, Real
 from typing import Any
 
+from fer_batch.errors import UsageError
+
 # settings that older versions recorded in each table's metadata and that never changed a table's content:
 # ``annotate`` is a property of a folder run (``run_many``), not of the analysis
 RETIRED = frozenset({"annotate"})
@@ -34,10 +36,6 @@ class Level(str, Enum):
     TRACK = "track"
     VIDEO = "video"
     EVENT = "event"
-
-
-class UsageError(ValueError):
-    """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1); the message names the option."""
 
 
 def cli_name(name: str) -> str:

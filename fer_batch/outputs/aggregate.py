@@ -28,6 +28,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from fer_batch.errors import UsageError
 from fer_batch.options import Level
 from fer_batch.outputs.events import read_events
 
@@ -64,11 +65,11 @@ def frame_durations(df: pd.DataFrame) -> pd.Series:
 
 
 def check_number(name: str, value: float, lo: float, hi: float = math.inf, *, open_lo: bool = False) -> float:
-    """``value`` as a float within [lo, hi] (or (lo, hi]); a ``ValueError`` naming the option otherwise."""
+    """``value`` as a float within [lo, hi] (or (lo, hi]); a ``UsageError`` naming the option otherwise."""
     v = float(value)
     if not math.isfinite(v) or v < lo or v > hi or (open_lo and v == lo):
         bound = f"> {lo:g}" if open_lo else f">= {lo:g}"
-        raise ValueError(f"{name} must be a number {bound}" + (f" and <= {hi:g}" if math.isfinite(hi) else "")
+        raise UsageError(f"{name} must be a number {bound}" + (f" and <= {hi:g}" if math.isfinite(hi) else "")
                          + f", got {value}")  # fmt: skip
     return v
 
@@ -123,7 +124,7 @@ def face_rows(df: pd.DataFrame, labels: list[str], *, min_quality: float, min_tr
     faces["_long"] = (faces["_tid"].to_numpy() >= 0) & (faces["_track_s"].to_numpy() >= needed - 1e-9)
     if smoothed:
         if not all(f"{lb}_smooth" in df.columns for lb in labels):
-            raise ValueError(f"--smoothed: {df['video'].iloc[0]} has no <label>_smooth columns (analysed without "
+            raise UsageError(f"--smoothed: {df['video'].iloc[0]} has no <label>_smooth columns (analysed without "
                              "--smooth)")  # fmt: skip
         probs = faces[[f"{lb}_smooth" for lb in labels]].to_numpy(np.float64)
         faces["_label"] = np.asarray(labels, dtype=object)[np.nan_to_num(probs, nan=-1.0).argmax(axis=1)]
@@ -262,7 +263,7 @@ def by_event(df: pd.DataFrame, faces: pd.DataFrame, labels: list[str], events: p
     """Per video × event × track, counted rows only; an event without a face is one row with a null
     ``track_id`` and ``frames`` 0. Events without a ``video`` column apply to every video."""
     if events is None:
-        raise ValueError("--by event needs events (an events file)")
+        raise UsageError("--by event needs events (an events file)")
     kept = faces[faces["_counts"]]
     own = [c for c in events.columns if c != "video"]
     parts: list[pd.DataFrame] = []

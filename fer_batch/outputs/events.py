@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fer_batch.errors import UsageError
+
 BIDS_NA = "n/a"
 
 
-class EventsError(ValueError):
+class EventsError(UsageError):
     """An events file (or an export request) that cannot be used: one line naming the file and the reason."""
 
 
