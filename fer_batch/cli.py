@@ -319,15 +319,13 @@ HeadlineTrack = Annotated[Optional[float], typer.Option(metavar="S", help="Share
 
 
 def _headline_rules(min_quality: float | None, min_track_s: float | None) -> dict[str, float]:
-    """summary's and report's headline rules (defaults: fer_batch.aggregate's); exit 2 on bad values."""
-    from fer_batch.outputs.aggregate import HEADLINE_MIN_QUALITY, MIN_TRACK_S, check_number
-
+    """summary's and report's headline rules where given (else fer_batch.outputs.aggregate's); exit 2 if bad."""
     try:
-        q = check_number("--min-quality", HEADLINE_MIN_QUALITY if min_quality is None else min_quality, 0.0, 1.0)
-        s = check_number("--min-track-s", MIN_TRACK_S if min_track_s is None else min_track_s, 0.0)
-    except ValueError as e:
+        rules = {"min_quality": number(0, 1, optional=True)("min_quality", min_quality),
+                 "min_track_s": number(0, optional=True)("min_track_s", min_track_s)}  # fmt: skip
+    except UsageError as e:
         _fail(str(e), 2)
-    return {"min_quality": q, "min_track_s": s}
+    return {k: v for k, v in rules.items() if v is not None}
 
 
 @app.command()
@@ -380,11 +378,9 @@ def export(
     min_quality: Annotated[float, typer.Option(metavar="Q", help="Leave out face rows of lower quality.")] = 0.0,
     min_track_s: Annotated[float, typer.Option(metavar="S", help="Leave out tracks visible for less.")] = 0.0,
     smoothed: Annotated[bool, typer.Option(help="Count shares on the <label>_smooth columns.")] = False,
-    quiet: Quiet = False,
 ) -> None:
     """The run's tables as one file, flattened (--by frame) or aggregated; format from OUT's extension."""
-    _setup_logging(quiet)
-    from fer_batch.outputs.export import export as write_export
+    from fer_batch.outputs.export import export as write_export  # warnings (a skipped table) reach stderr as lines
 
     try:
         result = write_export(run_dir, out, by.value, bin=bin_s, events=events, min_quality=min_quality,
@@ -393,8 +389,7 @@ def export(
         _fail(one_line(str(e)), 2)
     except OSError as e:
         _fail(f"{out}: not written: {one_line(str(e))}", 1)
-    if not quiet:
-        typer.echo(f"wrote {out} ({len(result)} rows, by {by.value})", err=True)
+    typer.echo(f"wrote {out} ({len(result)} rows, by {by.value})", err=True)
 
 
 def main() -> None:

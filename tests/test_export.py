@@ -358,3 +358,11 @@ def test_an_analysed_run_exports_the_numbers_pandas_computes(tmp_path: Path) -> 
         assert_close(events[events["onset"] == onset][["track_id", "frames", "mean_happy", "share_happy"]],
                      reference(inside, ["track_id"])[["track_id", "frames", "mean_happy", "share_happy"]],
                      ["track_id"])  # fmt: skip
+
+
+def test_a_damaged_table_is_left_out_with_one_line(run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (run / "broken.parquet").write_bytes(b"not parquet at all")
+    res = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / "x.csv"), "--by", "video"])
+    assert res.exit_code == 0, res.output
+    assert [r for r in caplog.records if "broken.parquet" in r.getMessage() and "skipped" in r.getMessage()]
+    assert len(pd.read_csv(tmp_path / "x.csv")) == 2

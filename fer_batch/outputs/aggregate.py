@@ -22,14 +22,13 @@ Why one module: the summary's headline numbers and the exported numbers must nev
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 import pandas as pd
 
 from fer_batch.errors import UsageError
-from fer_batch.options import Level
+from fer_batch.options import Level, number
 from fer_batch.outputs.events import read_events
 
 __all__ = ["Level", "aggregate", "frame_durations", "labels_of"]
@@ -64,14 +63,10 @@ def frame_durations(df: pd.DataFrame) -> pd.Series:
     return pd.Series(np.append(steps, last), index=times.index, name="duration_s")
 
 
-def check_number(name: str, value: float, lo: float, hi: float = math.inf, *, open_lo: bool = False) -> float:
-    """``value`` as a float within [lo, hi] (or (lo, hi]); a ``UsageError`` naming the option otherwise."""
-    v = float(value)
-    if not math.isfinite(v) or v < lo or v > hi or (open_lo and v == lo):
-        bound = f"> {lo:g}" if open_lo else f">= {lo:g}"
-        raise UsageError(f"{name} must be a number {bound}" + (f" and <= {hi:g}" if math.isfinite(hi) else "")
-                         + f", got {value}")  # fmt: skip
-    return v
+def check_options(bin: float, min_quality: float, min_track_s: float) -> tuple[float, float, float]:
+    """The three numbers as floats, or a ``UsageError`` naming the option (``--bin`` ...)."""
+    return (float(number(0, lo_open=True)("bin", bin)), float(number(0, 1)("min_quality", min_quality)),
+            float(number(0)("min_track_s", min_track_s)))  # fmt: skip
 
 
 def aggregate(
@@ -90,9 +85,7 @@ def aggregate(
     An export is data, not a headline: by default every row counts. ``df`` is one or more tables (``load``).
     """
     level = Level(by)
-    bin = check_number("--bin", bin, 0.0, open_lo=True)
-    min_quality = check_number("--min-quality", min_quality, 0.0, 1.0)
-    min_track_s = check_number("--min-track-s", min_track_s, 0.0)
+    bin, min_quality, min_track_s = check_options(bin, min_quality, min_track_s)
     if isinstance(events, (str, os.PathLike)):
         events = read_events(events, df["video"].astype(str).unique())
     labels = labels_of(df)

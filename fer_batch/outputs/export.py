@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from fer_batch._atomic import atomic_path
-from fer_batch.outputs.aggregate import Level, aggregate, check_number
+from fer_batch.outputs.aggregate import Level, aggregate, check_options
 from fer_batch.outputs.events import EventsError as ExportError
 from fer_batch.outputs.events import read_events
 from fer_batch.outputs.summary import read_table
@@ -67,9 +67,7 @@ def export(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], by: Lev
     """
     ext = output_format(out)
     level = Level(by)
-    check_number("--bin", bin, 0.0, open_lo=True)
-    check_number("--min-quality", min_quality, 0.0, 1.0)
-    check_number("--min-track-s", min_track_s, 0.0)
+    check_options(bin, min_quality, min_track_s)
     if events is not None and level is not Level.EVENT:
         raise ExportError("--events is for --by event")
     if events is not None and not Path(events).is_file():
