@@ -366,3 +366,20 @@ def test_a_damaged_table_is_left_out_with_one_line(run: Path, tmp_path: Path, ca
     assert res.exit_code == 0, res.output
     assert [r for r in caplog.records if "broken.parquet" in r.getMessage() and "skipped" in r.getMessage()]
     assert len(pd.read_csv(tmp_path / "x.csv")) == 2
+
+
+def test_the_events_own_columns_are_carried_as_written(run: Path, tmp_path: Path) -> None:
+    """A subject ``01`` stays ``01`` (not 1), a number column stays numbers, ``n/a`` is an empty cell."""
+    events = tmp_path / "events.tsv"
+    events.write_text("onset\tduration\ttrial_type\tsubject\tresponse_time\tstim\n"
+                      "0\t1\tx\t01\t0.5\tface_01.png\n1\t1\ty\t02\tn/a\tface_02.png\n")  # fmt: skip
+    out = tmp_path / "e.csv"
+    res = CliRunner().invoke(app, ["export", str(run), "-o", str(out), "--by", "event", "--events", str(events)])
+    assert res.exit_code == 0, res.output
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["subject"] for r in rows} == {"01", "02"} and {r["stim"] for r in rows} == {"face_01.png", "face_02.png"}
+    assert {r["response_time"] for r in rows} == {"0.5", ""}
+    parquet = tmp_path / "e.parquet"
+    CliRunner().invoke(app, ["export", str(run), "-o", str(parquet), "--by", "event", "--events", str(events)])
+    assert pq.read_table(parquet).schema.field("response_time").type == pa.float64()
