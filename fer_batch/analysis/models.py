@@ -170,7 +170,7 @@ def choose_providers(device: str) -> list[str]:
         if "CUDAExecutionProvider" not in available:
             raise ModelError(
                 f"--device cuda: onnxruntime offers no CUDAExecutionProvider here (available: {', '.join(available)});"
-                ' install "fer-batch[gpu]" on a machine with an NVIDIA GPU'
+                " replace onnxruntime with onnxruntime-gpu on a machine with an NVIDIA GPU (README, GPU)"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "auto":

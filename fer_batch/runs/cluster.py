@@ -36,7 +36,7 @@ def connect(address: str, timeout: float | None = None) -> Any:
     try:
         from distributed import Client
     except ImportError:
-        raise ClusterError('--scheduler needs Dask: pip install "fer-batch[dask]"') from None
+        raise ClusterError('--scheduler needs Dask: pip install ".[dask]" (from the clone)') from None
     try:
         client = Client(address, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
