@@ -281,4 +281,4 @@ def short_table(summary: pd.DataFrame) -> str:
             "emotion": label or "-",
             "share": "-" if np.isnan(share) else f"{share:.0%}",
         })  # fmt: skip
-    return pd.DataFrame(rows).to_string(index=False)
+    return str(pd.DataFrame(rows).to_string(index=False))
