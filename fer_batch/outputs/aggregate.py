@@ -262,26 +262,31 @@ def by_event(df: pd.DataFrame, faces: pd.DataFrame, labels: list[str], events: p
     parts: list[pd.DataFrame] = []
     for video in sorted(df["video"].unique()):
         mine = events[events["video"] == video] if "video" in events.columns else events
-        vfaces = kept[kept["video"] == video]
-        parts += [event_rows(vfaces, video, ev[own], labels) for _, ev in mine.iterrows()]
+        if len(mine):
+            vfaces = kept[kept["video"] == video].sort_values("time_s", kind="stable")
+            parts.append(event_rows(vfaces, str(video), mine[own].reset_index(drop=True), labels))
     lead = ["video", *own, "track_id", "frames"]
     if not parts:
         return pd.DataFrame(columns=lead + [f"{p}_{lb}" for p in ("mean", "share") for lb in labels])
     return pd.concat(parts, ignore_index=True)
 
 
-def event_rows(vfaces: pd.DataFrame, video: str, event: pd.Series, labels: list[str]) -> pd.DataFrame:
-    """One video's rows for one event: a row per track seen in [onset, onset + duration), or one empty row."""
-    onset, duration = float(event["onset"]), float(event["duration"])
+def event_rows(vfaces: pd.DataFrame, video: str, events: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """One video's rows for its events (file order): a row per track seen in [onset, onset + duration), or one
+    empty row. ``vfaces`` sorted by time: each event is a slice of it, so overlapping events share rows."""
     t = vfaces["time_s"].to_numpy(np.float64)
-    inside = vfaces[(t >= onset) & (t < onset + duration)]
-    if len(inside):
-        out = _restore(stats(inside, ["_tid"], labels), labels, ["track_id", "frames"])
-    else:
-        out = pd.DataFrame({"track_id": pd.array([pd.NA], dtype="Int64"), "frames": [0]})
-        for col in [f"{p}_{lb}" for p in ("mean", "share") for lb in labels]:
-            out[col] = np.nan
-        if "quality" in vfaces.columns:
-            out["quality"] = np.nan
-    head = pd.DataFrame({"video": video, **{str(k): [v] * len(out) for k, v in event.items()}}, index=out.index)
-    return pd.concat([head, out], axis=1)
+    onset = events["onset"].to_numpy(np.float64)
+    lo = np.searchsorted(t, onset, side="left")
+    hi = np.searchsorted(t, onset + events["duration"].to_numpy(np.float64), side="left")
+    n = np.maximum(hi - lo, 0)
+    take = (np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))).astype(np.int64)
+    inside = vfaces.iloc[take].assign(_event=np.repeat(np.arange(len(events)), n))
+    out = _restore(stats(inside, ["_event", "_tid"], labels), labels, ["_event", "track_id", "frames"])
+    empty = np.setdiff1d(np.arange(len(events)), out["_event"].to_numpy())
+    if len(empty):
+        none = pd.DataFrame({"_event": empty, "track_id": pd.array([pd.NA] * len(empty), dtype="Int64"), "frames": 0})
+        out = pd.concat([out, none.reindex(columns=out.columns)], ignore_index=True)
+    out = out.sort_values(["_event", "track_id"], kind="stable", na_position="first").reset_index(drop=True)
+    head = events.iloc[out["_event"].to_numpy()].reset_index(drop=True)
+    head.insert(0, "video", video)
+    return pd.concat([head, out.drop(columns="_event")], axis=1)
