@@ -120,7 +120,8 @@ def face_rows(df: pd.DataFrame, labels: list[str], *, min_quality: float, min_tr
             raise UsageError(f"--smoothed: {df['video'].iloc[0]} has no <label>_smooth columns (analysed without "
                              "--smooth)")  # fmt: skip
         probs = faces[[f"{lb}_smooth" for lb in labels]].to_numpy(np.float64)
-        faces["_label"] = np.asarray(labels, dtype=object)[np.nan_to_num(probs, nan=-1.0).argmax(axis=1)]
+        smooth_label = np.asarray(labels, dtype=object)[np.nan_to_num(probs, nan=-1.0).argmax(axis=1)]
+        faces["_label"] = np.where(np.isnan(probs).all(axis=1), faces["emotion"].astype(object), smooth_label)
     else:
         faces["_label"] = faces["emotion"].astype(object)
     counts = np.ones(len(faces), dtype=bool)
