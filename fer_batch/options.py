@@ -11,6 +11,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from enum import Enum
 from numbers import Integral, Real
 from typing import Any
 
@@ -24,6 +25,17 @@ MAX_FPS = 10_000.0  # above any camera; the sampler is O(1) per frame whatever t
 MIN_SEGMENT_S = 1.0  # shorter segments would be mostly pre-roll (and 1e-300 s would never finish planning)
 MAX_RENDER_SCALE = 4.0  # render --scale: beyond this the output is only larger, never sharper
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
+
+
+class Level(str, Enum):
+    """What one row of an aggregate stands for (``fer-batch export --by``, ``fer_batch.aggregate(by=...)``); here,
+    below pandas, so that ``--help`` lists the choices without loading it."""
+
+    FRAME = "frame"
+    SECOND = "second"
+    TRACK = "track"
+    VIDEO = "video"
+    EVENT = "event"
 
 
 def cli_name(name: str) -> str:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
 from fer_batch.errors import describe
+from fer_batch.outputs.aggregate import HEADLINE_MIN_QUALITY, MIN_TRACK_S
 from fer_batch.outputs.report.html import (
     _str,
     page,
@@ -56,12 +57,15 @@ PAGE_NAME = re.compile(r"^\d{4}-.*\.html$")
 
 
 def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PER_TRACK,
-                 pages_above: int = PAGES_ABOVE) -> Path:  # fmt: skip
+                 pages_above: int = PAGES_ABOVE, min_quality: float = HEADLINE_MIN_QUALITY,
+                 min_track_s: float = MIN_TRACK_S) -> Path:  # fmt: skip
     """Write ``run_dir/report.html`` (and ``report_pages/`` for large runs); return the page's path.
 
     Tables are read one at a time, so a large run is reported in bounded memory. Raises ``FileNotFoundError``
-    when the folder holds neither tables nor a manifest.
+    when the folder holds neither tables nor a manifest. ``min_quality`` and ``min_track_s``: the summary's
+    headline rules (``fer_batch.outputs.summary``).
     """
+    rules = {"min_quality": min_quality, "min_track_s": min_track_s}
     root = Path(run_dir)
     paths = tables(root)
     manifest = read_manifest(root)
@@ -85,7 +89,7 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
         name = str(df["video"].iloc[0]) if len(df) else path.stem
         href = f"{PAGES_DIR}/{page_name(k, name)}" if split else f"#v{k}"
         page_dir = root / PAGES_DIR if split else root
-        section, entry = video_section(df, meta, path, name, href, page_dir, thumbnails)
+        section, entry = video_section(df, meta, path, name, href, page_dir, thumbnails, rules)
         entries.append(entry)
         if split:
             back = f'<p><a href="{rel_href(root / REPORT, page_dir)}">&larr; the whole run</a></p>'
