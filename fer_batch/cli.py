@@ -12,6 +12,7 @@ import typer
 
 from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
 from fer_batch.outdir import check_out
+from fer_batch.progress import Display
 from fer_batch.text import one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
@@ -126,7 +127,8 @@ def analyze(
     _check_models(options)
     from fer_batch.runner import ManifestError, run_many
 
-    announce = _Announcer(quiet)
+    display = Display.for_stream(quiet=quiet)
+    announce = _Announcer(quiet, display)
     manifest_error: ManifestError | None = None
     try:
         client = None
@@ -135,7 +137,7 @@ def analyze(
 
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
         try:
-            results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, quiet=quiet, on_result=announce,
+            results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, display=display, on_result=announce,
                                executor=client.get_executor() if client else None,
                                segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
         finally:
@@ -148,10 +150,9 @@ def analyze(
     except ManifestError as e:  # every input was tried; only the run's record could not be written
         results, manifest_error = e.results, e
     failed = [r for r in results if r.status in ("failed", "partial")]
-    if not quiet:
+    if not quiet:  # the run's result: stdout, so that `| tee run.log` keeps it
         counts = {s: sum(r.status == s for r in results) for s in ("ok", "partial", "failed", "skipped")}
-        typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()) + f"; manifest: {Path(out) / 'manifest.parquet'}",
-                   err=True)  # fmt: skip
+        typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()) + f"; manifest: {Path(out) / 'manifest.parquet'}")
     if manifest_error is not None:
         typer.echo(f"error: {manifest_error.strerror}", err=True)
     report_failed = write_html and _write_report(Path(out), quiet) != 0
@@ -159,11 +160,12 @@ def analyze(
 
 
 class _Announcer:
-    """One line per input: always for failures and cut-short streams, for every input when not a terminal."""
+    """One line per input on stderr: always for failures and cut-short streams, for every input when progress goes
+    to a log as lines (each input's end, after its start and progress lines)."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, display: Display) -> None:
         self.quiet = quiet
-        self.interactive = sys.stderr.isatty() and not quiet
+        self.every = display is Display.LINES
         self.finished: list[str] = []  # statuses so far, for the line Ctrl-C prints
 
     def __call__(self, r: Any) -> None:
@@ -173,7 +175,7 @@ class _Announcer:
             line += f" — {one_line(r.error)}"
         elif r.status == "ok":
             line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
-        if r.status in ("failed", "partial") or (not self.quiet and not self.interactive):
+        if r.status in ("failed", "partial") or self.every:
             typer.echo(line, err=True)
 
 
@@ -199,7 +201,7 @@ def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
         typer.echo(f"error: {run_dir}: report not written: {e}", err=True)
         return 1
     if not quiet:
-        typer.echo(f"report: {path}", err=True)
+        typer.echo(f"report: {path}")
     return 0
 
 
@@ -244,7 +246,7 @@ def render(
     except (DecodeError, OSError, ValueError, KeyError) as e:
         _fail(f"{video}: {error_reason(e)}", 1)
     if not quiet:
-        typer.echo(f"wrote {out} ({frames} frames)", err=True)
+        typer.echo(f"wrote {out} ({frames} frames)")
 
 
 @app.command()
@@ -305,7 +307,7 @@ def webcam(
                 f"{result.duration_s:.1f} s (stopped: {result.stopped_by}); table: {result.table}")  # fmt: skip
         if result.recording is not None:
             line += f"; recording: {result.recording}"
-        typer.echo(line, err=True)
+        typer.echo(line)
     raise typer.Exit(1 if result.stopped_by == "error" or (annotate and result.recording is None) else 0)
 
 
@@ -325,7 +327,7 @@ def summary(
     except FileNotFoundError as e:
         _fail(str(e), 2)
     typer.echo(short_table(result))
-    typer.echo(f"summary: {run_dir / SUMMARY}", err=True)
+    typer.echo(f"summary: {run_dir / SUMMARY}")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from fer_batch.classify import Classifier
 from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, error_reason, probe
 from fer_batch.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.options import Options
+from fer_batch.progress import Progress
 from fer_batch.sink import MemorySink, ParquetSink, TableMeta, window_table
 from fer_batch.track import Smoother, Tracker
 from fer_batch.types import Faces, Frames
@@ -246,7 +247,7 @@ def run_video(
     video_name: str,
     table_path: Path | None = None,
     annotate_path: Path | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[VideoResult, MemorySink | None]:
     """Analyse one input; write its table (and annotated video) or collect it in memory.
 
@@ -264,6 +265,8 @@ def run_video(
         result.wall_s = time.perf_counter() - t0
         return result, None
     result.duration_s = info.duration_s
+    if progress is not None:
+        progress.start(expected_frames(info, options))
     analyzer = Analyzer(options)
     need_bgr = "render" if annotate_path is not None else ("analysed" if analyzer.classifier.needs_color else "none")
     sizes = window_sizes(info, options.batch_size, annotate_path is not None)
@@ -294,11 +297,23 @@ def run_video(
     return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
 
 
+def expected_frames(info: VideoInfo, options: Options) -> int | None:
+    """About how many frames the reader will decode (a progress bar's total), or None when the header cannot say."""
+    if info.is_image:
+        return 1
+    if not (info.fps and info.duration_s):
+        return info.frames or None
+    if options.start is None and options.end is None:
+        return info.frames or round(info.duration_s * info.fps)
+    end = min(options.end if options.end is not None else info.duration_s, info.duration_s)
+    return max(0, round((end - (options.start or 0.0)) * info.fps))
+
+
 class _Finish:
     """What happens to a window once its faces are found: classify, write the table's rows, render, report."""
 
     def __init__(self, analyzer: Analyzer, video_name: str, sink: ParquetSink | MemorySink, rend: Any,
-                 result: VideoResult, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+                 result: VideoResult, progress: Progress | None) -> None:  # fmt: skip
         self.analyzer, self.video_name, self.sink, self.rend = analyzer, video_name, sink, rend
         self.result, self.progress = result, progress
 
@@ -311,7 +326,7 @@ class _Finish:
         if self.rend is not None:
             self.rend.write(window, found.faces)
         if self.progress is not None:
-            self.progress(len(window))
+            self.progress.advance(len(window))
 
 
 def _analyse(reader: FrameReader, analyzer: Analyzer, sizes: WindowSizes, finish: _Finish) -> None:

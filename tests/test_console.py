@@ -94,4 +94,5 @@ def test_ctrl_c_says_what_was_finished_and_how_to_go_on(tmp_path: Path) -> None:
     assert last.startswith("interrupted: ") and "ok=1" in last and "run the same command again" in last
     assert not [p for p in out.rglob("*") if p.name.startswith("a") and ".tmp" in p.name]
     again = run_cli("analyze", str(src), "--out", str(out))
-    assert again.returncode == 0 and "skipped=1" in again.stderr.splitlines()[-1], again.stderr
+    assert again.returncode == 0 and "skipped=1" in again.stdout.splitlines()[-1], again.stdout + again.stderr
+    assert "skipped=1" not in again.stderr  # the run's summary is its result: stdout only

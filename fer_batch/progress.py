@@ -1,0 +1,165 @@
+"""Progress of long work (an input's frames, a run's inputs), shown the way its reader can take it.
+
+Why one seam: the same work is watched from a terminal (a bar redrawn in place), through a log, a pipe or CI (plain
+lines, never a carriage return), from a notebook (a widget) or not at all; the code doing the work only says
+``start(total)``, ``advance(n)`` and ``close()`` to a ``Progress`` and never asks where its output goes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, Protocol, TextIO
+
+from fer_batch.text import one_line
+
+LINE_INTERVAL_S = 10.0  # the most often a log gets a line about one piece of work
+
+
+class Display(Enum):
+    """Where progress goes. Picklable, so it travels to worker processes with their task."""
+
+    BAR = "bar"  # a terminal: tqdm bars on stderr
+    LINES = "lines"  # stderr is a file, a pipe, CI: plain lines, at most every LINE_INTERVAL_S
+    NOTEBOOK = "notebook"  # the Python API in Jupyter: tqdm.auto (a widget where ipywidgets is installed)
+    SILENT = "silent"
+
+    @classmethod
+    def for_stream(cls, stream: TextIO | None = None, quiet: bool = False) -> Display:
+        """The command line's choice: nothing with ``--quiet``, bars on a terminal, lines anywhere else."""
+        if quiet:
+            return cls.SILENT
+        stream = sys.stderr if stream is None else stream
+        return cls.BAR if _isatty(stream) else cls.LINES
+
+    @classmethod
+    def for_api(cls, progress: bool) -> Display:
+        """The Python API's choice: none unless asked; asked, a notebook bar in Jupyter, else as the CLI would."""
+        if not progress:
+            return cls.SILENT
+        return cls.NOTEBOOK if in_notebook() else cls.for_stream()
+
+    @property
+    def is_bar(self) -> bool:
+        return self in (Display.BAR, Display.NOTEBOOK)
+
+
+class Progress(Protocol):
+    """One piece of work's progress: ``start`` once (the total where known), ``advance`` as it goes, ``close``."""
+
+    def start(self, total: int | None = None) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Silent:
+    """No output (``--quiet``, the API by default, a worker process whose driver draws the bar)."""
+
+    def start(self, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Bar:
+    """A tqdm bar on stderr (``notebook``: tqdm.auto's), made at ``start`` when the total is known.
+
+    ``leave``: whether the finished bar stays on the screen (a run's bar does; an input's gives its line back)."""
+
+    def __init__(self, name: str, unit: str, *, leave: bool = False, notebook: bool = False) -> None:
+        self.name, self.unit, self.leave, self.notebook = name, unit, leave, notebook
+        self.bar: Any = None
+
+    def start(self, total: int | None = None) -> None:
+        if self.notebook:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm import tqdm
+        self.bar = tqdm(total=total or None, desc=self.name, unit=self.unit, leave=self.leave, dynamic_ncols=True)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Lines:
+    """Plain lines for a log: one at start, then at most every ``interval`` seconds (done / total where known,
+    rate, elapsed), and one at ``close`` unless ``final`` is off (a run's driver announces each input's end)."""
+
+    def __init__(self, name: str, unit: str, *, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic, interval: float = LINE_INTERVAL_S,
+                 final: bool = True) -> None:  # fmt: skip
+        self.name, self.unit, self.clock, self.interval, self.final = name, unit, clock, interval, final
+        self.stream = stream
+        self.total: int | None = None
+        self.done = 0
+        self.t0 = self.last = 0.0
+        self.started = False
+
+    def start(self, total: int | None = None) -> None:
+        self.total, self.started = total or None, True
+        self.t0 = self.last = self.clock()
+        self._say(f"started ({self.total} {self.unit}s)" if self.total else "started")
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._say(self._status(now))
+
+    def close(self) -> None:
+        if self.started and self.final:
+            self._say("done, " + self._status(self.clock()))
+        self.started = False
+
+    def _status(self, now: float) -> str:
+        elapsed = now - self.t0
+        done = f"{self.done}/{self.total}" if self.total else str(self.done)
+        rate = f"{self.done / elapsed:.1f} {self.unit}s/s" if elapsed > 0 else f"- {self.unit}s/s"
+        return f"{done} {self.unit}s, {rate}, {elapsed:.0f} s"
+
+    def _say(self, text: str) -> None:
+        stream = sys.stderr if self.stream is None else self.stream  # looked up late: pytest swaps sys.stderr
+        stream.write(f"{one_line(self.name)}: {text}\n")
+        stream.flush()
+
+
+def progress(display: Display, name: str, unit: str, *, leave: bool = False, final: bool = True,
+             clock: Callable[[], float] = time.monotonic) -> Progress:  # fmt: skip
+    """The ``Progress`` for ``display``: what the work is called (``name``) and counts (``unit``)."""
+    if display is Display.BAR or display is Display.NOTEBOOK:
+        return Bar(name, unit, leave=leave, notebook=display is Display.NOTEBOOK)
+    if display is Display.LINES:
+        return Lines(name, unit, clock=clock, final=final)
+    return Silent()
+
+
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel (not a terminal IPython), where tqdm.auto draws a notebook bar."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:  # noqa: BLE001 — an odd IPython: no notebook bar, nothing worse
+        return False
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed or not a real stream
+        return False
