@@ -12,7 +12,7 @@ import typer
 
 from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
 from fer_batch.outdir import check_out
-from fer_batch.progress import Display
+from fer_batch.progress import Display, progress
 from fer_batch.text import one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
@@ -192,14 +192,17 @@ def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
     """Write the HTML report with one line saying where, or why not; the exit code (2: not a run folder)."""
     from fer_batch.report import write_report
 
+    tables = progress(Display.for_stream(quiet=quiet), "report", "table", leave=True)
     try:
-        path = write_report(run_dir, **kwargs)
+        path = write_report(run_dir, progress=tables, **kwargs)
     except FileNotFoundError as e:
         typer.echo(f"error: {e}", err=True)
         return 2
     except OSError as e:
         typer.echo(f"error: {run_dir}: report not written: {e}", err=True)
         return 1
+    finally:
+        tables.close()
     if not quiet:
         typer.echo(f"report: {path}")
     return 0
@@ -241,10 +244,13 @@ def render(
         _fail(f"-o {out!r}: must name a file (.mp4)", 2)
     if target.exists() and any(target.resolve() == p.resolve() for p in (video, table)):
         _fail(f"-o {out} is an input of this command; it would be overwritten", 2)
+    bar = progress(Display.for_stream(quiet=quiet), video.name, "frame", leave=True)
     try:
-        frames = render_table(video, table, target, scale=scale, max_pixels=max_pixels)
+        frames = render_table(video, table, target, scale=scale, max_pixels=max_pixels, progress=bar)
     except (DecodeError, OSError, ValueError, KeyError) as e:
+        bar.close()
         _fail(f"{video}: {error_reason(e)}", 1)
+    bar.close()
     if not quiet:
         typer.echo(f"wrote {out} ({frames} frames)")
 
@@ -300,8 +306,12 @@ def webcam(
         source = open_source(camera)
     except CameraError as e:
         _fail(str(e), 1)
-    result = run_webcam(source, Path(out), options, seconds=seconds, annotate=annotate, preview=preview,
-                        name=redact(camera))  # fmt: skip
+    frames = progress(Display.for_stream(quiet=quiet), "analysed", "frame", final=False)
+    try:
+        result = run_webcam(source, Path(out), options, seconds=seconds, annotate=annotate, preview=preview,
+                            name=redact(camera), progress=frames)  # fmt: skip
+    finally:
+        frames.close()
     if not quiet:
         line = (f"{result.frames_captured} frames captured, {result.frames_analysed} analysed, {result.faces} faces, "
                 f"{result.duration_s:.1f} s (stopped: {result.stopped_by}); table: {result.table}")  # fmt: skip
@@ -322,10 +332,13 @@ def summary(
         _fail(f"{run_dir}: not a folder", 2)
     from fer_batch.summary import SUMMARY, short_table, summarize
 
+    bar = progress(Display.for_stream(), "summary", "table", leave=True)
     try:
-        result = summarize(run_dir, plots=plots)
+        result = summarize(run_dir, plots=plots, progress=bar)
     except FileNotFoundError as e:
+        bar.close()
         _fail(str(e), 2)
+    bar.close()
     typer.echo(short_table(result))
     typer.echo(f"summary: {run_dir / SUMMARY}")
 

@@ -83,7 +83,8 @@ class Bar:
             from tqdm.auto import tqdm
         else:
             from tqdm import tqdm
-        self.bar = tqdm(total=total or None, desc=self.name, unit=self.unit, leave=self.leave, dynamic_ncols=True)
+        self.bar = tqdm(total=total or None, desc=one_line(self.name), unit=f" {self.unit}", leave=self.leave,
+                        dynamic_ncols=True)  # fmt: skip
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -100,9 +101,10 @@ class Lines:
     rate, elapsed), and one at ``close`` unless ``final`` is off (a run's driver announces each input's end)."""
 
     def __init__(self, name: str, unit: str, *, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic, interval: float = LINE_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic, interval: float | None = None,
                  final: bool = True) -> None:  # fmt: skip
-        self.name, self.unit, self.clock, self.interval, self.final = name, unit, clock, interval, final
+        self.name, self.unit, self.clock, self.final = name, unit, clock, final
+        self.interval = LINE_INTERVAL_S if interval is None else interval
         self.stream = stream
         self.total: int | None = None
         self.done = 0
@@ -112,7 +114,7 @@ class Lines:
     def start(self, total: int | None = None) -> None:
         self.total, self.started = total or None, True
         self.t0 = self.last = self.clock()
-        self._say(f"started ({self.total} {self.unit}s)" if self.total else "started")
+        self._say(f"started ({self._units(self.total)})" if self.total else "started")
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -128,9 +130,12 @@ class Lines:
 
     def _status(self, now: float) -> str:
         elapsed = now - self.t0
-        done = f"{self.done}/{self.total}" if self.total else str(self.done)
+        done = f"{self.done}/{self._units(self.total)}" if self.total else self._units(self.done)
         rate = f"{self.done / elapsed:.1f} {self.unit}s/s" if elapsed > 0 else f"- {self.unit}s/s"
-        return f"{done} {self.unit}s, {rate}, {elapsed:.0f} s"
+        return f"{done}, {rate}, {elapsed:.0f} s"
+
+    def _units(self, n: int) -> str:
+        return f"{n} {self.unit}" + ("" if n == 1 else "s")
 
     def _say(self, text: str) -> None:
         stream = sys.stderr if self.stream is None else self.stream  # looked up late: pytest swaps sys.stderr

@@ -47,6 +47,7 @@ from fer_batch.decode import (
     video_stream,
 )
 from fer_batch.jobs import MANIFEST, tables
+from fer_batch.progress import Progress, Silent
 from fer_batch.sink import read_metadata, to_pandas
 from fer_batch.summary import (
     MAX_TRACKS_PLOTTED,
@@ -98,8 +99,9 @@ class Thumb:
 
 
 def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PER_TRACK,
-                 pages_above: int = PAGES_ABOVE) -> Path:  # fmt: skip
-    """Write ``run_dir/report.html`` (and ``report_pages/`` for large runs); return the page's path.
+                 pages_above: int = PAGES_ABOVE, progress: Progress | None = None) -> Path:  # fmt: skip
+    """Write ``run_dir/report.html`` (and ``report_pages/`` for large runs); return the page's path. ``progress``
+    is told the tables as they are done (its caller closes it).
 
     Tables are read one at a time, so a large run is reported in bounded memory. Raises ``FileNotFoundError``
     when the folder holds neither tables nor a manifest.
@@ -114,7 +116,11 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
     sections: list[str] = []
     settings: Counter[str] = Counter()
     written: set[str] = set()
+    progress = progress or Silent()
+    progress.start(len(paths))
     for k, path in enumerate(paths):
+        if k:
+            progress.advance()  # the table before this one is done
         try:
             df = to_pandas(pq.read_table(path))
         except (OSError, pa.ArrowException) as e:  # a damaged file: one line in the report, the others go on
@@ -136,6 +142,8 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
             written.add(Path(href).name)
         else:
             sections.append(section)
+    if paths:
+        progress.advance()
     entries += failed_entries(manifest)
     body = run_part(root, manifest, entries, settings) + "".join(sections)
     write_atomic(root / REPORT, page(f"{root.resolve().name} — fer-batch report", body))

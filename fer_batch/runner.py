@@ -58,7 +58,7 @@ def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -
     for final in (job.table, job.annotated):
         if final is not None:
             remove_stale(final)  # left by a killed run
-    frames = progress(display, job.name, "frame", final=False)
+    frames = progress(display, str(job.source), "frame", final=False)  # named as its end line names it
     try:
         result, _ = run_video(job.source, options, video_name=job.name, table_path=job.table,
                               annotate_path=job.annotated, progress=frames)  # fmt: skip

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from fer_batch.atomic import atomic_path
 from fer_batch.jobs import tables
+from fer_batch.progress import Progress, Silent
 from fer_batch.sink import to_pandas
 
 log = logging.getLogger(__name__)
@@ -124,12 +125,12 @@ def read_table(path: Path) -> pd.DataFrame | None:
     return to_pandas(table)
 
 
-def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.DataFrame:
+def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True, progress: Progress | None = None) -> pd.DataFrame:
     """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
 
     Tables are read one at a time, so a run of many long videos is summarised in bounded memory. The PNGs need
     matplotlib (a dependency; an install made with ``--no-deps`` may lack it): without it only the Parquet file is
-    written.
+    written. ``progress`` is told the tables as they are done (its caller closes it).
     """
     root = Path(run_dir)
     paths = tables(root)
@@ -137,8 +138,11 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.Data
         raise FileNotFoundError(f"{root}: no tables found")
     plot = _plotter() if plots else None
     parts = []
+    progress = progress or Silent()
+    progress.start(len(paths))
     for path in paths:
         df = read_table(path)
+        progress.advance()  # counted as it starts: plotting is most of a table's time, and it follows at once
         if df is None:
             continue
         part = summarize_table(df)

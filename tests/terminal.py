@@ -43,6 +43,10 @@ class Screen:
     def shows_bar(self) -> bool:
         return bool(BAR.search(self.text))
 
+    def shows_counter(self, unit: str) -> bool:
+        """tqdm without a total: a count, the elapsed time and a rate (``12 frame [00:01, 9.8 frame/s]``)."""
+        return bool(re.search(rf"\d+ ?{unit} \[\d\d:\d\d, ", self.text))
+
 
 def run_in_pty(args: list[str], *, cwd: Path, timeout: float = 300, columns: int = 100,
                stdout_file: Path | None = None, env: dict[str, str] | None = None) -> Screen:  # fmt: skip
