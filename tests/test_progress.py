@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import one_face, write_clip
 
-import fer_batch.progress as progress_mod
+import fer_batch._progress as progress_mod
+from fer_batch._progress import Bar, Display, Lines, Silent, progress
 from fer_batch.options import Options
-from fer_batch.progress import Bar, Display, Lines, Silent, progress
 
 
 class Clock:
@@ -95,8 +95,8 @@ def test_a_bar_without_a_total_counts_without_failing(capsys: pytest.CaptureFixt
 
 
 def test_an_input_run_at_a_terminal_with_a_bar_succeeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_batch.jobs import plan_jobs
-    from fer_batch.runner import analyze_one
+    from fer_batch.runs.jobs import plan_jobs
+    from fer_batch.runs.runner import analyze_one
 
     write_clip(tmp_path / "v.mp4", n=12, faces=one_face)
     (job,) = plan_jobs([(tmp_path / "v.mp4", tmp_path)], tmp_path / "out", annotate=False)
@@ -109,7 +109,7 @@ def test_an_input_run_at_a_terminal_with_a_bar_succeeds(tmp_path: Path, capsys: 
 def test_a_folder_run_logs_lines_while_each_input_works(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """With stderr a log: each input's start, its progress as windows finish (interval 0 here), no bar."""
-    import fer_batch.runner as runner
+    import fer_batch.runs.runner as runner
 
     monkeypatch.setattr(progress_mod, "LINE_INTERVAL_S", 0.0)
     write_clip(tmp_path / "v.mp4", n=40, faces=one_face)

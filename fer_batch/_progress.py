@@ -13,7 +13,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, Protocol, TextIO
 
-from fer_batch.text import one_line
+from fer_batch._text import one_line
 
 LINE_INTERVAL_S = 10.0  # the most often a log gets a line about one piece of work
 
