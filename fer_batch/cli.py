@@ -10,39 +10,62 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from fer_batch._help import HelpCommand, epilog
 from fer_batch._progress import Display, progress
 from fer_batch._text import one_line
 from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
 from fer_batch.runs.outdir import check_out
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,  # click's plain layout: see fer_batch._help
+    help="Batch facial-emotion analysis of recorded video.",
+    epilog=epilog(""),
+)
 log = logging.getLogger("fer_batch")
 
 # options shared by analyze and webcam, declared once
-Out = Annotated[str, typer.Option("--out", "-o", help="Output folder.")]  # str: typer would turn '' into "."
+Out = Annotated[
+    str, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")
+]  # str: typer would turn '' into "."
 DetectorOpt = Annotated[
-    str, typer.Option(help="centerface, centerface-int8 (int8 full scans), haar, or none (each image/frame is one "
-                      "face that fills it).")
+    str,
+    typer.Option(
+        metavar="NAME",
+        help="centerface, centerface-int8 (int8 full scans), haar, or none (each image/frame is one "
+        "face that fills it).",
+    ),
 ]
 ModelOpt = Annotated[
-    str, typer.Option(help="Emotion model: manifest id, ids joined by + (averaged ensemble), or PATH.onnx.")
+    str,
+    typer.Option(metavar="ID", help="Emotion model: manifest id, ids joined by + (averaged ensemble), or PATH.onnx."),
 ]
-TtaOpt = Annotated[Optional[str], typer.Option(help="flip: average each model with its mirrored crop.")]
+TtaOpt = Annotated[Optional[str], typer.Option(metavar="flip", help="flip: average each model with its mirrored crop.")]
 CropMargin = Annotated[
-    Optional[float], typer.Option(help="Fraction of the face box added on each side (default: the model's own).")
+    Optional[float],
+    typer.Option(metavar="F", help="Fraction of the face box added on each side (default: the model's own)."),
 ]
-ModelSpecOpt = Annotated[Optional[Path], typer.Option(help="Manifest entry (JSON) for a custom --model.")]
-MinFace = Annotated[int, typer.Option(help="Smallest face side kept (px).")]
-DetSize = Annotated[int, typer.Option(help="Detector input longest side (px), 0 = full size.")]
-DetThreshold = Annotated[float, typer.Option(help="Detector confidence threshold.")]
-DetectEvery = Annotated[int, typer.Option(help="Detect on every N-th analysed frame, track between.")]
-Smooth = Annotated[Optional[float], typer.Option(help="EMA factor for <label>_smooth columns.")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+ModelSpecOpt = Annotated[
+    Optional[Path], typer.Option(metavar="JSON", help="Manifest entry (JSON) for a custom --model.")
+]
+MinFace = Annotated[int, typer.Option(metavar="PX", help="Smallest face side kept (px).")]
+DetSize = Annotated[int, typer.Option(metavar="PX", help="Detector input longest side (px), 0 = full size.")]
+DetThreshold = Annotated[float, typer.Option(metavar="P", help="Detector confidence threshold.")]
+DetectEvery = Annotated[int, typer.Option(metavar="N", help="Detect on every N-th analysed frame, track between.")]
+Smooth = Annotated[Optional[float], typer.Option(metavar="ALPHA", help="EMA factor for <label>_smooth columns.")]
+Device = Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="Where the models run.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-MaxPixels = Annotated[int, typer.Option(help="Refuse inputs whose frames have more pixels (read from the header).")]
+MaxPixels = Annotated[
+    int, typer.Option(metavar="N", help="Refuse inputs whose frames have more pixels (read from the header).")
+]
 ScanInterval = Annotated[
-    float, typer.Option(help="Seconds between full-frame scans; between them the detector looks only around "
-                        "tracked faces (0 = scan every frame).")  # fmt: skip
+    float,
+    typer.Option(
+        metavar="S",
+        help="Seconds between full-frame scans; between them the detector looks only around "
+        "tracked faces (0 = scan every frame).",
+    ),  # fmt: skip
 ]
 
 
@@ -69,31 +92,37 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=epilog("analyze"))
 def analyze(
-    paths: Annotated[list[str], typer.Argument(help="Video files, photos, folders (recursive) or globs.")],
+    paths: Annotated[
+        list[str], typer.Argument(metavar="PATH...", help="Video files, photos, folders (recursive) or globs.")
+    ],
     out: Out,
     detector: DetectorOpt = "centerface",
     model: ModelOpt = Options.model,
     model_spec: ModelSpecOpt = None,
     tta: TtaOpt = None,
     crop_margin: CropMargin = None,
-    fps: Annotated[Optional[float], typer.Option(help="Analyse the frame nearest each 1/F seconds.")] = None,
-    every: Annotated[Optional[int], typer.Option(help="Analyse every N-th frame.")] = None,
-    start: Annotated[Optional[float], typer.Option(help="Start time (s).")] = None,
-    end: Annotated[Optional[float], typer.Option(help="End time (s).")] = None,
+    fps: Annotated[
+        Optional[float], typer.Option(metavar="F", help="Analyse the frame nearest each 1/F seconds.")
+    ] = None,
+    every: Annotated[Optional[int], typer.Option(metavar="N", help="Analyse every N-th frame.")] = None,
+    start: Annotated[Optional[float], typer.Option(metavar="S", help="Start time (s).")] = None,
+    end: Annotated[Optional[float], typer.Option(metavar="S", help="End time (s).")] = None,
     min_face: MinFace = Options.min_face,
     det_size: DetSize = Options.det_size,
     det_threshold: DetThreshold = Options.det_threshold,
     detect_every: DetectEvery = 1,
     scan_interval: ScanInterval = Options.scan_interval,
-    batch_size: Annotated[int, typer.Option(help="Frames per classification window.")] = Options.batch_size,
+    batch_size: Annotated[
+        int, typer.Option(metavar="N", help="Frames per classification window.")
+    ] = Options.batch_size,
     smooth: Smooth = None,
-    haar_scale_factor: Annotated[float, typer.Option(help="Haar detectMultiScale scaleFactor.")] = 1.1,
-    haar_min_neighbors: Annotated[int, typer.Option(help="Haar detectMultiScale minNeighbors.")] = 5,
+    haar_scale_factor: Annotated[float, typer.Option(metavar="F", help="Haar detectMultiScale scaleFactor.")] = 1.1,
+    haar_min_neighbors: Annotated[int, typer.Option(metavar="N", help="Haar detectMultiScale minNeighbors.")] = 5,
     device: Device = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads per job.")] = None,
-    jobs: Annotated[int, typer.Option(help="Videos analysed in parallel processes.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(metavar="N", help="onnxruntime threads per job.")] = None,
+    jobs: Annotated[int, typer.Option(metavar="N", help="Videos analysed in parallel processes.")] = 1,
     scheduler: Annotated[
         Optional[str], typer.Option(metavar="ADDRESS", help="Run on a Dask cluster, e.g. tcp://10.0.0.5:8786.")
     ] = None,
@@ -208,7 +237,7 @@ def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
     return 0
 
 
-@app.command("models")
+@app.command("models", cls=HelpCommand, epilog=epilog("models"))
 def list_models() -> None:
     """List the bundled models and whether their sha256 checks out."""
     from fer_batch.analysis.models import check_all
@@ -220,12 +249,12 @@ def list_models() -> None:
     raise typer.Exit(0 if all(r["sha256_ok"] for r in rows) else 1)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=epilog("render"))
 def render(
-    video: Annotated[Path, typer.Argument(help="The source video.")],
-    table: Annotated[Path, typer.Argument(help="Its table (.parquet) from `fer-batch analyze`.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output .mp4 (H.264, audio kept).")],
-    scale: Annotated[float, typer.Option(help="Output size relative to the displayed frame.")] = 1.0,
+    video: Annotated[Path, typer.Argument(metavar="VIDEO", help="The source video.")],
+    table: Annotated[Path, typer.Argument(metavar="TABLE", help="Its table (.parquet) from `fer-batch analyze`.")],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="Output .mp4 (H.264, audio kept).")],
+    scale: Annotated[float, typer.Option(metavar="F", help="Output size relative to the displayed frame.")] = 1.0,
     max_pixels: MaxPixels = Options.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
@@ -255,13 +284,18 @@ def render(
         typer.echo(f"wrote {out} ({frames} frames)")
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=epilog("webcam"))
 def webcam(
     out: Out,
     camera: Annotated[
-        str, typer.Option(help="Camera index, /dev/videoN, stream URL, or a video FILE played at real-time pace.")
+        str,
+        typer.Option(
+            metavar="SOURCE", help="Camera index, /dev/videoN, stream URL, or a video FILE played at real-time pace."
+        ),
     ] = "0",
-    seconds: Annotated[Optional[float], typer.Option(help="Stop after S seconds (else Ctrl-C or q).")] = None,
+    seconds: Annotated[
+        Optional[float], typer.Option(metavar="S", help="Stop after S seconds (else Ctrl-C or q).")
+    ] = None,
     annotate: Annotated[bool, typer.Option(help="Also record every frame, annotated, to .annotated.mp4.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Window, if a display exists.")] = True,
     detector: DetectorOpt = "centerface",
@@ -275,7 +309,7 @@ def webcam(
     detect_every: DetectEvery = 1,
     smooth: Smooth = None,
     device: Device = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads.")] = None,
+    threads: Annotated[Optional[int], typer.Option(metavar="N", help="onnxruntime threads.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Analyse a live camera into OUT/webcam-<YYYYmmdd-HHMMSS>.parquet (same columns as `analyze`).
@@ -321,9 +355,9 @@ def webcam(
     raise typer.Exit(1 if result.stopped_by == "error" or (annotate and result.recording is None) else 0)
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=epilog("summary"))
 def summary(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fer-batch analyze`.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A run folder written by `fer-batch analyze`.")],
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Also write <video>.timeline.png.")] = True,
 ) -> None:
     """Per-video and per-track summary: DIR/summary.parquet, one timeline PNG per video, a short table."""
@@ -343,10 +377,12 @@ def summary(
     typer.echo(f"summary: {run_dir / SUMMARY}")
 
 
-@app.command()
+@app.command(cls=HelpCommand, epilog=epilog("report"))
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fer-batch analyze`.")],
-    thumbnails: Annotated[int, typer.Option(help="Face thumbnails per track, cut from the source video.")] = 4,
+    run_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A run folder written by `fer-batch analyze`.")],
+    thumbnails: Annotated[
+        int, typer.Option(metavar="N", help="Face thumbnails per track, cut from the source video.")
+    ] = 4,
     quiet: Quiet = False,
 ) -> None:
     """One self-contained HTML page of a run: DIR/report.html (failures, settings, per-track timelines and faces)."""
