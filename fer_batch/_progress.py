@@ -7,6 +7,7 @@ lines, never a carriage return), from a notebook (a widget) or not at all; the c
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any, Protocol, TextIO
 from fer_batch._text import one_line
 
 LINE_INTERVAL_S = 10.0  # the most often a log gets a line about one piece of work
+MIN_COLUMNS = 20  # a terminal narrower than this (0x0: unsized) gets 80x24 bars instead of none
 
 
 class Display(Enum):
@@ -83,8 +85,9 @@ class Bar:
             from tqdm.auto import tqdm
         else:
             from tqdm import tqdm
+        width = {"dynamic_ncols": True} if _columns(sys.stderr) >= MIN_COLUMNS else {"ncols": 80, "nrows": 24}
         self.bar = tqdm(total=total or None, desc=one_line(self.name), unit=f" {self.unit}", leave=self.leave,
-                        dynamic_ncols=True)  # fmt: skip
+                        **width)  # fmt: skip
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -161,6 +164,15 @@ def in_notebook() -> bool:
         return shell is not None and "IPKernelApp" in shell.config
     except Exception:  # noqa: BLE001 — an odd IPython: no notebook bar, nothing worse
         return False
+
+
+def _columns(stream: TextIO) -> int:
+    """The terminal's width, 0 when it says none: a pseudo-terminal nobody sized (``script`` in CI, a container's
+    console) reports 0 columns, and a tqdm bar fitted to that draws nothing at all."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -53,8 +53,11 @@ def run_in_pty(args: list[str], *, cwd: Path, timeout: float = 300, columns: int
     """Run ``args`` with a ``columns``-wide pseudo-terminal as stdin/stdout/stderr (stdout to ``stdout_file`` if
     given); return when the command exited and the terminal is closed. A timeout kills the command's group."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    env = dict(os.environ if env is None else env, COLUMNS=str(columns), LINES="40", TERM="xterm-256color")
+    rows = 40 if columns else 0  # columns=0: a terminal nobody sized, as `script` makes one in CI
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = dict(os.environ if env is None else env, TERM="xterm-256color")
+    for name in ("COLUMNS", "LINES"):  # the size is the terminal's to say
+        env.pop(name, None)
     out = open(stdout_file, "wb") if stdout_file is not None else None  # noqa: SIM115 — closed below
     try:
         proc = subprocess.Popen(args, cwd=cwd, stdin=slave, stdout=out if out is not None else slave, stderr=slave,

@@ -94,6 +94,7 @@ def test_a_bar_without_a_total_counts_without_failing(capsys: pytest.CaptureFixt
     assert "a.mp4: 0 frame [" in capsys.readouterr().err  # drawn at once, on stderr
 
 
+@pytest.mark.slow
 def test_an_input_run_at_a_terminal_with_a_bar_succeeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fer_batch.runs.jobs import plan_jobs
     from fer_batch.runs.runner import analyze_one
@@ -103,9 +104,10 @@ def test_an_input_run_at_a_terminal_with_a_bar_succeeds(tmp_path: Path, capsys: 
     (tmp_path / "out").mkdir()
     result = analyze_one(job, Options(), Display.BAR)
     assert result.status == "ok", result.error
-    assert "12/12" in capsys.readouterr().err
+    assert "v.mp4: 100%|" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_folder_run_logs_lines_while_each_input_works(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """With stderr a log: each input's start, its progress as windows finish (interval 0 here), no bar."""
@@ -119,3 +121,33 @@ def test_a_folder_run_logs_lines_while_each_input_works(tmp_path: Path, capsys: 
     assert mine[0] == f"{tmp_path / 'v.mp4'}: started (40 frames)", lines
     assert len(mine) >= 3 and mine[-1].startswith(f"{tmp_path / 'v.mp4'}: 40/40 frames, "), lines
     assert not any("\r" in ln or "█" in ln for ln in lines)
+
+
+@pytest.mark.slow
+def test_the_api_shows_a_notebook_bar_in_jupyter_only_when_asked(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """In a Jupyter kernel: ``progress=True`` gives tqdm.auto's bar (a widget, or its text fallback on stderr when
+    ipywidgets is absent); the default gives no progress output at all."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    from conftest import REPO
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    write_clip(tmp_path / "v.mp4", n=12, faces=one_face)
+    cells = [
+        "import fer_batch, fer_batch._progress as p; print(p.in_notebook())",
+        f"fer_batch.analyze_many([{str(tmp_path / 'v.mp4')!r}], {str(tmp_path / 'a')!r}, progress=True)",
+        f"fer_batch.analyze_many([{str(tmp_path / 'v.mp4')!r}], {str(tmp_path / 'b')!r})",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    first, asked, default = (c.outputs for c in nb.cells)
+    assert first[0]["text"].strip() == "True"
+
+    def progress_outputs(outputs: list) -> list:
+        return [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                or (o.get("name") == "stderr" and "inputs" in o.get("text", ""))]  # fmt: skip
+
+    assert progress_outputs(asked), asked
+    assert not [o for o in default if o.get("output_type") == "stream" or "widget" in str(o.get("data", ""))], default

@@ -108,6 +108,13 @@ def test_report_in_a_terminal(sample_run: Path, tmp_path: Path) -> None:
     assert (run / "report.html").is_file() and f"report: {run / 'report.html'}" in screen.text
 
 
+def test_an_unsized_terminal_still_shows_the_bar(clips: list[Path], tmp_path: Path) -> None:
+    """0x0, as `script` in CI or a container's console reports it: tqdm fitted to that width draws nothing."""
+    screen = run_in_pty(fer_batch("analyze", str(clips[0]), "--out", str(tmp_path / "o")), cwd=REPO, columns=0)
+    assert_clean(screen)
+    assert screen.shows_bar(), screen.text
+
+
 def test_models_in_a_terminal() -> None:
     screen = run_in_pty(fer_batch("models"), cwd=REPO)
     assert_clean(screen)
