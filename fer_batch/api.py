@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from fer_batch._progress import Display
 from fer_batch._progress import progress as progress_of
-from fer_batch.media.decode import DecodeError
+from fer_batch.media.probe import DecodeError
 from fer_batch.options import Options, UsageError
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
