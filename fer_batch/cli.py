@@ -157,7 +157,7 @@ def analyze(
     from fer_batch.runs.runner import ManifestError, run_many
 
     display = Display.for_stream(quiet=quiet)
-    announce = _Announcer(quiet, display)
+    announce = _Announcer(display)
     manifest_error: ManifestError | None = None
     try:
         client = None
@@ -192,8 +192,7 @@ class _Announcer:
     """One line per input on stderr: always for failures and cut-short streams, for every input when progress goes
     to a log as lines (each input's end, after its start and progress lines)."""
 
-    def __init__(self, quiet: bool, display: Display) -> None:
-        self.quiet = quiet
+    def __init__(self, display: Display) -> None:
         self.every = display is Display.LINES
         self.finished: list[str] = []  # statuses so far, for the line Ctrl-C prints
 
