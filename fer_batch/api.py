@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from fer_batch._progress import Display
 from fer_batch._progress import progress as progress_of
-from fer_batch.media.probe import DecodeError
-from fer_batch.options import Options, UsageError
+from fer_batch.errors import DecodeError, UsageError, describe
+from fer_batch.options import Options
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.runner import run_many
@@ -88,7 +88,7 @@ def load(out: str | os.PathLike[str]) -> pd.DataFrame:
         try:
             parts.append(pq.read_table(path))
         except (OSError, pa.ArrowException) as e:
-            log.warning("%s: skipped, not a readable table (%s)", path, " ".join(str(e).split())[:200])
+            log.warning("%s: skipped, not a readable table (%s)", path, describe(e)[:200])
     if not parts:
         raise FileNotFoundError(f"{out}: no readable tables found")
     # custom models may have other label columns; unify by name, dictionary columns included

@@ -13,7 +13,8 @@ import typer
 from fer_batch._help import HelpCommand, epilog
 from fer_batch._progress import Display, progress
 from fer_batch._text import one_line
-from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
+from fer_batch.errors import UsageError
+from fer_batch.options import MAX_RENDER_SCALE, Options, check_run, number
 from fer_batch.runs.outdir import check_out
 
 app = typer.Typer(
@@ -76,7 +77,8 @@ def _setup_logging(quiet: bool) -> None:
 def _check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
     from fer_batch.analysis.classify import member_ids
-    from fer_batch.analysis.models import ModelError, check_classifier, choose_providers
+    from fer_batch.analysis.models import check_classifier, choose_providers
+    from fer_batch.errors import ModelError
 
     try:
         choose_providers(options.device)
@@ -154,7 +156,8 @@ def analyze(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
-    from fer_batch.runs.runner import ManifestError, run_many
+    from fer_batch.errors import ManifestError
+    from fer_batch.runs.runner import run_many
 
     display = Display.for_stream(quiet=quiet)
     announce = _Announcer(display)
@@ -264,7 +267,7 @@ def render(
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
-    from fer_batch.media.probe import DecodeError, error_reason
+    from fer_batch.errors import DecodeError, describe
     from fer_batch.outputs.render import render_table
 
     target = Path(out)
@@ -277,7 +280,7 @@ def render(
         frames = render_table(video, table, target, scale=scale, max_pixels=max_pixels, progress=bar)
     except (DecodeError, OSError, ValueError, KeyError) as e:
         bar.close()
-        _fail(f"{video}: {error_reason(e)}", 1)
+        _fail(f"{video}: {describe(e)}", 1)
     bar.close()
     if not quiet:
         typer.echo(f"wrote {out} ({frames} frames)")
@@ -333,8 +336,9 @@ def webcam(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
+    from fer_batch.errors import CameraError
     from fer_batch.live.session import run_webcam
-    from fer_batch.live.sources import CameraError, open_source, redact
+    from fer_batch.live.sources import open_source, redact
 
     try:
         source = open_source(camera)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_batch._text import one_line, utf8
+from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fer_batch.options import Options, UsageError
+from fer_batch.options import Options
 from fer_batch.outputs.table import RESERVED, read_table_meta
 from fer_batch.runs.one_input import VideoResult
 

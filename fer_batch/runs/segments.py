@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 
 from fer_batch.analysis.engine import Action, ScanSchedule
 from fer_batch.analysis.track import Tracker, iou_matrix, linear_assignment
-from fer_batch.media.probe import DecodeError, is_image, open_input, video_stream
+from fer_batch.errors import DecodeError
+from fer_batch.media.probe import is_image, open_input, video_stream
 from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options
 from fer_batch.outputs.table import ParquetSink, read_table_meta
