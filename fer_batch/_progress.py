@@ -160,7 +160,7 @@ def in_notebook() -> bool:
     """Running in a Jupyter kernel (not a terminal IPython), where tqdm.auto draws a notebook bar."""
     ipython = sys.modules.get("IPython")
     try:
-        shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+        shell = ipython.get_ipython() if ipython is not None else None
         return shell is not None and "IPKernelApp" in shell.config
     except Exception:  # noqa: BLE001 — an odd IPython: no notebook bar, nothing worse
         return False
