@@ -101,12 +101,13 @@ class Bar:
 
 class Lines:
     """Plain lines for a log: one at start, then at most every ``interval`` seconds (done / total where known,
-    rate, elapsed), and one at ``close`` unless ``final`` is off (a run's driver announces each input's end)."""
+    rate, elapsed), and one at ``close``. ``first``/``final`` off: no start/end line, where another line says it
+    (a run's driver announces each input's end; a webcam session logs its own start and end)."""
 
     def __init__(self, name: str, unit: str, *, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic, interval: float | None = None,
-                 final: bool = True) -> None:  # fmt: skip
-        self.name, self.unit, self.clock, self.final = name, unit, clock, final
+                 first: bool = True, final: bool = True) -> None:  # fmt: skip
+        self.name, self.unit, self.clock, self.first, self.final = name, unit, clock, first, final
         self.interval = LINE_INTERVAL_S if interval is None else interval
         self.stream = stream
         self.total: int | None = None
@@ -117,7 +118,8 @@ class Lines:
     def start(self, total: int | None = None) -> None:
         self.total, self.started = total or None, True
         self.t0 = self.last = self.clock()
-        self._say(f"started ({self._units(self.total)})" if self.total else "started")
+        if self.first:
+            self._say(f"started ({self._units(self.total)})" if self.total else "started")
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -146,13 +148,13 @@ class Lines:
         stream.flush()
 
 
-def progress(display: Display, name: str, unit: str, *, leave: bool = False, final: bool = True,
+def progress(display: Display, name: str, unit: str, *, leave: bool = False, first: bool = True, final: bool = True,
              clock: Callable[[], float] = time.monotonic) -> Progress:  # fmt: skip
     """The ``Progress`` for ``display``: what the work is called (``name``) and counts (``unit``)."""
     if display is Display.BAR or display is Display.NOTEBOOK:
         return Bar(name, unit, leave=leave, notebook=display is Display.NOTEBOOK)
     if display is Display.LINES:
-        return Lines(name, unit, clock=clock, final=final)
+        return Lines(name, unit, clock=clock, first=first, final=final)
     return Silent()
 
 

@@ -344,7 +344,7 @@ def webcam(
         source = open_source(camera)
     except CameraError as e:
         _fail(str(e), 1)
-    frames = progress(Display.for_stream(quiet=quiet), "analysed", "frame", final=False)
+    frames = progress(Display.for_stream(quiet=quiet), "webcam", "frame", first=False, final=False)  # analysed
     try:
         result = run_webcam(source, Path(out), options, seconds=seconds, annotate=annotate, preview=preview,
                             name=redact(camera), progress=frames)  # fmt: skip

@@ -62,6 +62,13 @@ def test_lines_without_a_total_or_an_end_line() -> None:
     p.advance(1)
     p.close()
     assert log.getvalue().splitlines() == ["cam: started", "cam: 1 frame, 0.1 frames/s, 12 s"]
+    log = io.StringIO()
+    p = Lines("cam", "frame", stream=log, clock=clock, first=False, final=False)
+    p.start(None)
+    clock.t += 10
+    p.advance(3)
+    p.close()
+    assert log.getvalue().splitlines() == ["cam: 3 frames, 0.3 frames/s, 10 s"]
 
 
 def test_a_name_that_is_not_one_line_stays_one_line() -> None:
