@@ -7,6 +7,7 @@ lines, never a carriage return), from a notebook (a widget) or not at all; the c
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -156,6 +157,23 @@ def progress(display: Display, name: str, unit: str, *, leave: bool = False, fir
     if display is Display.LINES:
         return Lines(name, unit, clock=clock, first=first, final=final)
     return Silent()
+
+
+def write_line(text: str) -> None:
+    """One line on stderr above any progress bar there (a bar's own line would otherwise be broken by it)."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)  # sys.stderr looked up now: pytest swaps it
+
+
+class LineHandler(logging.Handler):
+    """Log records as ``write_line``s, so warnings and notes land above a bar instead of inside it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            write_line(self.format(record))
+        except Exception:  # noqa: BLE001 — logging's own rule: a failing handler reports, never raises
+            self.handleError(record)
 
 
 def in_notebook() -> bool:

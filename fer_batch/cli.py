@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from fer_batch._help import HelpCommand, epilog
-from fer_batch._progress import Display, progress
+from fer_batch._progress import Display, LineHandler, progress, write_line
 from fer_batch._text import one_line
 from fer_batch.errors import UsageError
 from fer_batch.options import MAX_RENDER_SCALE, Options, check_run, number
@@ -71,7 +70,8 @@ ScanInterval = Annotated[
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
+                        handlers=[LineHandler()])  # fmt: skip
 
 
 def _check_models(options: Options) -> None:
@@ -207,7 +207,7 @@ class _Announcer:
         elif r.status == "ok":
             line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
         if r.status in ("failed", "partial") or self.every:
-            typer.echo(line, err=True)
+            write_line(line)
 
 
 def _interrupted(out: Path, finished: list[str]) -> None:

@@ -147,4 +147,6 @@ def test_readme_first_command_in_tmux(tmp_path: Path) -> None:
     assert (out / "astronaut.parquet").is_file()
     assert "Traceback" not in pane and ": failed" not in pane, pane
     assert "inputs: 100%|" in pane and "1/1" in pane, pane
+    bars = [ln for ln in pane.splitlines() if "%|" in ln or "frame/s]" in ln]
+    assert all(ln.startswith("inputs: ") and ln.count("|") == 2 for ln in bars), pane  # no log line inside a bar
     assert f"ok=1 partial=0 failed=0 skipped=0; manifest: {out / 'manifest.parquet'}" in pane, pane
