@@ -32,9 +32,9 @@ class Display(Enum):
     @classmethod
     def for_stream(cls, stream: TextIO | None = None, quiet: bool = False) -> Display:
         """The command line's choice: nothing with ``--quiet``, bars on a terminal, lines anywhere else."""
-        if quiet:
-            return cls.SILENT
         stream = sys.stderr if stream is None else stream
+        if quiet or stream is None:  # None: no stderr at all (pythonw, a daemon)
+            return cls.SILENT
         return cls.BAR if _isatty(stream) else cls.LINES
 
     @classmethod
@@ -145,8 +145,11 @@ class Lines:
 
     def _say(self, text: str) -> None:
         stream = sys.stderr if self.stream is None else self.stream  # looked up late: pytest swaps sys.stderr
-        stream.write(f"{one_line(self.name)}: {text}\n")
-        stream.flush()
+        try:
+            stream.write(f"{one_line(self.name)}: {text}\n")
+            stream.flush()
+        except OSError:  # a log that went away (`2>&1 | head`): progress is never worth failing an input for
+            pass
 
 
 def progress(display: Display, name: str, unit: str, *, leave: bool = False, first: bool = True, final: bool = True,

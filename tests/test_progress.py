@@ -158,3 +158,15 @@ def test_the_api_shows_a_notebook_bar_in_jupyter_only_when_asked(tmp_path: Path,
 
     assert progress_outputs(asked), asked
     assert not [o for o in default if o.get("output_type") == "stream" or "widget" in str(o.get("data", ""))], default
+
+
+def test_a_log_that_went_away_never_fails_the_work() -> None:
+    class Gone(io.StringIO):
+        def write(self, s: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    p = Lines("a.mp4", "frame", stream=Gone(), clock=Clock(), interval=0)
+    p.start(3)
+    p.advance(3)
+    p.close()
+    assert Display.for_stream(None) in (Display.BAR, Display.LINES)  # sys.stderr, whatever it is here
