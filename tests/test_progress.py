@@ -168,5 +168,4 @@ def test_a_log_that_went_away_never_fails_the_work() -> None:
     p = Lines("a.mp4", "frame", stream=Gone(), clock=Clock(), interval=0)
     p.start(3)
     p.advance(3)
-    p.close()
-    assert Display.for_stream(None) in (Display.BAR, Display.LINES)  # sys.stderr, whatever it is here
+    p.close()  # nothing raised
