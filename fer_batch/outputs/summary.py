@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
+from fer_batch._progress import Progress, Silent
 from fer_batch.errors import describe
 from fer_batch.outputs.aggregate import (
     HEADLINE_MIN_QUALITY,
@@ -108,12 +109,12 @@ def read_table(path: Path) -> pd.DataFrame | None:
 
 
 def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True, min_quality: float = HEADLINE_MIN_QUALITY,
-              min_track_s: float = MIN_TRACK_S) -> pd.DataFrame:  # fmt: skip
+              min_track_s: float = MIN_TRACK_S, progress: Progress | None = None) -> pd.DataFrame:  # fmt: skip
     """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
 
     Tables are read one at a time, so a run of many long videos is summarised in bounded memory. The PNGs need
     matplotlib (a dependency; an install made with ``--no-deps`` may lack it): without it only the Parquet file is
-    written.
+    written. ``progress`` is told the tables as they are done (its caller closes it).
     """
     root = Path(run_dir)
     paths = tables(root)
@@ -121,8 +122,11 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True, min_qualit
         raise FileNotFoundError(f"{root}: no tables found")
     plot = _plotter() if plots else None
     parts = []
+    progress = progress or Silent()
+    progress.start(len(paths))
     for path in paths:
         df = read_table(path)
+        progress.advance()  # counted as it starts: plotting is most of a table's time, and it follows at once
         if df is None:
             continue
         part = summarize_table(df, min_quality=min_quality, min_track_s=min_track_s)

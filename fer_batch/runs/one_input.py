@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fer_batch._progress import Progress
 from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
@@ -80,7 +81,7 @@ def run_video(
     video_name: str,
     table_path: Path | None = None,
     annotate_path: Path | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[VideoResult, MemorySink | None]:
     """Analyse one input; write its table (and annotated video) or collect it in memory.
 
@@ -98,6 +99,8 @@ def run_video(
         result.wall_s = time.perf_counter() - t0
         return result, None
     result.duration_s = info.duration_s
+    if progress is not None:
+        progress.start(expected_frames(info, options))
     analyzer = Analyzer(options)
     images = ReaderImages.ANALYSED if analyzer.classifier.needs_color else ReaderImages.NONE
     sizes = window_sizes(info, options.batch_size, annotate_path is not None)
@@ -130,6 +133,18 @@ def run_video(
     return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
 
 
+def expected_frames(info: VideoInfo, options: Options) -> int | None:
+    """About how many frames the reader will decode (a progress bar's total), or None when the header cannot say."""
+    if info.is_image:
+        return 1
+    if not (info.fps and info.duration_s):
+        return info.frames or None
+    if options.start is None and options.end is None:
+        return info.frames or round(info.duration_s * info.fps)
+    end = min(options.end if options.end is not None else info.duration_s, info.duration_s)
+    return max(0, round((end - (options.start or 0.0)) * info.fps))
+
+
 class WindowStages:
     """The stages a video's windows pass through, each in a thread of its own, and the hand-offs between them.
 
@@ -152,7 +167,7 @@ class WindowStages:
     """
 
     def __init__(self, analyzer: Analyzer, video_name: str, sink: ParquetSink | MemorySink, rend: Any,
-                 result: VideoResult, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+                 result: VideoResult, progress: Progress | None) -> None:  # fmt: skip
         self.analyzer, self.video_name, self.sink, self.rend = analyzer, video_name, sink, rend
         self.result, self.progress = result, progress
         self._finishing: Future[None] | None = None
@@ -193,7 +208,7 @@ class WindowStages:
         if self.rend is not None:
             self.rend.write(window, found.faces)
         if self.progress is not None:
-            self.progress(len(window))
+            self.progress.advance(len(window))
 
     def wait(self) -> None:
         """Until the window handed off last is finished; its error, if any, is raised here."""
