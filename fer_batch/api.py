@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from fer_batch.decode import DecodeError
 from fer_batch.jobs import tables
-from fer_batch.options import Options, UsageError
+from fer_batch.options import AUTO, Options, Scale, UsageError
 from fer_batch.pipeline import VideoResult, run_video
 from fer_batch.runner import run_many
 from fer_batch.sink import to_pandas
@@ -48,6 +48,7 @@ def analyze_many(
     quiet: bool = True,
     segment_seconds: float | None = None,
     annotate: bool = False,
+    annotate_scale: Scale = AUTO,
     **options: Any,
 ) -> list[VideoResult]:
     """Analyse files, folders and globs into ``out`` (one table each plus ``manifest.parquet``).
@@ -55,14 +56,16 @@ def analyze_many(
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);
     by default inputs run in this process, or in a pool of ``jobs`` processes. ``segment_seconds`` splits long
     videos into time ranges analysed as separate tasks and joined into one table. ``annotate`` also writes each
-    input's ``<name>.annotated.mp4`` (H.264, audio kept).
+    input's ``<name>.annotated.mp4`` (H.264, audio kept), ``annotate_scale`` times the displayed size (``"auto"``:
+    small videos enlarged by a whole factor so the labels are legible).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not str(out).strip():  # Path("") is the current folder: never write there by accident
         raise UsageError("--out must not be empty")
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
-                    resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
+                    resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate,
+                    annotate_scale=annotate_scale)  # fmt: skip
 
 
 def load(out: str | os.PathLike[str]) -> pd.DataFrame:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
+from fer_batch.options import AUTO, MAX_RENDER_SCALE, Options, UsageError, check_run, check_scale, number
 from fer_batch.outdir import check_out
 from fer_batch.text import one_line
 
@@ -39,6 +38,8 @@ Smooth = Annotated[Optional[float], typer.Option(help="EMA factor for <label>_sm
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 MaxPixels = Annotated[int, typer.Option(help="Refuse inputs whose frames have more pixels (read from the header).")]
+SCALE_HELP = (f"Annotated video size relative to the displayed frame, up to {MAX_RENDER_SCALE:g}; auto enlarges "
+              "videos under 360 px by a whole factor so the labels are legible.")
 ScanInterval = Annotated[
     float, typer.Option(help="Seconds between full-frame scans; between them the detector looks only around "
                         "tracked faces (0 = scan every frame).")  # fmt: skip
@@ -100,6 +101,7 @@ def analyze(
         Optional[float], typer.Option(metavar="S", help="Split videos longer than S seconds into tasks of S s.")
     ] = None,
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
+    annotate_scale: Annotated[str, typer.Option(metavar="auto|N", help=SCALE_HELP)] = AUTO,
     write_html: Annotated[bool, typer.Option("--report", help="At the end, write OUT/report.html.")] = False,
     max_pixels: MaxPixels = Options.max_pixels,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
@@ -117,6 +119,7 @@ def analyze(
             max_pixels=max_pixels,
         )  # fmt: skip
         check_run(jobs, segment_seconds)
+        scale = check_scale("annotate_scale", annotate_scale)
         if scheduler is not None and jobs != 1:
             raise ValueError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
         if not out.strip():
@@ -137,7 +140,8 @@ def analyze(
         try:
             results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, quiet=quiet, on_result=announce,
                                executor=client.get_executor() if client else None,
-                               segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
+                               segment_seconds=segment_seconds, annotate=annotate,
+                               annotate_scale=scale)  # fmt: skip
         finally:
             if client is not None:
                 client.close()
@@ -220,14 +224,16 @@ def render(
     video: Annotated[Path, typer.Argument(help="The source video.")],
     table: Annotated[Path, typer.Argument(help="Its table (.parquet) from `fer-batch analyze`.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output .mp4 (H.264, audio kept).")],
-    scale: Annotated[float, typer.Option(help="Output size relative to the displayed frame.")] = 1.0,
+    scale: Annotated[str, typer.Option(metavar="auto|N", help=SCALE_HELP)] = AUTO,
     max_pixels: MaxPixels = Options.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Draw a saved table's faces onto the video, without running any model."""
     _setup_logging(quiet)
-    if not (math.isfinite(scale) and 0 < scale <= MAX_RENDER_SCALE):
-        _fail(f"--scale must be a number > 0 and <= {MAX_RENDER_SCALE:g}, got {scale}", 2)
+    try:
+        size = check_scale("scale", scale)
+    except UsageError as e:
+        _fail(str(e), 2)
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
@@ -240,7 +246,7 @@ def render(
     if target.exists() and any(target.resolve() == p.resolve() for p in (video, table)):
         _fail(f"-o {out} is an input of this command; it would be overwritten", 2)
     try:
-        frames = render_table(video, table, target, scale=scale, max_pixels=max_pixels)
+        frames = render_table(video, table, target, scale=size, max_pixels=max_pixels)
     except (DecodeError, OSError, ValueError, KeyError) as e:
         _fail(f"{video}: {error_reason(e)}", 1)
     if not quiet:

@@ -26,7 +26,7 @@ from fer_batch.atomic import atomic_path, remove_stale
 from fer_batch.cluster import prepare_executor
 from fer_batch.decode import error_reason
 from fer_batch.jobs import MANIFEST, Job, expand_inputs, is_complete, plan_jobs
-from fer_batch.options import Options, UsageError, check_run
+from fer_batch.options import AUTO, Options, Scale, UsageError, check_run, check_scale
 from fer_batch.outdir import OutputLock, prepare_out
 from fer_batch.pipeline import VideoResult, cores, run_video
 from fer_batch.segments import Segment, finished_part, join_segments, plan_segments
@@ -63,7 +63,8 @@ def analyze_one(job: Job, options: Options, show_progress: bool = False) -> Vide
         if show_progress:
             bar = tqdm(desc=job.name, unit="frame", leave=False, dynamic_ncols=True)
         result, _ = run_video(job.source, options, video_name=job.name, table_path=job.table,
-                              annotate_path=job.annotated, progress=bar.update if bar else None)  # fmt: skip
+                              annotate_path=job.annotated, annotate_scale=job.annotate_scale,
+                              progress=bar.update if bar else None)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
         result = VideoResult(path=str(job.source), status="failed", error=_oneline(e))
@@ -159,6 +160,7 @@ def run_many(
     on_result: Callable[[VideoResult], None] | None = None,
     segment_seconds: float | None = None,
     annotate: bool = False,
+    annotate_scale: Scale = AUTO,
 ) -> list[VideoResult]:
     """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``).
 
@@ -166,10 +168,11 @@ def run_many(
     process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
     worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
     split into time ranges run as separate tasks, then joined (``fer_batch.segments``). ``annotate`` also writes
-    each input's ``.annotated.mp4``. Bad arguments, an unusable ``out`` and an ``out`` another run is writing to
-    raise ``UsageError`` before any work.
+    each input's ``.annotated.mp4``, at ``annotate_scale`` (``auto``: small videos enlarged). Bad arguments, an
+    unusable ``out`` and an ``out`` another run is writing to raise ``UsageError`` before any work.
     """
     check_run(jobs, segment_seconds)
+    annotate_scale = check_scale("annotate_scale", annotate_scale)
     if not str(out).strip():
         raise UsageError("--out must not be empty")
     check_model(options)
@@ -179,7 +182,7 @@ def run_many(
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
     prepare_out(out)
     with OutputLock(out):
-        planned = plan_jobs(files, out, annotate)
+        planned = plan_jobs(files, out, annotate, annotate_scale)
         todo = [job for job in planned if not (resume and is_complete(job, options))]
         if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
             jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
