@@ -15,10 +15,10 @@ from test_render import check_output, make_clip
 from typer.testing import CliRunner
 
 from fer_batch.cli import app
-from fer_batch.draw import Kind, Painter
 from fer_batch.options import Options
-from fer_batch.pipeline import run_video
-from fer_batch.render import auto_scale
+from fer_batch.outputs.draw import Kind, Painter
+from fer_batch.outputs.render import auto_scale
+from fer_batch.runs.one_input import run_video
 from fer_batch.types import Faces
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
