@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from fer_batch.cli import app
 from fer_batch.media.decode import Decoded, VideoInfo, probe
 from fer_batch.options import Options
-from fer_batch.outputs.draw import FER_COLOURS, palette
+from fer_batch.outputs.palette import FER_COLOURS, bgr, bgr_colours
 from fer_batch.outputs.render import Renderer, output_size
 from fer_batch.runs.one_input import run_video
 from fer_batch.types import Faces
@@ -216,7 +216,7 @@ def test_latest_result_stays_between_sampled_frames(clip: Path, tmp_path: Path) 
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
     assert len(frames) == 6
-    happy = np.array(FER_COLOURS["happy"])
+    happy = np.array(bgr(FER_COLOURS["happy"]))
     left_edge = [np.abs(f[90:150, 98].astype(int) - happy).sum(axis=1).mean() for f in frames]  # the outline
     assert all(d < 60 for d in left_edge[:3])  # the happy-coloured box on frames 0, 1, 2
     assert all(d > 200 for d in left_edge[3:])  # gone from frame 3 on
@@ -242,8 +242,8 @@ def test_output_size_and_palette() -> None:
     assert output_size(321, 241, 1.0) == (322, 242, 321, 241)
     assert output_size(1280, 720, 0.5) == (640, 360, 640, 360)
     assert output_size(1281, 721, 0.5)[:2] == (640, 360)
-    colours = palette(["calm", "excited", "bored", "Happy"])
-    assert colours[3] == FER_COLOURS["happy"]
+    colours = bgr_colours(["calm", "excited", "bored", "Happy"])
+    assert colours[3] == bgr(FER_COLOURS["happy"])
     assert len(set(colours)) == 4
 
 

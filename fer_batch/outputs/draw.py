@@ -7,39 +7,16 @@ frame that changes.
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass
 from enum import Enum
 
 import cv2
 import numpy as np
 
+from fer_batch.outputs.palette import bgr_colours
 from fer_batch.types import Faces
 
-# BGR colours of the seven FER2013 labels; custom labels get evenly spaced hues instead
-FER_COLOURS: dict[str, tuple[int, int, int]] = {
-    "angry": (40, 40, 230),
-    "disgust": (40, 160, 40),
-    "fear": (170, 60, 160),
-    "happy": (0, 210, 255),
-    "sad": (210, 120, 30),
-    "surprise": (0, 140, 255),
-    "neutral": (170, 170, 170),
-}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def palette(labels: list[str]) -> list[tuple[int, int, int]]:
-    """One BGR colour per label: fixed for the FER labels, golden-ratio hues for any other."""
-    out = []
-    for k, label in enumerate(labels):
-        fixed = FER_COLOURS.get(label.lower())
-        if fixed is not None:
-            out.append(fixed)
-            continue
-        r, g, b = colorsys.hsv_to_rgb((0.13 + 0.618034 * k) % 1.0, 0.75, 0.95)
-        out.append((int(b * 255), int(g * 255), int(r * 255)))
-    return out
 
 
 MIN_FONT = 0.5  # HERSHEY_SIMPLEX at 0.5 is 12 px tall: the smallest text drawn, at any frame size
@@ -111,7 +88,7 @@ class Painter:
     def __init__(self, labels: list[str], width: int, height: int) -> None:
         self.labels = labels
         self.width, self.height = width, height  # the frame size the style was made for
-        self.colours = palette(labels)
+        self.colours = bgr_colours(labels)  # the report's and the PNGs' colours too
         self.style = Style.for_size(width, height, labels)
 
     def draw(self, img: np.ndarray, faces: Faces, scale: float = 1.0) -> None:

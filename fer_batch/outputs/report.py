@@ -549,10 +549,8 @@ def link(text: str, href: str | None) -> str:
 
 
 def html_colors(labels: list[str]) -> dict[str, str]:
-    """The summary's colour per label, as CSS hex."""
-    from matplotlib.colors import to_hex
-
-    return {label: to_hex(c) for label, c in label_colors(labels).items()}
+    """The colour per label (``outputs.palette``), as CSS hex."""
+    return label_colors(labels)
 
 
 def _ink(hex_color: str) -> str:
