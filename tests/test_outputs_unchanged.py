@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "3be5138579d1e51d3fe825a7074abb234d13b589"
+REFERENCE = "5431e03a08610b67078026967306ba2ac086f686"
 
 pytestmark = pytest.mark.slow
 
