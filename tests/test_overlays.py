@@ -3,6 +3,7 @@ and small videos are written larger so the text is legible (issue 25)."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from fer_batch.cli import app
 from fer_batch.options import Options
-from fer_batch.outputs.draw import Kind, Painter
+from fer_batch.outputs.draw import FONT, Kind, Painter, chart_font
 from fer_batch.outputs.render import auto_scale
 from fer_batch.runs.one_input import run_video
 from fer_batch.types import Faces
@@ -77,6 +78,15 @@ def test_auto_scale() -> None:
     assert auto_scale(640, 360) == 1
     assert auto_scale(1920, 1080) == 1
     assert auto_scale(40, 30) == 4  # at most MAX_RENDER_SCALE
+
+
+@pytest.mark.parametrize("size", [(176, 144), (320, 240), (352, 288), (640, 360), (1280, 720), (3840, 2160)])
+def test_text_is_at_least_12_px_tall_in_the_written_video(size: tuple[int, int]) -> None:
+    s = auto_scale(*size)
+    style = Painter(LABELS, size[0] * s, size[1] * s).style
+    for font in (style.font, chart_font(style.font)):
+        (_, height), _ = cv2.getTextSize("angry", FONT, font, style.thick)
+        assert height >= 12, (size, font, height)
 
 
 def _frames(path: Path) -> list[np.ndarray]:
@@ -165,3 +175,40 @@ def test_annotate_scale_refuses_bad_values(tmp_path: Path, value: str) -> None:
     r = CliRunner().invoke(app, ["analyze", str(tmp_path), "-o", str(tmp_path / "o"), "--annotate-scale", value])
     assert r.exit_code == 2 and "--annotate-scale" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def _shrink(src: Path, dst: Path, size: tuple[int, int], seconds: float = 2.0) -> None:
+    """The first ``seconds`` of a real recording, centre-cropped to the aspect of ``size`` and scaled down to it."""
+    w, h = size
+    with av.open(str(src)) as c, av.open(str(dst), "w") as o:
+        vs = o.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.time_base = vs.codec_context.time_base = Fraction(1, 1000)
+        for f in c.decode(video=0):
+            t = float(f.pts * f.time_base)
+            if t > seconds:
+                break
+            img = f.to_ndarray(format="rgb24")
+            s = min(img.shape[1] / w, img.shape[0] / h)
+            cw, ch = int(w * s), int(h * s)
+            y0, x0 = (img.shape[0] - ch) // 2, (img.shape[1] - cw) // 2
+            frame = av.VideoFrame.from_ndarray(cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (w, h),
+                                                          interpolation=cv2.INTER_AREA), format="rgb24")  # fmt: skip
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            o.mux(vs.encode(frame))
+        o.mux(vs.encode())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size", [("d10.mp4", (176, 144)), ("WolfgangLanger_Pexels.mp4", (640, 360)),
+                                       ("d6.mp4", (480, 480))])  # fmt: skip
+def test_real_recordings_keep_faces_visible(shared_media: Path, tmp_path: Path, name: str,
+                                            size: tuple[int, int]) -> None:  # fmt: skip
+    """Real people talking, at a phone-camera 176x144 and at larger sizes: every face box of the annotated video
+    shows the recording's own pixels."""
+    src = tmp_path / f"small-{name}"
+    _shrink(shared_media / "videos" / name, src, size)
+    out = tmp_path / "a.mp4"
+    result, sink = run_video(src, Options(), video_name=name, annotate_path=out)
+    assert result.status == "ok" and sink is not None, result.error
+    _check_faces_untouched(src, out, sink.to_pandas(), auto_scale(*size))

@@ -23,6 +23,11 @@ MIN_FONT = 0.5  # HERSHEY_SIMPLEX at 0.5 is 12 px tall: the smallest text drawn,
 GAP = 2  # px between a face's outline and what is placed beside it
 
 
+def chart_font(font: float) -> float:
+    """The chart's labels: a little smaller than the face's label, never under MIN_FONT."""
+    return max(MIN_FONT, 0.85 * font)
+
+
 @dataclass(frozen=True)
 class Style:
     """Sizes of every drawn element, proportional to the frame so labels read the same from 360p to 4K."""
@@ -41,7 +46,7 @@ class Style:
         unit = max(min(width, height) / 720.0, 0.5)
         font = max(MIN_FONT, 0.55 * unit)
         thick = max(1, round(1.4 * unit))
-        (tw, th), _ = cv2.getTextSize(max(labels, key=len) if labels else "x", FONT, font * 0.85, thick)
+        (tw, th), _ = cv2.getTextSize(max(labels, key=len) if labels else "x", FONT, chart_font(font), thick)
         return Style(unit=unit, font=font, thick=thick, box=max(2, round(2.5 * unit)),
                      row=max(9, th + round(5 * unit)), bar=max(30, round(70 * unit)), text_w=tw + round(6 * unit),
                      pad=max(2, round(4 * unit)))  # fmt: skip
@@ -217,7 +222,7 @@ class Painter:
         px, py, px2, py2 = rect
         roi = img[py:py2, px:px2]
         cv2.addWeighted(roi, 0.35, np.zeros_like(roi), 0.65, 0.0, dst=roi)  # darkened panel behind the chart
-        fs = s.font * 0.85
+        fs = chart_font(s.font)
         for k in range(len(self.labels)):
             top = py + s.pad + k * s.row
             cv2.putText(img, self.labels[k], (px + s.pad, top + s.row - max(2, s.row // 5)), FONT, fs,
