@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "5431e03a08610b67078026967306ba2ac086f686"
+REFERENCE = "3c6c425f648f98f554bb2f3f394db259d67674dc"
 
 pytestmark = pytest.mark.slow
 
