@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from numbers import Integral, Real
 from typing import Any, Literal, Union
 
+from fer_batch.errors import UsageError
+
 # settings that older versions recorded in each table's metadata and that never changed a table's content:
 # ``annotate`` is a property of a folder run (``run_many``), not of the analysis
 RETIRED = frozenset({"annotate"})
@@ -23,10 +25,6 @@ MIN_SEGMENT_S = 1.0  # shorter segments would be mostly pre-roll (and 1e-300 s w
 MAX_RENDER_SCALE = 4.0  # render --scale: beyond this the output is only larger, never sharper
 AUTO = "auto"  # --annotate-scale / render --scale: enlarge small videos so the drawn text is legible
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
-
-
-class UsageError(ValueError):
-    """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1); the message names the option."""
 
 
 def cli_name(name: str) -> str:

@@ -12,7 +12,8 @@ from conftest import REPO
 
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.palette import FER_COLOURS, bgr, hex_colours
-from fer_batch.outputs.report import html_colors, legend, timeline_png
+from fer_batch.outputs.report.html import html_colors, legend
+from fer_batch.outputs.report.parts import timeline_png
 from fer_batch.outputs.summary import label_colors
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

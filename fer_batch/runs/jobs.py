@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_batch.media.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fer_batch.options import AUTO, Options, Scale, UsageError
-from fer_batch.runs.one_input import VideoResult
-from fer_batch.outputs.table import MANIFEST, RESERVED, read_table_meta, tables
 from fer_batch._text import utf8
+from fer_batch.errors import UsageError
+from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from fer_batch.options import AUTO, Options, Scale
+from fer_batch.outputs.table import RESERVED, read_table_meta
+from fer_batch.runs.one_input import VideoResult
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
