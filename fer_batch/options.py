@@ -23,7 +23,7 @@ RETIRED = frozenset({"annotate"})
 MAX_FPS = 10_000.0  # above any camera; the sampler is O(1) per frame whatever the rate
 MIN_SEGMENT_S = 1.0  # shorter segments would be mostly pre-roll (and 1e-300 s would never finish planning)
 MAX_RENDER_SCALE = 4.0  # render --scale: beyond this the output is only larger, never sharper
-AUTO = "auto"  # --annotate-scale / render --scale: enlarge small videos so the drawn text is legible
+AUTO: Literal["auto"] = "auto"  # --annotate-scale / render --scale: enlarge small videos so the drawn text is legible
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
 
 

@@ -159,7 +159,7 @@ class Painter:
                 self._outline(img, rect, op.colour)
             elif op.kind is Kind.LABEL:
                 self._label(img, op.text, rect, op.colour)
-            else:
+            elif op.probs is not None:
                 self._bars(img, op.probs, rect)
 
     def extent(self, ops: list[Op]) -> Rect:
