@@ -98,6 +98,8 @@ def scratch(tmp: Path) -> dict[str, str]:
     (tmp / "shared" / "long").mkdir(parents=True)
     shutil.copytree(tmp / "home" / "recordings", tmp / "shared" / "recordings")
     write_clip(tmp / "shared" / "long" / "talk.mp4", n=30, faces=one_face)
+    # an events file (BIDS-style) for commands that name one
+    (tmp / "study1_events.tsv").write_text("onset\tduration\ttrial_type\n0.0\t1.0\tbaseline\n1.0\t1.0\tstimulus\n")
     return {"~/recordings": str(tmp / "home" / "recordings"), "/shared/": str(tmp / "shared") + "/",
             "/scratch/": str(tmp / "scratch") + "/"}  # fmt: skip
 
@@ -170,6 +172,9 @@ def wait_for_workers(address: str, timeout: float = 60) -> None:
 def test_every_readme_command_runs(tmp_path: Path, cluster_address) -> None:  # noqa: ANN001
     address, procs = cluster_address
     paths = scratch(tmp_path)
+    setup = next(line for line in shell_lines(readme()) if line.startswith("python -m venv") and "analyze" in line)
+    # the set-up's own analysis of the sample (.ci/run runs the whole line): commands below may read its folder
+    run_line(setup.rsplit(".venv/bin/", 1)[1], tmp_path, address, procs)
     ran = 0
     for line in shell_lines(readme()):
         if line.startswith(("python -m venv", "pip install")) or any(s in line for s in NOT_HERE):
