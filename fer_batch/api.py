@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fer_batch.decode import DecodeError
 from fer_batch.jobs import tables
-from fer_batch.options import Options, UsageError
+from fer_batch.options import Options, UsageError, number
 from fer_batch.pipeline import VideoResult, run_video
 from fer_batch.runner import run_many
 from fer_batch.sink import to_pandas
@@ -65,11 +66,14 @@ def analyze_many(
                     resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
 
 
-def load(out: str | os.PathLike[str]) -> pd.DataFrame:
+def load(out: str | os.PathLike[str], *, min_quality: float = 0.0) -> pd.DataFrame:
     """All tables of a run concatenated, in path order (``video`` tells them apart).
 
     A table that cannot be read (cut short by a full disk, not Parquet) is left out with one warning line.
+    ``min_quality``: leave out the rows of faces whose ``quality`` is below it (rows without a face stay: they say
+    a frame was analysed), as ``analyze --min-quality`` does when writing.
     """
+    number(0, 1)("min_quality", min_quality)
     paths = tables(out)
     if not paths:
         raise FileNotFoundError(f"{out}: no tables found")
@@ -82,4 +86,10 @@ def load(out: str | os.PathLike[str]) -> pd.DataFrame:
     if not parts:
         raise FileNotFoundError(f"{out}: no readable tables found")
     # custom models may have other label columns; unify by name, dictionary columns included
-    return to_pandas(pa.concat_tables(parts, promote_options="permissive"))
+    table = pa.concat_tables(parts, promote_options="permissive")
+    if min_quality > 0:
+        if "quality" not in table.column_names:
+            raise UsageError(f"{out}: min_quality={min_quality:g}, but its tables have no quality column (older run)")
+        face, q = table.column("face"), table.column("quality")
+        table = table.filter(pc.or_(pc.is_null(face), pc.greater_equal(q.fill_null(0), min_quality)))
+    return to_pandas(table)

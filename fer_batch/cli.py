@@ -102,6 +102,9 @@ def analyze(
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
     write_html: Annotated[bool, typer.Option("--report", help="At the end, write OUT/report.html.")] = False,
     max_pixels: MaxPixels = Options.max_pixels,
+    min_quality: Annotated[
+        float, typer.Option(metavar="Q", help="Leave faces whose quality (0-1) is below Q out of the tables.")
+    ] = 0.0,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
     quiet: Quiet = False,
 ) -> None:
@@ -114,7 +117,7 @@ def analyze(
             detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth,
             haar_scale_factor=haar_scale_factor,
             haar_min_neighbors=haar_min_neighbors, device=device, threads=threads, tta=tta, crop_margin=crop_margin,
-            max_pixels=max_pixels,
+            max_pixels=max_pixels, min_quality=min_quality,
         )  # fmt: skip
         check_run(jobs, segment_seconds)
         if scheduler is not None and jobs != 1:

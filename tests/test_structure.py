@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fer_batch"
 LAYERS: list[tuple[str, set[str]]] = [
     ("options/types", {"_version", "options", "types", "planes", "atomic", "imagesize", "outdir", "text"}),
     ("stages", {"models", "decode", "detect", "detect.base", "detect.centerface", "detect.haar", "detect.whole",
-                "classify", "crop", "track", "sink", "draw", "h264", "render"}),  # fmt: skip
+                "classify", "crop", "quality", "track", "sink", "draw", "h264", "render"}),  # fmt: skip
     ("pipeline", {"pipeline"}),
     ("jobs", {"jobs"}),
     ("segments/cluster", {"segments", "cluster"}),
