@@ -7,6 +7,7 @@ resume rule; keeping them below all three lets imports run one way (jobs → seg
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -135,8 +136,12 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list
 def _unique(out: Path, rel: Path, taken: set[Path]) -> Path:
     """``rel`` as a table path not taken yet: ``a.parquet``, else ``a.mp4.parquet`` (a.mp4 beside a.mov), else
     ``a.mp4~2.parquet`` and on."""
-    candidates = [out / rel.with_suffix(".parquet"), out / rel.with_name(rel.name + ".parquet")]
-    candidates += [out / rel.with_name(f"{rel.name}~{k}.parquet") for k in range(2, 10_000)]
+    # made one at a time: a list of all 10 000 candidates cost 10 000 paths per input (minutes for a folder of
+    # a few thousand photos) where the first candidate is almost always free
+    candidates = itertools.chain(
+        (out / rel.with_suffix(".parquet"), out / rel.with_name(rel.name + ".parquet")),
+        (out / rel.with_name(f"{rel.name}~{k}.parquet") for k in range(2, 10_000)),
+    )
     for table in candidates:
         if table not in taken and table.name not in RESERVED:
             taken.add(table)
