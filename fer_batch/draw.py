@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fer_batch.quality import RELIABLE
 from fer_batch.types import Faces
 
 # BGR colours of the seven FER2013 labels; custom labels get evenly spaced hues instead
@@ -69,7 +70,7 @@ class Style:
 class Op:
     """One thing to draw, in frame pixels: a face's box, its label, or its bar chart."""
 
-    kind: str  # box | label | bars
+    kind: str  # box | dashed | label | bars
     rect: tuple[int, int, int, int]
     colour: tuple[int, int, int]
     text: str = ""
@@ -109,9 +110,12 @@ class Painter:
         top = probs.argmax(axis=1) if probs is not None else np.full(len(faces), -1)
         colours = [self.colours[k] if k >= 0 else (255, 255, 255) for k in top]
         faces_rects = [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes]
+        # a face below the reliable quality: a dashed box and no label or chart (its emotion is not to be read)
+        doubtful = faces.quality < RELIABLE if faces.quality is not None else np.zeros(len(faces), bool)
         for i in range(len(faces)):
-            ops.append(Op("box", faces_rects[i], colours[i]))
+            ops.append(Op("dashed" if doubtful[i] else "box", faces_rects[i], colours[i]))
         order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")
+        order = order[~doubtful[order]]
         placed: list[tuple[int, int, int, int]] = []  # labels and charts laid out so far
         for rank, i in enumerate(order):
             x1, y1, x2, y2 = faces_rects[i]
@@ -139,6 +143,8 @@ class Painter:
             rect = (x1 - ox, y1 - oy, x2 - ox, y2 - oy)
             if op.kind == "box":
                 cv2.rectangle(img, rect[:2], rect[2:], op.colour, self.style.box, cv2.LINE_AA)
+            elif op.kind == "dashed":
+                _dashed_rect(img, rect, op.colour, self.style.box)
             elif op.kind == "label":
                 self._label(img, op.text, rect, op.colour)
             else:
@@ -204,3 +210,16 @@ class Painter:
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _dashed_rect(img: np.ndarray, rect: tuple[int, int, int, int], colour: tuple[int, int, int], thick: int) -> None:
+    """A rectangle of dashes (each three line widths, gaps as long once the lines' round ends are drawn)."""
+    x1, y1, x2, y2 = rect
+    dash, gap = max(4, 3 * thick), max(4, 3 * thick) + thick
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = max(abs(bx - ax), abs(by - ay))
+        for a in range(0, length, dash + gap):
+            b = min(a + dash, length)
+            p = (ax + (bx - ax) * a // max(length, 1), ay + (by - ay) * a // max(length, 1))
+            q = (ax + (bx - ax) * b // max(length, 1), ay + (by - ay) * b // max(length, 1))
+            cv2.line(img, p, q, colour, thick, cv2.LINE_AA)

@@ -122,3 +122,60 @@ def test_min_quality_leaves_faces_out_of_tables_and_load(clip, tmp_path) -> None
     assert fer_batch.load(tmp_path / "out", min_quality=q)["face"].notna().sum() == above
     with pytest.raises(ValueError, match="min-quality"):
         fer_batch.load(tmp_path / "out", min_quality=2)
+
+
+def _timeline(q: float) -> np.ndarray:
+    """The report's timeline of a track whose rows all have quality ``q`` (a happy face), decoded to BGR."""
+    import base64
+
+    from fer_batch.report import timeline_png
+    from fer_batch.summary import label_colors
+
+    times = pd.Series(np.arange(10) / 10, index=np.arange(10))
+    rows = pd.DataFrame({lb: np.full(10, 0.9 if lb == "happy" else 0.0167) for lb in LABELS}, index=times.index)
+    rows["quality"] = q
+    if np.isnan(q):  # no rows at all: the axes alone
+        rows[LABELS] = np.nan
+    uri = timeline_png(times, rows, LABELS, label_colors(LABELS), False, (0.0, 0.9))
+    return cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_report_draws_rows_below_the_reliable_quality_fainter() -> None:
+    strong, faint, empty = (_timeline(q) for q in (quality.RELIABLE + 0.1, quality.RELIABLE - 0.1, np.nan))
+    dark = lambda img: int((img.astype(int).sum(axis=2) < 450).sum())  # noqa: E731 - saturated line pixels
+    pale = lambda img: int((img.astype(int).sum(axis=2) < 740).sum())  # noqa: E731 - anything not white
+    assert dark(faint) - dark(empty) < (dark(strong) - dark(empty)) / 5  # below the threshold: no strong line
+    assert pale(faint) - pale(empty) > (pale(strong) - pale(empty)) / 2  # but a pale one
+
+
+def test_report_says_per_track_how_much_is_reliable_and_the_face_size(clip, tmp_path) -> None:
+    path, _ = clip(size=(320, 240), n=6, faces=one_face)
+    fer_batch.analyze_many([path], tmp_path / "out")
+    text = fer_batch.write_report(tmp_path / "out").read_text()
+    import re
+
+    share = re.search(r"median face (\d+) px; (\d+)% of its frames reliable \(quality ≥ 0.5", text)
+    assert share is not None and 30 <= int(share[1]) <= 90  # the face inside the 90-px pasted photo
+    q = fer_batch.load(tmp_path / "out")["quality"]
+    assert int(share[2]) == round(100 * (q >= quality.RELIABLE).mean())
+
+
+def test_annotated_face_below_the_reliable_quality_is_dashed_and_unlabelled() -> None:
+    from fer_batch.draw import Painter
+
+    def drawn(q: float) -> np.ndarray:
+        img = np.zeros((240, 320, 3), np.uint8)
+        faces = Faces(frame=np.zeros(1, np.int64), boxes=np.array([[100, 80, 200, 180]], np.float32),
+                      scores=np.ones(1, np.float32), landmarks=np.full((1, 5, 2), np.nan, np.float32),
+                      track_id=np.zeros(1, np.int64), probs=np.eye(7, dtype=np.float32)[[3]],
+                      quality=np.array([q], np.float32))  # fmt: skip
+        Painter(LABELS, 320, 240).draw(img, faces)
+        return img
+
+    solid, dashed = drawn(0.9), drawn(0.1)
+    edge = lambda img: img[80, 100:201].max(axis=1) > 0  # noqa: E731 - the box's top edge, pixel by pixel
+    assert edge(solid).all() and 0.3 < edge(dashed).mean() < 0.8  # gaps in the dashed line
+    outside = np.ones((240, 320), bool)
+    outside[74:187, 94:207] = False  # the box and its line's width
+    assert dashed[outside].max() == 0  # nothing but the box: no label, no chart
+    assert solid[outside].max() > 0
