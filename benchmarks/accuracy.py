@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 import fer_batch  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
-from fer_batch.sink import SIGNAL_COLUMNS  # noqa: E402
+from fer_batch.outputs.table import SIGNAL_COLUMNS  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "expressions"
 DEFAULT_SETS = ("fer2013-privatetest", "ckplus48", "muxspace-dev")

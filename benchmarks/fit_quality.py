@@ -4,10 +4,10 @@ Data: only the labelled sets of ``../shared/data/expressions`` (fer2013-privatet
 fer2013-train is left out: ``fer2013-minixception`` was trained on it, so its answers there are memorised and say
 nothing about new faces. Every image goes through the real ``analyze`` path (``--detector none``: the image is the
 face) once per ensemble member, so each face's features are exactly those the pipeline computes
-(``fer_batch.quality.features``: the ensemble's top probability and margin, the members' disagreement, face size,
-sharpness, pose); the ensemble's probabilities are the members' mean, as in ``Classifier``. The images have no
-landmarks under ``--detector none``; a CenterFace run on each image gives the pose of the faces it finds (most of
-muxspace-dev), which fits the pose terms; faces without landmarks get the fitting data's mean pose.
+(``fer_batch.analysis.quality.features``: the ensemble's top probability and margin, the members' disagreement,
+face size, sharpness, pose); the ensemble's probabilities are the members' mean, as in ``Classifier``. The images
+have no landmarks under ``--detector none``; a CenterFace run on each image gives the pose of the faces it finds
+(most of muxspace-dev), which fits the pose terms; faces without landmarks get the fitting data's mean pose.
 
 Held out two ways, per set: (a) 2-fold by subject/file (fit on one half of every set, score the other half; CK+
 split by subject so near-duplicate frames never straddle folds); (b) leave one set out (fit on the other sets).
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from accuracy import SHARED, label_columns  # noqa: E402
 
 import fer_batch  # noqa: E402
-from fer_batch import quality  # noqa: E402
+from fer_batch.analysis import quality  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 
 SETS = ("fer2013-privatetest", "ckplus48", "muxspace-dev")

@@ -1,5 +1,5 @@
-"""How well ``yaw``, ``pitch`` and ``roll`` (``fer_batch.quality.pose``) measure head pose, on faces turned by known
-angles.
+"""How well ``yaw``, ``pitch`` and ``roll`` (``fer_batch.analysis.quality.pose``) measure head pose, on faces turned
+by known angles.
 
 roll: real photos (the astronaut of scikit-image, and with ``--data`` the first images of muxspace-dev's classes,
 real news photos) turned clockwise by known angles; every turned copy goes through the real ``analyze`` path
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import fer_batch  # noqa: E402
-from fer_batch import quality  # noqa: E402
+from fer_batch.analysis import quality  # noqa: E402
 
 ROLLS = (-40, -25, -10, 10, 25, 40)
 TURNS = (0, 15, 30, 45, 60)

@@ -11,8 +11,8 @@ import pytest
 from conftest import astronaut_face, one_face
 
 import fer_batch
-from fer_batch import quality
-from fer_batch.sink import SIGNAL_COLUMNS, window_table
+from fer_batch.analysis import quality
+from fer_batch.outputs.table import SIGNAL_COLUMNS, window_table
 from fer_batch.types import Faces
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -128,8 +128,8 @@ def _timeline(q: float) -> np.ndarray:
     """The report's timeline of a track whose rows all have quality ``q`` (a happy face), decoded to BGR."""
     import base64
 
-    from fer_batch.report import timeline_png
-    from fer_batch.summary import label_colors
+    from fer_batch.outputs.report import timeline_png
+    from fer_batch.outputs.summary import label_colors
 
     times = pd.Series(np.arange(10) / 10, index=np.arange(10))
     rows = pd.DataFrame({lb: np.full(10, 0.9 if lb == "happy" else 0.0167) for lb in LABELS}, index=times.index)
@@ -161,7 +161,7 @@ def test_report_says_per_track_how_much_is_reliable_and_the_face_size(clip, tmp_
 
 
 def test_annotated_face_below_the_reliable_quality_is_dashed_and_unlabelled() -> None:
-    from fer_batch.draw import Painter
+    from fer_batch.outputs.draw import Painter
 
     def drawn(q: float) -> np.ndarray:
         img = np.zeros((240, 320, 3), np.uint8)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # OpenCV only where sharpness is measured: the table's column names are read by light modules
-    from fer_batch.crop import Planes
+    from fer_batch.analysis.crop import Planes
     from fer_batch.planes import Luma
 
 # ``quality`` at or above which a row is called reliable: the report's and the annotated video's threshold, and the
@@ -85,7 +85,7 @@ def sharpness(image: np.ndarray | Luma | Planes, box: np.ndarray) -> float:
     """
     import cv2
 
-    from fer_batch.crop import CropSpec, crop_one
+    from fer_batch.analysis.crop import CropSpec, crop_one
 
     spec = CropSpec(margin=0.0, square=True, align=False, shift=0.0)
     face = crop_one(image, box, np.full((5, 2), np.nan, np.float32), spec, (SHARP_SIZE, SHARP_SIZE))
@@ -144,7 +144,7 @@ class Calibration:
 @lru_cache(maxsize=1)
 def shipped() -> Calibration | None:
     """The calibration shipped with the package (``models/quality.json``), or None where it is absent."""
-    from fer_batch.models import models_dir
+    from fer_batch.analysis.models import models_dir
 
     path = models_dir() / "quality.json"
     return Calibration.from_dict(json.loads(path.read_text())) if path.is_file() else None

@@ -13,14 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from fer_batch.media.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options, UsageError
-from fer_batch.pipeline import VideoResult
-from fer_batch.sink import read_table_meta
-from fer_batch.text import utf8
+from fer_batch.runs.one_input import VideoResult
+from fer_batch.outputs.table import MANIFEST, RESERVED, read_table_meta, tables
+from fer_batch._text import utf8
 
-MANIFEST = "manifest.parquet"
-RESERVED = {MANIFEST, "summary.parquet"}
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 
@@ -176,9 +174,3 @@ def _is_its_video(path: Path, recorded: dict | None) -> bool:
         return False
     return recorded is not None and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
 
-
-def tables(out: str | os.PathLike[str]) -> list[Path]:
-    """The complete per-video tables of a run folder: every ``*.parquet`` but the run-level ones (temporary names
-    never end in ``.parquet``, so an input's table named ``x.parquet.tmp-a.parquet`` is a table like any other)."""
-    root = Path(out)
-    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED)

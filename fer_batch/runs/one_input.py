@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from fer_batch._version import __version__
-from fer_batch.classify import Classifier
-from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, error_reason, probe
-from fer_batch.detect import Detector, RegionDetector, make_detector, nms
+from fer_batch.analysis.classify import Classifier
+from fer_batch.media.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, error_reason, probe
+from fer_batch.analysis.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.options import Options
-from fer_batch.sink import MemorySink, ParquetSink, TableMeta, window_table
-from fer_batch.track import Smoother, Tracker
+from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_table
+from fer_batch.analysis.track import Smoother, Tracker
 from fer_batch.types import Faces, Frames
 
 log = logging.getLogger(__name__)
@@ -411,7 +411,7 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
     """The annotated video's writer, or a context that does nothing."""
     if annotate_path is None:
         return nullcontext()
-    from fer_batch.render import Renderer
+    from fer_batch.outputs.render import Renderer
 
     queue = int(max(1, min(8, (WINDOW_BYTES // 2) // max(1, info.width * info.height * 1.5))))  # frames, by bytes
     return Renderer(path, annotate_path, info, labels, start=options.start, end=options.end, queue_size=queue)

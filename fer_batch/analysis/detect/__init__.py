@@ -6,7 +6,7 @@ resolution.
 
 from __future__ import annotations
 
-from fer_batch.detect.base import Detector, RegionDetector, finish, nms, scan_images
+from fer_batch.analysis.detect.base import Detector, RegionDetector, finish, nms, scan_images
 from fer_batch.options import Options
 
 __all__ = ["Detector", "RegionDetector", "finish", "make_detector", "nms", "scan_images"]
@@ -15,13 +15,13 @@ __all__ = ["Detector", "RegionDetector", "finish", "make_detector", "nms", "scan
 def make_detector(options: Options) -> Detector:
     """The detector that ``options.detector`` names."""
     if options.detector == "none":
-        from fer_batch.detect.whole import WholeFrame
+        from fer_batch.analysis.detect.whole import WholeFrame
 
         return WholeFrame(options)
     if options.detector == "haar":
-        from fer_batch.detect.haar import HaarDetector
+        from fer_batch.analysis.detect.haar import HaarDetector
 
         return HaarDetector(options)
-    from fer_batch.detect.centerface import CenterFace
+    from fer_batch.analysis.detect.centerface import CenterFace
 
     return CenterFace(options, scan_model=options.detector)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fer_batch.quality import RELIABLE
+from fer_batch.analysis.quality import RELIABLE
 from fer_batch.types import Faces
 
 # BGR colours of the seven FER2013 labels; custom labels get evenly spaced hues instead

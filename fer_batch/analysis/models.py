@@ -18,7 +18,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fer_batch/
 # Installed wheels carry the models inside the package; a source checkout keeps them in <repo>/models.
 _CANDIDATE_DIRS = (_PACKAGE_DIR / "_models", _PACKAGE_DIR.parent / "models")
 
