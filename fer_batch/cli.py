@@ -234,7 +234,7 @@ def render(
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
-    from fer_batch.media.decode import DecodeError, error_reason
+    from fer_batch.media.probe import DecodeError, error_reason
     from fer_batch.outputs.render import render_table
 
     target = Path(out)

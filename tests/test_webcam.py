@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from fer_batch.analysis.engine import Analyzer
 from fer_batch.cli import app
 from fer_batch.live.webcam import (
     CameraError,
@@ -33,7 +34,6 @@ from fer_batch.live.webcam import (
 from fer_batch.options import Options
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.table import TMP_MARK, read_metadata
-from fer_batch.runs.one_input import Analyzer
 from fer_batch.types import Faces
 
 REPO = Path(__file__).resolve().parents[1]

@@ -37,16 +37,8 @@ import pyarrow.parquet as pq
 from fer_batch._atomic import atomic_path
 from fer_batch._version import __version__
 from fer_batch.analysis.quality import RELIABLE
-from fer_batch.media.decode import (
-    DecodeError,
-    error_reason,
-    is_image,
-    open_input,
-    orientation,
-    read_image,
-    rotate,
-    video_stream,
-)
+from fer_batch.media.orientation import orientation, rotate
+from fer_batch.media.probe import DecodeError, error_reason, is_image, open_input, read_image, video_stream
 from fer_batch.outputs.summary import (
     MAX_TRACKS_PLOTTED,
     draw_track,

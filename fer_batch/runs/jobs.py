@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_batch.media.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options, UsageError
 from fer_batch.runs.one_input import VideoResult
 from fer_batch.outputs.table import MANIFEST, RESERVED, read_table_meta, tables
