@@ -12,6 +12,7 @@ from conftest import astronaut_face, one_face
 
 import fer_batch
 from fer_batch.analysis import quality
+from fer_batch.options import Options
 from fer_batch.outputs.table import SIGNAL_COLUMNS, window_table
 from fer_batch.types import Faces
 
@@ -55,11 +56,11 @@ def test_no_landmarks_no_pose() -> None:
 def test_sharpness_falls_on_a_blurred_face_and_does_not_depend_on_its_size() -> None:
     face = cv2.cvtColor(astronaut_face(256), cv2.COLOR_RGB2GRAY)
     box = np.array([0, 0, 256, 256], np.float32)
-    sharp = quality.sharpness(face, box)
-    blurred = quality.sharpness(cv2.GaussianBlur(face, (0, 0), 4), box)
+    sharp = quality.look_one(face, box)[0]
+    blurred = quality.look_one(cv2.GaussianBlur(face, (0, 0), 4), box)[0]
     small = cv2.resize(face, (128, 128), interpolation=cv2.INTER_AREA)
     assert blurred < sharp / 4
-    assert quality.sharpness(small, box / 2) == pytest.approx(sharp, rel=0.35)  # the same face at half the size
+    assert quality.look_one(small, box / 2)[0] == pytest.approx(sharp, rel=0.35)  # the same face at half the size
 
 
 def test_table_has_the_signal_columns_null_where_there_is_no_face_or_landmark() -> None:
@@ -75,6 +76,13 @@ def test_table_has_the_signal_columns_null_where_there_is_no_face_or_landmark() 
     assert df.loc[0, "eye_right_x"] == 80 and df.loc[0, "mouth_left_y"] == 90 and df.loc[0, "quality"] == 0.7
     assert df.loc[2, ["yaw", "pitch", "roll", "eye_left_x", "nose_y"]].isna().all()  # no landmarks
     assert df.loc[2, "quality"] == pytest.approx(0.2) and df.loc[2, "sharpness"] == 3.0
+
+
+def test_shipped_calibration_is_for_the_default_ensemble() -> None:
+    cal = quality.shipped()
+    assert cal is not None and cal.classifier == Options.model and cal.tta is None
+    assert quality.calibration_for("fer2013-minixception", None) is None  # others fall back to the top probability
+    assert quality.calibration_for(cal.classifier, "flip") is None
 
 
 def test_video_rows_carry_landmarks_pose_sharpness_and_quality(clip) -> None:
@@ -179,3 +187,16 @@ def test_annotated_face_below_the_reliable_quality_is_dashed_and_unlabelled() ->
     outside[74:187, 94:207] = False  # the box and its line's width
     assert dashed[outside].max() == 0  # nothing but the box: no label, no chart
     assert solid[outside].max() > 0
+
+
+def test_metadata_says_what_quality_means(clip, tmp_path) -> None:
+    from fer_batch.outputs.table import read_table_meta
+
+    path, _ = clip(size=(320, 240), n=2, faces=one_face)
+    fer_batch.analyze_many([path], tmp_path / "a")
+    fer_batch.analyze_many([path], tmp_path / "b", model="fer2013-minixception")
+    a, b = (read_table_meta(tmp_path / d / "clip.parquet") for d in ("a", "b"))
+    assert a.model["quality"]["calibrated"] is True
+    assert b.model["quality"]["calibrated"] is False
+    df = fer_batch.load(tmp_path / "b")  # uncalibrated: the top probability
+    np.testing.assert_allclose(df["quality"], df[LABELS].max(axis=1), atol=1e-6)

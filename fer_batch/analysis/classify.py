@@ -105,7 +105,8 @@ class Classifier:
         self.id = "+".join(s.id for s in specs)
         self.sha256 = specs[0].sha256 if len(specs) == 1 else models.combined_sha256([s.sha256 for s in specs])
         self.session = self.members[0].session  # the provider in use is the same for every member
-        self.calibration = quality.calibration_for(self.id, self.tta)
+        # fitted for the bundled ensemble with its own crops: another crop margin moves every feature it reads
+        self.calibration = quality.calibration_for(self.id, self.tta) if options.crop_margin is None else None
 
     @property
     def needs_color(self) -> bool:
@@ -154,11 +155,10 @@ class Classifier:
         each = [self.predict_crops(k, m.crops(frames, faces)) for k, m in enumerate(self.members)]
         probs = (sum(each) / len(self.members)).astype(np.float32)
         pos = {int(f): j for j, f in enumerate(frames.index)}
-        sharp = np.array([quality.sharpness(frames.gray[pos[int(f)]], b) for f, b in zip(faces.frame, faces.boxes,
-                                                                                          strict=True)], np.float32)
+        look = quality.Look.of([(frames.gray[pos[int(f)]], b) for f, b in zip(faces.frame, faces.boxes, strict=True)])
         angles = quality.pose(faces.landmarks)
-        q = quality.quality(probs, each, faces.boxes, angles, sharp, self.calibration)
-        return faces.replace(probs=probs, pose=angles, sharpness=sharp, quality=q)
+        q = quality.quality(probs, each, faces.boxes, angles, look, self.calibration)
+        return faces.replace(probs=probs, pose=angles, sharpness=look.sharpness, quality=q)
 
 
 def _common_labels(specs: list[models.ModelSpec]) -> list[str]:

@@ -44,7 +44,12 @@ NOSE_HEIGHT = 0.53  # the nose tip's height between the eye line (0) and the mou
 
 SHARP_SIZE = 64  # px: faces are resized to this square before measuring sharpness, so videos compare
 
-FEATURES = ("logit_top", "margin", "disagree", "log_size", "log_sharpness", "abs_yaw", "abs_pitch")
+FEATURES = (
+    "logit_top", "margin", "disagree", "logit_m0", "logit_m1", "agree",
+    "is_angry", "is_disgust", "is_fear", "is_happy", "is_sad", "is_surprise",
+    "log_size", "log_sharpness", "log_sharpness_sq", "sharpness_x_size", "log_contrast", "brightness",
+    "abs_yaw", "abs_pitch",
+)  # fmt: skip
 
 
 def pose(landmarks: np.ndarray) -> np.ndarray:
@@ -77,12 +82,29 @@ def pose(landmarks: np.ndarray) -> np.ndarray:
     return out
 
 
-def sharpness(image: np.ndarray | Luma | Planes, box: np.ndarray) -> float:
-    """Variance of the Laplacian of the face (its box, square) resized to ``SHARP_SIZE`` px in gray.
+@dataclass(frozen=True)
+class Look:
+    """How each face looks, measured on its box resized to ``SHARP_SIZE`` px gray (arrays, one value per face).
 
-    Why a fixed size: the raw measure grows with resolution; on a fixed-size face it says how much fine detail the
-    face itself holds, comparable across videos (a blurred or blocky face scores low).
+    ``sharpness``: variance of the Laplacian (the table's column); ``contrast``: standard deviation of the gray
+    levels; ``brightness``: their mean. Why a fixed size: the raw measures grow with resolution; on a fixed-size face
+    they say how much fine detail the face itself holds, comparable across videos (a blurred or blocky face scores
+    low), and a dark, washed-out or over-exposed face shows in the other two.
     """
+
+    sharpness: np.ndarray
+    contrast: np.ndarray
+    brightness: np.ndarray
+
+    @classmethod
+    def of(cls, faces: list[tuple[np.ndarray | Luma | Planes, np.ndarray]]) -> Look:
+        """The look of each (image, box) pair."""
+        values = np.array([look_one(image, box) for image, box in faces], np.float64).reshape(-1, 3)
+        return cls(*(values[:, k].astype(np.float32) for k in range(3)))
+
+
+def look_one(image: np.ndarray | Luma | Planes, box: np.ndarray) -> tuple[float, float, float]:
+    """Sharpness, contrast and brightness of one face (see ``Look``)."""
     import cv2
 
     from fer_batch.analysis.crop import CropSpec, crop_one
@@ -91,32 +113,46 @@ def sharpness(image: np.ndarray | Luma | Planes, box: np.ndarray) -> float:
     face = crop_one(image, box, np.full((5, 2), np.nan, np.float32), spec, (SHARP_SIZE, SHARP_SIZE))
     if face.ndim == 3:
         face = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
-    return float(cv2.Laplacian(face, cv2.CV_64F).var())
+    return float(cv2.Laplacian(face, cv2.CV_64F).var()), float(face.std()), float(face.mean())
 
 
-def features(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, angles: np.ndarray,
-             sharp: np.ndarray, fill_pose: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # fmt: skip
-    """(n, len(FEATURES)) inputs of the logistic model, in ``FEATURES`` order.
+def features(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, angles: np.ndarray, look: Look,
+             fill_pose: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # fmt: skip
+    """(n, len(FEATURES)) inputs of the logistic model, in ``FEATURES`` order (two members, seven labels).
 
     ``logit_top``: the ensemble's top probability as a logit; ``margin``: top minus second; ``disagree``: half the L1
-    distance between the members' probabilities (0 for one model); ``log_size``: log2 of the face's side in px;
-    ``log_sharpness``: log1p of ``sharpness``; ``abs_yaw``/``abs_pitch`` in tens of degrees, ``fill_pose`` where a
-    face has no landmarks (the mean of the fitting data, so such faces are scored as the average face).
+    distance between the members' probabilities; ``logit_m0``/``logit_m1``: each member's probability of the
+    ensemble's answer, as a logit; ``agree``: 1 where the members' answers agree; ``is_<label>``: the answer (the
+    last label is the baseline); ``log_size``: log2 of the face's side in px; ``log_sharpness``: log1p of
+    ``sharpness``, also squared and times ``log_size``; ``log_contrast``, ``brightness`` (/100); ``abs_yaw``,
+    ``abs_pitch`` in tens of degrees, ``fill_pose`` where a face has no landmarks (the mean of the fitting data).
     """
     p = np.clip(np.asarray(probs, np.float64), 1e-6, 1 - 1e-6)
-    top2 = np.sort(p, axis=1)[:, -2:] if p.shape[1] > 1 else np.concatenate([np.zeros_like(p), p], axis=1)
-    pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
-    disagree = np.mean([0.5 * np.abs(a - b).sum(axis=1) for a, b in pairs], axis=0) if pairs else np.zeros(len(p))
+    n = len(p)
+    top = p.argmax(axis=1)
+    top2 = np.sort(p, axis=1)[:, -2:]
+    m = [np.clip(np.asarray(x, np.float64), 1e-6, 1 - 1e-6) for x in members]
+    at = [x[np.arange(n), top] for x in m]
     side = np.sqrt(np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0))
+    sharp = np.log1p(np.asarray(look.sharpness, np.float64))
     yaw = np.where(np.isfinite(angles[:, 0]), np.abs(angles[:, 0]) / 10, fill_pose[0])
     pitch = np.where(np.isfinite(angles[:, 1]), np.abs(angles[:, 1]) / 10, fill_pose[1])
-    return np.stack([np.log(top2[:, 1] / (1 - top2[:, 1])), top2[:, 1] - top2[:, 0], disagree, np.log2(side),
-                     np.log1p(np.asarray(sharp, np.float64)), yaw, pitch], axis=1)  # fmt: skip
+    cols = [_logit(top2[:, 1]), top2[:, 1] - top2[:, 0], 0.5 * np.abs(m[0] - m[1]).sum(axis=1),
+            _logit(at[0]), _logit(at[1]), (m[0].argmax(axis=1) == m[1].argmax(axis=1)).astype(np.float64)]
+    cols += [(top == k).astype(np.float64) for k in range(p.shape[1] - 1)]
+    cols += [np.log2(side), sharp, sharp**2, sharp * np.log2(side), np.log1p(np.asarray(look.contrast, np.float64)),
+             np.asarray(look.brightness, np.float64) / 100, yaw, pitch]  # fmt: skip
+    return np.stack(cols, axis=1)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p / (1 - p))
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """The fitted logistic model and what it was fitted for (one classifier, with or without TTA)."""
+    """The fitted logistic model and what it was fitted for (one classifier, with or without TTA; its labels in
+    FER2013's order, the one-hot answer features follow them)."""
 
     classifier: str
     tta: str | None
@@ -164,12 +200,12 @@ def describe(cal: Calibration | None) -> dict[str, Any]:
             "fitted_on": list(cal.fitted_on), "reliable": RELIABLE}  # fmt: skip
 
 
-def quality(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, angles: np.ndarray, sharp: np.ndarray,
+def quality(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, angles: np.ndarray, look: Look,
             cal: Calibration | None) -> np.ndarray:  # fmt: skip
     """``quality`` per face: the calibrated estimate, or (no calibration for this classifier) the top probability."""
     if not len(probs):
         return np.zeros(0, np.float32)
     if cal is None:
         return np.asarray(probs, np.float32).max(axis=1)
-    return cal.predict(features(probs, members, boxes, angles, sharp, cal.fill_pose)).astype(np.float32)
+    return cal.predict(features(probs, members, boxes, angles, look, cal.fill_pose)).astype(np.float32)
 
