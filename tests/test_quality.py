@@ -148,6 +148,7 @@ def _timeline(q: float) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
 
 
+@pytest.mark.slow
 def test_report_draws_rows_below_the_reliable_quality_fainter() -> None:
     strong, faint, empty = (_timeline(q) for q in (quality.RELIABLE + 0.1, quality.RELIABLE - 0.1, np.nan))
     dark = lambda img: int((img.astype(int).sum(axis=2) < 450).sum())  # noqa: E731 - saturated line pixels
