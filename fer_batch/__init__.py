@@ -6,6 +6,7 @@ Python API (the CLI is a thin layer over it)::
     df = fer_batch.analyze_video("interview.mp4", fps=5)
     fer_batch.analyze_many(["recordings/"], "out/")
     df = fer_batch.load("out/")
+    per_event = fer_batch.aggregate(df, by="event", events="events.tsv")  # also: frame, second, track, video
     fer_batch.write_report("out/")            # out/report.html
 
 The API is imported on first use (PEP 562), so ``import fer_batch`` and ``fer-batch --help`` do not load PyAV,
@@ -26,7 +27,22 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 if TYPE_CHECKING:
     from fer_batch.api import analyze_many, analyze_video, load
+    from fer_batch.errors import (
+        CameraError,
+        ClusterError,
+        DecodeError,
+        FerBatchError,
+        InputError,
+        ManifestError,
+        ModelError,
+        OutputError,
+        StreamBroken,
+        StreamDamaged,
+        UsageError,
+        describe,
+    )
     from fer_batch.options import Options
+    from fer_batch.outputs.aggregate import aggregate
     from fer_batch.outputs.report import write_report
     from fer_batch.outputs.summary import summarize
 
@@ -37,11 +53,45 @@ _PUBLIC = {
     "analyze_many": "fer_batch.api",
     "load": "fer_batch.api",
     "Options": "fer_batch.options",
+    "aggregate": "fer_batch.outputs.aggregate",
     "summarize": "fer_batch.outputs.summary",
     "write_report": "fer_batch.outputs.report",
+    "FerBatchError": "fer_batch.errors",
+    "UsageError": "fer_batch.errors",
+    "ClusterError": "fer_batch.errors",
+    "ModelError": "fer_batch.errors",
+    "InputError": "fer_batch.errors",
+    "DecodeError": "fer_batch.errors",
+    "StreamBroken": "fer_batch.errors",
+    "StreamDamaged": "fer_batch.errors",
+    "CameraError": "fer_batch.errors",
+    "OutputError": "fer_batch.errors",
+    "ManifestError": "fer_batch.errors",
+    "describe": "fer_batch.errors",
 }
 
-__all__ = ["Options", "__version__", "analyze_many", "analyze_video", "load", "summarize", "write_report"]
+__all__ = [
+    "CameraError",
+    "ClusterError",
+    "DecodeError",
+    "FerBatchError",
+    "InputError",
+    "ManifestError",
+    "ModelError",
+    "Options",
+    "OutputError",
+    "StreamBroken",
+    "StreamDamaged",
+    "UsageError",
+    "__version__",
+    "aggregate",
+    "analyze_many",
+    "analyze_video",
+    "describe",
+    "load",
+    "summarize",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:

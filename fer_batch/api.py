@@ -13,8 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fer_batch.media.probe import DecodeError
-from fer_batch.options import Options, UsageError, number
+from fer_batch._progress import Display
+from fer_batch._progress import progress as progress_of
+from fer_batch.errors import DecodeError, UsageError, describe
+from fer_batch.options import Options, number
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.runner import run_many
@@ -22,15 +24,20 @@ from fer_batch.runs.runner import run_many
 log = logging.getLogger(__name__)
 
 
-def analyze_video(path: str | os.PathLike[str], **options: Any) -> pd.DataFrame:
-    """Analyse one video or photo and return its table (nothing is written).
+def analyze_video(path: str | os.PathLike[str], *, progress: bool = False, **options: Any) -> pd.DataFrame:
+    """Analyse one video or photo and return its table (nothing is written); ``progress``: show a bar of its frames
+    (a notebook bar in Jupyter).
 
     Raises ``DecodeError`` when the input cannot be decoded at all; a stream that breaks midway returns the
     frames before the damage, with ``df.attrs["status"] == "partial"`` and the reason in ``df.attrs["error"]``.
     """
     opts = Options.from_kwargs(**options)
     p = Path(path)
-    result, sink = run_video(p, opts, video_name=p.name)
+    frames = progress_of(Display.for_api(progress), p.name, "frame")
+    try:
+        result, sink = run_video(p, opts, video_name=p.name, progress=frames)
+    finally:
+        frames.close()
     if sink is None:
         raise DecodeError(f"{p}: {result.error}")
     df = sink.to_pandas()
@@ -46,6 +53,7 @@ def analyze_many(
     jobs: int = 1,
     resume: bool = True,
     quiet: bool = True,
+    progress: bool = False,
     segment_seconds: float | None = None,
     annotate: bool = False,
     **options: Any,
@@ -55,14 +63,17 @@ def analyze_many(
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);
     by default inputs run in this process, or in a pool of ``jobs`` processes. ``segment_seconds`` splits long
     videos into time ranges analysed as separate tasks and joined into one table. ``annotate`` also writes each
-    input's ``<name>.annotated.mp4`` (H.264, audio kept).
+    input's ``<name>.annotated.mp4`` (H.264, audio kept). ``progress=True`` shows progress as it goes: in Jupyter a
+    notebook bar (tqdm.auto), at a terminal a bar, else plain lines on stderr; none by default (``quiet=False``,
+    kept from earlier versions, means the same).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not str(out).strip():  # Path("") is the current folder: never write there by accident
         raise UsageError("--out must not be empty")
-    return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
-                    resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
+    return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor, resume=resume,
+                    display=Display.for_api(progress or not quiet), segment_seconds=segment_seconds,
+                    annotate=annotate)  # fmt: skip
 
 
 def load(out: str | os.PathLike[str], *, min_quality: float = 0.0) -> pd.DataFrame:
@@ -81,7 +92,7 @@ def load(out: str | os.PathLike[str], *, min_quality: float = 0.0) -> pd.DataFra
         try:
             parts.append(pq.read_table(path))
         except (OSError, pa.ArrowException) as e:
-            log.warning("%s: skipped, not a readable table (%s)", path, " ".join(str(e).split())[:200])
+            log.warning("%s: skipped, not a readable table (%s)", path, describe(e)[:200])
     if not parts:
         raise FileNotFoundError(f"{out}: no readable tables found")
     # custom models may have other label columns; unify by name, dictionary columns included

@@ -11,8 +11,11 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from enum import Enum
 from numbers import Integral, Real
 from typing import Any
+
+from fer_batch.errors import UsageError
 
 # settings that older versions recorded in each table's metadata and that never changed a table's content:
 # ``annotate`` is a property of a folder run (``run_many``), not of the analysis
@@ -24,8 +27,15 @@ MAX_RENDER_SCALE = 4.0  # render --scale: beyond this the output is only larger,
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
 
 
-class UsageError(ValueError):
-    """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1); the message names the option."""
+class Level(str, Enum):
+    """What one row of an aggregate stands for (``fer-batch export --by``, ``fer_batch.aggregate(by=...)``); here,
+    below pandas, so that ``--help`` lists the choices without loading it."""
+
+    FRAME = "frame"
+    SECOND = "second"
+    TRACK = "track"
+    VIDEO = "video"
+    EVENT = "event"
 
 
 def cli_name(name: str) -> str:

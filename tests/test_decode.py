@@ -9,7 +9,8 @@ import pytest
 from conftest import one_face
 
 from fer_batch.analysis.detect.scan_size import small_size
-from fer_batch.media.probe import DecodeError, probe
+from fer_batch.errors import DecodeError
+from fer_batch.media.probe import probe
 from fer_batch.media.reader import FrameReader
 from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options
@@ -108,6 +109,7 @@ def test_unreadable_inputs_raise_decode_error(tmp_path: Path) -> None:
             probe(p)
 
 
+@pytest.mark.slow
 def test_reader_keeps_memory_bounded(clip) -> None:
     """The reader thread runs at most a queue's length ahead of a slow consumer: it stops decoding, it does not
     just stop queueing (an unbounded reader would have decoded all 60 frames)."""

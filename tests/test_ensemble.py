@@ -15,7 +15,8 @@ from conftest import astronaut_face
 
 import fer_batch
 from fer_batch.analysis.classify import FER7, Classifier
-from fer_batch.analysis.models import ModelError, models_dir, resolve
+from fer_batch.analysis.models import models_dir, resolve
+from fer_batch.errors import ModelError
 from fer_batch.options import Options
 
 
@@ -100,6 +101,7 @@ def test_ensemble_with_an_unknown_member_is_a_usage_error(photo: Path, tmp_path:
     assert r.exit_code == 2 and "no-such-model" in r.output and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_annotating_does_not_change_the_table(clip, tmp_path: Path) -> None:
     """Colour models cut faces from the decoded planes whether or not the whole frame is also converted to draw."""
     from conftest import one_face

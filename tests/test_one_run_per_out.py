@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from conftest import write_clip
 from typer.testing import CliRunner
 
@@ -46,7 +47,7 @@ def test_a_later_run_keeps_the_manifest_rows_of_earlier_ones(tmp_path: Path) -> 
 
 
 def test_two_webcam_sessions_in_the_same_second_get_different_files(tmp_path: Path) -> None:
-    from fer_batch.live.webcam import output_paths
+    from fer_batch.live.session import output_paths
 
     now = datetime(2024, 5, 1, 12, 0, 0)
     first = output_paths(tmp_path, True, now)
@@ -54,6 +55,7 @@ def test_two_webcam_sessions_in_the_same_second_get_different_files(tmp_path: Pa
     assert first[0] != second[0] and first[1] != second[1]
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_lose_nothing(tmp_path: Path) -> None:
     """Whichever way the two runs interleave, every table present is whole and has its manifest row."""
     import subprocess

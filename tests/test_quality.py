@@ -136,7 +136,7 @@ def _timeline(q: float) -> np.ndarray:
     """The report's timeline of a track whose rows all have quality ``q`` (a happy face), decoded to BGR."""
     import base64
 
-    from fer_batch.outputs.report import timeline_png
+    from fer_batch.outputs.report.parts import timeline_png
     from fer_batch.outputs.summary import label_colors
 
     times = pd.Series(np.arange(10) / 10, index=np.arange(10))

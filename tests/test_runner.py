@@ -80,18 +80,21 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_corpus_each_file_gets_the_right_status(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     missing = tmp_path / "nope.mp4"
     before = snapshot(corpus)
-    result = runner.invoke(app, ["analyze", str(corpus), str(missing), str(corpus / "empty_folder"), "--out",
-                                 str(out), "--quiet"])  # fmt: skip
+    typo = runner.invoke(app, ["analyze", str(corpus), str(missing), "--out", str(out), "--quiet"])
+    assert typo.exit_code == 2 and typo.output.strip() == f"error: {missing}: no such file or directory", typo.output
+    assert not out.exists()  # a path that names nothing is a typing mistake, answered before any work
+    result = runner.invoke(app, ["analyze", str(corpus), str(corpus / "empty_folder"), "--out", str(out),
+                                 "--quiet"])  # fmt: skip
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     m = manifest(out)
     for name, status in EXPECTED.items():
         assert m.loc[str(corpus / name), "status"] == status, (name, m.loc[str(corpus / name)].to_dict())
-    assert m.loc[str(missing), "status"] == "failed" and "no such file" in m.loc[str(missing), "error"]
     assert "no video or image" in m.loc[str(corpus / "empty_folder"), "error"]
     assert "no video stream" in m.loc[str(corpus / "audio_only.mp4"), "error"]
     assert "stream ended" in m.loc[str(corpus / "truncated.mkv"), "error"]
@@ -123,6 +126,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_resume_skips_complete_tables_and_redoes_changed_ones(clip, tmp_path: Path) -> None:
     a, _ = clip("a.mp4", n=5, faces=one_face)
     clip("b.mp4", n=5)
@@ -167,6 +171,7 @@ def test_outputs_mirror_the_input_tree_and_stay_inside_out(tmp_path: Path) -> No
     assert videos == {"day1/s1.mp4", "s1.mov", "s1.mp4"}
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_identical_tables(clip, tmp_path: Path) -> None:
     for k in range(3):
         clip(f"v{k}.mp4", n=6, faces=lambda i, k=k: [(20 + 10 * k, 30, 90)])
@@ -180,6 +185,7 @@ def test_parallel_jobs_give_identical_tables(clip, tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_same_tables(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from fer_batch.errors import ModelError, describe
+
 log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fer_batch/
@@ -25,10 +27,6 @@ _CANDIDATE_DIRS = (_PACKAGE_DIR / "_models", _PACKAGE_DIR.parent / "models")
 
 REQUIRED_KEYS = ("id", "task", "file", "sha256", "source", "license", "input")
 INPUT_KEYS = ("layout", "height", "width", "channels", "color", "scale", "offset", "mean", "std")
-
-
-class ModelError(RuntimeError):
-    """A model file is missing, altered or described inconsistently."""
 
 
 def models_dir() -> Path:
@@ -172,7 +170,7 @@ def choose_providers(device: str) -> list[str]:
         if "CUDAExecutionProvider" not in available:
             raise ModelError(
                 f"--device cuda: onnxruntime offers no CUDAExecutionProvider here (available: {', '.join(available)});"
-                ' install "fer-batch[gpu]" on a machine with an NVIDIA GPU'
+                " replace onnxruntime with onnxruntime-gpu on a machine with an NVIDIA GPU (README, GPU)"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "auto":
@@ -199,7 +197,7 @@ def check_classifier(model: str, spec_path: str | None) -> ModelSpec:
         sess = session(spec.path, "cpu", threads=1)
         out = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
     except Exception as e:  # noqa: BLE001 — onnxruntime raises its own classes for every kind of bad model
-        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        reason = describe(e)[:300]
         raise ModelError(f"{model}: cannot run as described by {spec_path}: {reason}") from None
     n = out.size
     if n != len(spec.labels):

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
+from fer_batch._progress import Progress, Silent
 from fer_batch.media.probe import VideoInfo, open_input, probe, video_stream
 from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import Options
@@ -210,9 +211,10 @@ class Renderer:
         return image
 
 
-def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0,
-                 max_pixels: int | None = None) -> int:  # fmt: skip
-    """Render ``video`` with the faces of a saved table (no model runs); returns the frames written.
+def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0, max_pixels: int | None = None,
+                 progress: Progress | None = None) -> int:  # fmt: skip
+    """Render ``video`` with the faces of a saved table (no model runs); returns the frames written. ``progress``
+    is told the frames as they are encoded (its caller closes it).
 
     The table's ``frame`` column keys faces to decode indexes; a frame listed there counts as analysed (rows
     with a null ``face`` are analysed frames without faces), so the latest result stays on screen between them.
@@ -229,6 +231,8 @@ def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0,
         raise ValueError(f"--scale {scale:g} makes {enc_w}x{enc_h} frames, more than --max-pixels {max_pixels}")
     # every=huge: the reader marks (almost) no frame for analysis, so it makes no detector images; the table decides
     reader = FrameReader(video, info, Options(every=1 << 62), images=ReaderImages.RENDER)
+    progress = progress or Silent()
+    progress.start(info.frames or (round(info.duration_s * info.fps) if info.duration_s and info.fps else None))
     with Renderer(video, out, info, labels, scale=scale) as rend:
         window: list[Decoded] = []
         for d in reader:
@@ -239,9 +243,11 @@ def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0,
             window.append(d)
             if len(window) >= RENDER_WINDOW:
                 rend.write(window, Faces.concat([by_frame[x.index] for x in window if x.index in by_frame]))
+                progress.advance(len(window))
                 window = []
         if window:
             rend.write(window, Faces.concat([by_frame[x.index] for x in window if x.index in by_frame]))
+            progress.advance(len(window))
     return rend.frames_written
 
 

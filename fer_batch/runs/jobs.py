@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fer_batch._text import one_line, utf8
+from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fer_batch.options import Options, UsageError
+from fer_batch.options import Options
+from fer_batch.outputs.table import RESERVED, read_table_meta
 from fer_batch.runs.one_input import VideoResult
-from fer_batch.outputs.table import MANIFEST, RESERVED, read_table_meta, tables
-from fer_batch._text import utf8
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
@@ -35,7 +36,10 @@ class Job:
 def expand_inputs(
     paths: Iterable[str | os.PathLike[str]], out: Path | None = None
 ) -> tuple[list[tuple[Path, Path]], list[VideoResult]]:
-    """(file, root) pairs for every media file the arguments name, and failures for those that name nothing.
+    """(file, root) pairs for every media file the arguments name, and failures for those that name no media.
+
+    An argument that names nothing at all (no such path, a pattern that matches nothing, an empty string) is a
+    ``UsageError``: a typing mistake, answered before any work, not a damaged input.
 
     An argument that exists is that file or folder, whatever characters its name holds (``take[1].mp4``); only an
     argument that does not exist is expanded as a pattern. Folders are searched recursively for known extensions
@@ -48,13 +52,14 @@ def expand_inputs(
     for raw in paths:
         arg = str(raw)
         if not arg.strip():  # Path("") would be the current folder
-            missing.append(VideoResult(path=arg, status="failed", error="empty path"))
-            continue
+            raise UsageError(f"{arg!r}: an empty path names no input")
         literal = Path(arg)
         pattern = glob.has_magic(arg) and not (literal.exists() or literal.is_symlink())
         matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))] if pattern else [literal]
         if not matches:
-            missing.append(VideoResult(path=arg, status="failed", error="no file matches this pattern"))
+            raise UsageError(f"{one_line(arg)}: no such file or directory, and no file matches it as a pattern")
+        if not pattern and not (literal.exists() or literal.is_symlink()):
+            raise UsageError(f"{one_line(arg)}: no such file or directory")
         for p in matches:
             if out is not None and is_within(p, out):
                 if pattern:

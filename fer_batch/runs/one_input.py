@@ -9,28 +9,23 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from fer_batch._progress import Progress
 from fer_batch._version import __version__
-from fer_batch.analysis.classify import Classifier
-from fer_batch.types import Decoded
-from fer_batch.media.probe import DecodeError, StreamBroken, VideoInfo, error_reason, probe
-from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
-from fer_batch.analysis.models import cores
+from fer_batch.errors import DecodeError, StreamBroken, describe
+from fer_batch.media.probe import VideoInfo, probe
+from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import Options
 from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_table
-from fer_batch.analysis.track import Smoother, Tracker
-from fer_batch.types import Faces, Frames
+from fer_batch.types import Decoded
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +81,7 @@ def run_video(
     video_name: str,
     table_path: Path | None = None,
     annotate_path: Path | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[VideoResult, MemorySink | None]:
     """Analyse one input; write its table (and annotated video) or collect it in memory.
 
@@ -100,10 +95,12 @@ def run_video(
         source = os.stat(path)
         info = probe(path, options.max_pixels)
     except (DecodeError, OSError) as e:
-        result.status, result.error = "failed", _oneline(e)
+        result.status, result.error = "failed", describe(e, with_file=True)
         result.wall_s = time.perf_counter() - t0
         return result, None
     result.duration_s = info.duration_s
+    if progress is not None:
+        progress.start(expected_frames(info, options))
     analyzer = Analyzer(options)
     images = ReaderImages.ANALYSED if analyzer.classifier.needs_color else ReaderImages.NONE
     sizes = window_sizes(info, options.batch_size, annotate_path is not None)
@@ -136,6 +133,18 @@ def run_video(
     return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
 
 
+def expected_frames(info: VideoInfo, options: Options) -> int | None:
+    """About how many frames the reader will decode (a progress bar's total), or None when the header cannot say."""
+    if info.is_image:
+        return 1
+    if not (info.fps and info.duration_s):
+        return info.frames or None
+    if options.start is None and options.end is None:
+        return info.frames or round(info.duration_s * info.fps)
+    end = min(options.end if options.end is not None else info.duration_s, info.duration_s)
+    return max(0, round((end - (options.start or 0.0)) * info.fps))
+
+
 class WindowStages:
     """The stages a video's windows pass through, each in a thread of its own, and the hand-offs between them.
 
@@ -158,7 +167,7 @@ class WindowStages:
     """
 
     def __init__(self, analyzer: Analyzer, video_name: str, sink: ParquetSink | MemorySink, rend: Any,
-                 result: VideoResult, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+                 result: VideoResult, progress: Progress | None) -> None:  # fmt: skip
         self.analyzer, self.video_name, self.sink, self.rend = analyzer, video_name, sink, rend
         self.result, self.progress = result, progress
         self._finishing: Future[None] | None = None
@@ -203,7 +212,7 @@ class WindowStages:
         if self.rend is not None:
             self.rend.write(window, found.faces)
         if self.progress is not None:
-            self.progress(len(window))
+            self.progress.advance(len(window))
 
     def wait(self) -> None:
         """Until the window handed off last is finished; its error, if any, is raised here."""
@@ -265,10 +274,10 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
 
 def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:
     """Record an input's failure; after an allocation failure, free what the failed input left behind."""
-    result.status, result.error = "failed", _oneline(e)
+    result.status, result.error = "failed", describe(e, with_file=True)
     if not isinstance(e, (DecodeError, OSError)):  # out of memory (see out_of_memory)
         release_memory()  # so the inputs after this one start from a clean slate
-        result.error = f"out of memory ({info.width}x{info.height}): {_oneline(e)}"
+        result.error = f"out of memory ({info.width}x{info.height}): {describe(e, with_file=True)}"
 
 
 def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iterable[list[Decoded]]:
@@ -292,14 +301,6 @@ def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iter
         raise
     if window:
         yield window
-
-
-def _oneline(e: BaseException) -> str:
-    """An error on one line: an OS error's own words (``No space left on device``), else its message."""
-    if isinstance(e, OSError):
-        shown = e.filename and ".tmp-" not in str(e.filename)  # a temporary file's name says nothing to the user
-        return error_reason(e) + (f": {e.filename}" if shown else "")
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _empty_range(options: Options, info: VideoInfo) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -20,19 +19,19 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from fer_batch._atomic import atomic_path, remove_stale
-from fer_batch.runs.cluster import prepare_executor
-from fer_batch.media.probe import error_reason
-from fer_batch.outputs.table import MANIFEST
-from fer_batch.runs.jobs import Job, expand_inputs, is_complete, plan_jobs
-from fer_batch.options import Options, UsageError, check_run
-from fer_batch.runs.outdir import OutputLock, prepare_out
-from fer_batch.runs.one_input import VideoResult, run_video
-from fer_batch.analysis.models import cores
-from fer_batch.runs.segments import Segment, finished_part, join_segments, plan_segments
+from fer_batch._progress import Display, Progress, Silent, progress
 from fer_batch._text import utf8
+from fer_batch.analysis.models import cores
+from fer_batch.errors import ManifestError, UsageError, describe
+from fer_batch.options import Options, check_run
+from fer_batch.outputs.table import MANIFEST
+from fer_batch.runs.cluster import prepare_executor
+from fer_batch.runs.jobs import Job, expand_inputs, is_complete, plan_jobs
+from fer_batch.runs.one_input import VideoResult, run_video
+from fer_batch.runs.outdir import OutputLock, prepare_out
+from fer_batch.runs.segments import Segment, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -52,26 +51,24 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def analyze_one(job: Job, options: Options, show_progress: bool = False) -> VideoResult:
+def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> VideoResult:
     """The unit of work: one input → its table (and annotated video) → a result record.
 
-    Catches everything an input can cause, so one bad file never stops a folder run.
+    Catches everything an input can cause, so one bad file never stops a folder run. ``display``: how this input's
+    frames are shown as they go (its end is the driver's to announce).
     """
     for final in (job.table, job.annotated):
         if final is not None:
             remove_stale(final)  # left by a killed run
-    bar = None
+    frames = progress(display, str(job.source), "frame", final=False)  # named as its end line names it
     try:
-        if show_progress:
-            bar = tqdm(desc=job.name, unit="frame", leave=False, dynamic_ncols=True)
         result, _ = run_video(job.source, options, video_name=job.name, table_path=job.table,
-                              annotate_path=job.annotated, progress=bar.update if bar else None)  # fmt: skip
+                              annotate_path=job.annotated, progress=frames)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
-        result = VideoResult(path=str(job.source), status="failed", error=_oneline(e))
+        result = VideoResult(path=str(job.source), status="failed", error=describe(e))
     finally:
-        if bar is not None:
-            bar.close()
+        frames.close()
     result.path = str(job.source)
     return result
 
@@ -106,7 +103,7 @@ class ManifestWriter:
         except FileNotFoundError:
             return {}
         except (OSError, pa.ArrowException) as e:
-            log.warning("%s: unreadable (%s); a new manifest replaces it", self.path, " ".join(str(e).split())[:120])
+            log.warning("%s: unreadable (%s); a new manifest replaces it", self.path, describe(e)[:120])
             return {}
         names = [n for n in MANIFEST_SCHEMA.names if n in table.column_names]
         if "path" not in names or "status" not in names:
@@ -125,7 +122,7 @@ class ManifestWriter:
                 pq.write_table(pa.table(cols, schema=MANIFEST_SCHEMA), tmp)
         except OSError as e:
             if self.error is None:
-                log.warning("%s: not written (%s); trying again with the next result", self.path, error_reason(e))
+                log.warning("%s: not written (%s); trying again with the next result", self.path, describe(e))
             self.error = e
         else:
             self.error = None
@@ -158,6 +155,7 @@ def run_many(
     executor: Executor | None = None,
     resume: bool = True,
     quiet: bool = False,
+    display: Display | None = None,
     on_result: Callable[[VideoResult], None] | None = None,
     segment_seconds: float | None = None,
     annotate: bool = False,
@@ -167,8 +165,9 @@ def run_many(
     Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
     process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
     worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
-    split into time ranges run as separate tasks, then joined (``fer_batch.runs.segments``). ``annotate`` also writes
-    each input's ``.annotated.mp4``. Bad arguments, an unusable ``out`` and an ``out`` another run is writing to
+    split into time ranges run as separate tasks, then joined (``fer_batch.runs.segments``). ``annotate`` also
+    writes each input's ``.annotated.mp4``. ``display``: where progress goes (default: bars on a terminal, else
+    lines, nothing when ``quiet``). Bad arguments, an unusable ``out`` and an ``out`` another run is writing to
     raise ``UsageError`` before any work.
     """
     check_run(jobs, segment_seconds)
@@ -191,8 +190,9 @@ def run_many(
             executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
         else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
             job_options = options
-        run = FolderRun(out, executor, job_options, interactive=sys.stderr.isatty() and not quiet,
-                        on_result=on_result)  # fmt: skip
+        if display is None:
+            display = Display.for_stream(quiet=quiet)
+        run = FolderRun(out, executor, job_options, display=display, on_result=on_result)
         waiting = set(todo)
         for result in failures + [_skipped(job) for job in planned if job not in waiting]:
             run.done(result)
@@ -209,16 +209,9 @@ def run_many(
                 executor.shutdown(wait=True, cancel_futures=True)
             run.manifest.write()
     if run.manifest.error is not None:
-        raise ManifestError(run.manifest.path, run.manifest.error, run.results)
+        cause = run.manifest.error
+        raise ManifestError(cause.errno, f"{run.manifest.path}: not written ({describe(cause)})", run.results)
     return run.results
-
-
-class ManifestError(OSError):
-    """The run finished but ``manifest.parquet`` could not be written (a full disk); ``results`` has every row."""
-
-    def __init__(self, path: Path, cause: OSError, results: list[VideoResult]) -> None:
-        super().__init__(cause.errno, f"{path}: not written ({error_reason(cause)})")
-        self.results = results
 
 
 def _skipped(job: Job) -> VideoResult:
@@ -244,17 +237,20 @@ class FolderRun:
     is retried once, alone, then marked failed (``WORKER_DIED``).
     """
 
-    def __init__(self, out: Path, executor: Executor, options: Options, *, interactive: bool,
+    def __init__(self, out: Path, executor: Executor, options: Options, *, display: Display,
                  on_result: Callable[[VideoResult], None] | None) -> None:  # fmt: skip
-        self.executor, self.options, self.interactive, self.on_result = executor, options, interactive, on_result
+        self.executor, self.options, self.display, self.on_result = executor, options, display, on_result
         self.inline = isinstance(executor, InlineExecutor)
+        # an input's own progress: a bar only in this process (bars from several workers would overwrite each
+        # other; the driver's bar counts tasks), lines from wherever the input runs (a worker shares our stderr)
+        self.task_display = display if self.inline or display is Display.LINES else Display.SILENT
         self.pool = executor if isinstance(executor, WorkerPool) else None
         self.manifest = ManifestWriter(out)
         self.results: list[VideoResult] = []
         self.segments: dict[Job, list[Segment]] = {}
         self.pending: dict[Future[VideoResult], Task] = {}
         self.part_results: dict[Job, dict[int, VideoResult]] = {}
-        self.bar: tqdm | None = None  # progress over tasks, on a terminal
+        self.bar: Progress = Silent()  # progress over tasks, as a bar (lines say each input's start and end)
 
     def done(self, result: VideoResult) -> None:
         """One input's final result: to the list, the manifest and the caller."""
@@ -273,8 +269,10 @@ class FolderRun:
     def execute(self, todo: list[Job], resume: bool) -> None:
         """Submit every task, harvesting results already in as it goes, then wait for the rest."""
         total = sum(len(self.segments.get(j, [None])) for j in todo)
-        bar = self.bar = tqdm(total=total, desc="inputs+segments" if self.segments else "inputs", unit="task",
-                              disable=not self.interactive, dynamic_ncols=True)  # fmt: skip
+        if self.display.is_bar:
+            self.bar = progress(self.display, "inputs+segments" if self.segments else "inputs", "task", leave=True)
+        bar = self.bar
+        bar.start(total)
         try:
             for job in todo:
                 self._start(job, resume)
@@ -291,17 +289,16 @@ class FolderRun:
 
     def _start(self, job: Job, resume: bool) -> None:
         if job not in self.segments:
-            args = (job, self.options, True) if self.inline and self.interactive else (job, self.options)
-            self._submit(Task(("whole", job, 0), analyze_one, args))
+            self._submit(Task(("whole", job, 0), analyze_one, (job, self.options, self.task_display)))
             return
         for i, seg in enumerate(self.segments[job]):
             res = finished_part(seg) if resume else None
             if res is not None:  # a finished part of a stopped run
                 fut: Future[VideoResult] = Future()
                 fut.set_result(res)
-                self.pending[fut] = Task(("part", job, i), analyze_one, (seg.job, seg.options))
+                self.pending[fut] = Task(("part", job, i), analyze_one, (seg.job, seg.options, self.task_display))
             else:
-                self._submit(Task(("part", job, i), analyze_one, (seg.job, seg.options)))
+                self._submit(Task(("part", job, i), analyze_one, (seg.job, seg.options, self.task_display)))
 
     def _submit(self, task: Task) -> None:
         self.pending[self.executor.submit(task.fn, *task.args)] = task
@@ -355,8 +352,8 @@ class FolderRun:
 
     def _deliver(self, task: Task, res: VideoResult) -> None:
         kind, job, k = task.tag
-        if kind != "join" and self.bar is not None:
-            self.bar.update()
+        if kind != "join":
+            self.bar.advance()
         if kind == "part":
             self._part_done(job, k, res)
             return
@@ -383,13 +380,14 @@ def _result_of(fut: Future[VideoResult], task: Task) -> VideoResult:
     try:
         return fut.result()
     except Exception as e:  # noqa: BLE001 — one task's failure is its input's failure, the run goes on
-        return VideoResult(path=str(task.tag[1].source), status="failed", error=f"worker failed: {_oneline(e)}")
+        return VideoResult(path=str(task.tag[1].source), status="failed", error=f"worker failed: {describe(e)}")
 
 
 def check_model(options: Options) -> None:
     """A custom classifier that cannot run, or disagrees with its labels: one usage error before any work."""
     from fer_batch.analysis.classify import member_ids
-    from fer_batch.analysis.models import ModelError, check_classifier
+    from fer_batch.analysis.models import check_classifier
+    from fer_batch.errors import ModelError
 
     ids = member_ids(options.model)
     try:
@@ -397,8 +395,3 @@ def check_model(options: Options) -> None:
             check_classifier(m, options.model_spec if len(ids) == 1 else None)
     except ModelError as e:
         raise UsageError(str(e)) from None
-
-
-def _oneline(e: BaseException) -> str:
-    return " ".join(f"{type(e).__name__}: {e}".split())
-
