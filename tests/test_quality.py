@@ -201,3 +201,18 @@ def test_metadata_says_what_quality_means(clip, tmp_path) -> None:
     assert b.model["quality"]["calibrated"] is False
     df = fer_batch.load(tmp_path / "b")  # uncalibrated: the top probability
     np.testing.assert_allclose(df["quality"], df[LABELS].max(axis=1), atol=1e-6)
+
+
+def test_resume_redoes_a_table_written_before_the_quality_columns(clip, tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    path, _ = clip(size=(320, 240), n=2, faces=one_face)
+    out = tmp_path / "out"
+    fer_batch.analyze_many([path], out)
+    table = out / "clip.parquet"
+    old = pq.read_table(table)
+    pq.write_table(old.drop_columns(list(SIGNAL_COLUMNS)).replace_schema_metadata(old.schema.metadata), table)
+    mtime = table.stat().st_mtime_ns
+    assert fer_batch.analyze_many([path], out)[0].status == "ok"  # redone, not "skipped"
+    assert table.stat().st_mtime_ns != mtime and "quality" in pq.read_schema(table).names
+    assert fer_batch.analyze_many([path], out)[0].status == "skipped"  # and now complete

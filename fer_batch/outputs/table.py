@@ -338,6 +338,15 @@ def read_table_meta(path: Path) -> TableMeta | None:
     return TableMeta.from_dict(raw) if isinstance(raw, dict) else None
 
 
+def has_signal_columns(path: Path) -> bool:
+    """Whether a table has the trust columns (``SIGNAL_COLUMNS``): tables written before them are redone on resume."""
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException):
+        return False
+    return names.issuperset(SIGNAL_COLUMNS)
+
+
 def tables(out: str | os.PathLike[str]) -> list[Path]:
     """The complete per-video tables of a run folder: every ``*.parquet`` but the run-level ones (temporary names
     never end in ``.parquet``, so an input's table named ``x.parquet.tmp-a.parquet`` is a table like any other)."""

@@ -17,7 +17,7 @@ from fer_batch._text import one_line, utf8
 from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options
-from fer_batch.outputs.table import RESERVED, read_table_meta
+from fer_batch.outputs.table import RESERVED, has_signal_columns, read_table_meta
 from fer_batch.runs.one_input import VideoResult
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
@@ -153,7 +153,8 @@ def _unique(out: Path, rel: Path, taken: set[Path]) -> Path:
 
 
 def is_complete(job: Job, options: Options) -> bool:
-    """True when the job's table exists, came from the same source (size, mtime) and the same options."""
+    """True when the job's table exists, came from the same source (size, mtime) and the same options, and has the
+    columns this version writes."""
     meta = read_table_meta(job.table)
     if meta is None or meta.status not in ("ok", "partial"):
         return False
@@ -165,7 +166,7 @@ def is_complete(job: Job, options: Options) -> bool:
         same_options = False
     if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
         return False
-    return same_source and same_options
+    return same_source and same_options and has_signal_columns(job.table)  # no quality column: an older version
 
 
 def _is_its_video(path: Path, recorded: dict | None) -> bool:
