@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from fer_batch._progress import Display
 from fer_batch._progress import progress as progress_of
 from fer_batch.errors import DecodeError, UsageError, describe
-from fer_batch.options import Options, number
+from fer_batch.options import AUTO, Options, Scale, number
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.runner import run_many
@@ -56,6 +56,7 @@ def analyze_many(
     progress: bool = False,
     segment_seconds: float | None = None,
     annotate: bool = False,
+    annotate_scale: Scale = AUTO,
     **options: Any,
 ) -> list[VideoResult]:
     """Analyse files, folders and globs into ``out`` (one table each plus ``manifest.parquet``).
@@ -63,9 +64,10 @@ def analyze_many(
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);
     by default inputs run in this process, or in a pool of ``jobs`` processes. ``segment_seconds`` splits long
     videos into time ranges analysed as separate tasks and joined into one table. ``annotate`` also writes each
-    input's ``<name>.annotated.mp4`` (H.264, audio kept). ``progress=True`` shows progress as it goes: in Jupyter a
-    notebook bar (tqdm.auto), at a terminal a bar, else plain lines on stderr; none by default (``quiet=False``,
-    kept from earlier versions, means the same).
+    input's ``<name>.annotated.mp4`` (H.264, audio kept), ``annotate_scale`` times the displayed size (``"auto"``:
+    small videos enlarged by a whole factor so the labels are legible). ``progress=True`` shows progress as it goes:
+    in Jupyter a notebook bar (tqdm.auto), at a terminal a bar, else plain lines on stderr; none by default
+    (``quiet=False``, kept from earlier versions, means the same).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -73,7 +75,7 @@ def analyze_many(
         raise UsageError("--out must not be empty")
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor, resume=resume,
                     display=Display.for_api(progress or not quiet), segment_seconds=segment_seconds,
-                    annotate=annotate)  # fmt: skip
+                    annotate=annotate, annotate_scale=annotate_scale)  # fmt: skip
 
 
 def load(out: str | os.PathLike[str], *, min_quality: float = 0.0) -> pd.DataFrame:

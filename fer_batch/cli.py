@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -13,7 +12,7 @@ from fer_batch._help import HelpCommand, epilog
 from fer_batch._progress import Display, LineHandler, progress, write_line
 from fer_batch._text import one_line
 from fer_batch.errors import UsageError
-from fer_batch.options import MAX_RENDER_SCALE, Level, Options, check_run, number
+from fer_batch.options import AUTO, MAX_RENDER_SCALE, Level, Options, check_run, check_scale, number
 from fer_batch.runs.outdir import check_out
 
 app = typer.Typer(
@@ -59,6 +58,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output."
 MaxPixels = Annotated[
     int, typer.Option(metavar="N", help="Refuse inputs whose frames have more pixels (read from the header).")
 ]
+SCALE_HELP = (f"Annotated video size relative to the displayed frame, up to {MAX_RENDER_SCALE:g}; auto enlarges "
+              "videos under 360 px by a whole factor so the labels are legible.")
 ScanInterval = Annotated[
     float,
     typer.Option(
@@ -132,6 +133,7 @@ def analyze(
         Optional[float], typer.Option(metavar="S", help="Split videos longer than S seconds into tasks of S s.")
     ] = None,
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
+    annotate_scale: Annotated[str, typer.Option(metavar="auto|N", help=SCALE_HELP)] = AUTO,
     write_html: Annotated[bool, typer.Option("--report", help="At the end, write OUT/report.html.")] = False,
     max_pixels: MaxPixels = Options.max_pixels,
     min_quality: Annotated[
@@ -152,6 +154,7 @@ def analyze(
             max_pixels=max_pixels, min_quality=min_quality,
         )  # fmt: skip
         check_run(jobs, segment_seconds)
+        scale = check_scale("annotate_scale", annotate_scale)
         if scheduler is not None and jobs != 1:
             raise ValueError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
         if not out.strip():
@@ -174,7 +177,8 @@ def analyze(
         try:
             results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, display=display, on_result=announce,
                                executor=client.get_executor() if client else None,
-                               segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
+                               segment_seconds=segment_seconds, annotate=annotate,
+                               annotate_scale=scale)  # fmt: skip
         finally:
             if client is not None:
                 client.close()
@@ -259,14 +263,16 @@ def render(
     video: Annotated[Path, typer.Argument(metavar="VIDEO", help="The source video.")],
     table: Annotated[Path, typer.Argument(metavar="TABLE", help="Its table (.parquet) from `fer-batch analyze`.")],
     out: Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="Output .mp4 (H.264, audio kept).")],
-    scale: Annotated[float, typer.Option(metavar="F", help="Output size relative to the displayed frame.")] = 1.0,
+    scale: Annotated[str, typer.Option(metavar="auto|N", help=SCALE_HELP)] = AUTO,
     max_pixels: MaxPixels = Options.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Draw a saved table's faces onto the video, without running any model."""
     _setup_logging(quiet)
-    if not (math.isfinite(scale) and 0 < scale <= MAX_RENDER_SCALE):
-        _fail(f"--scale must be a number > 0 and <= {MAX_RENDER_SCALE:g}, got {scale}", 2)
+    try:
+        size = check_scale("scale", scale)
+    except UsageError as e:
+        _fail(str(e), 2)
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
@@ -280,7 +286,7 @@ def render(
         _fail(f"-o {out} is an input of this command; it would be overwritten", 2)
     bar = progress(Display.for_stream(quiet=quiet), video.name, "frame", leave=True)
     try:
-        frames = render_table(video, table, target, scale=scale, max_pixels=max_pixels, progress=bar)
+        frames = render_table(video, table, target, scale=size, max_pixels=max_pixels, progress=bar)
     except (DecodeError, OSError, ValueError, KeyError) as e:
         bar.close()
         _fail(f"{video}: {describe(e)}", 1)

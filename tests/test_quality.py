@@ -172,21 +172,24 @@ def test_report_says_per_track_how_much_is_reliable_and_the_face_size(clip, tmp_
 def test_annotated_face_below_the_reliable_quality_is_dashed_and_unlabelled() -> None:
     from fer_batch.outputs.draw import Painter
 
+    painter = Painter(LABELS, 320, 240)
+
     def drawn(q: float) -> np.ndarray:
         img = np.zeros((240, 320, 3), np.uint8)
         faces = Faces(frame=np.zeros(1, np.int64), boxes=np.array([[100, 80, 200, 180]], np.float32),
                       scores=np.ones(1, np.float32), landmarks=np.full((1, 5, 2), np.nan, np.float32),
                       track_id=np.zeros(1, np.int64), probs=np.eye(7, dtype=np.float32)[[3]],
                       quality=np.array([q], np.float32))  # fmt: skip
-        Painter(LABELS, 320, 240).draw(img, faces)
+        painter.draw(img, faces)
         return img
 
     solid, dashed = drawn(0.9), drawn(0.1)
-    edge = lambda img: img[80, 100:201].max(axis=1) > 0  # noqa: E731 - the box's top edge, pixel by pixel
+    r = painter.ring
+    edge = lambda img: img[80 - r : 79, 100:200].max(axis=(0, 2)) > 0  # noqa: E731 - the outline above the box
     assert edge(solid).all() and 0.3 < edge(dashed).mean() < 0.8  # gaps in the dashed line
     outside = np.ones((240, 320), bool)
-    outside[74:187, 94:207] = False  # the box and its line's width
-    assert dashed[outside].max() == 0  # nothing but the box: no label, no chart
+    outside[80 - r : 180 + r, 100 - r : 200 + r] = False  # the box and its outline
+    assert dashed[outside].max() == 0  # nothing but the outline: no label, no chart
     assert solid[outside].max() > 0
 
 

@@ -115,6 +115,13 @@ def test_an_unsized_terminal_still_shows_the_bar(clips: list[Path], tmp_path: Pa
     assert screen.shows_bar(), screen.text
 
 
+def test_export_in_a_terminal(sample_run: Path, tmp_path: Path) -> None:
+    target = tmp_path / "tracks.csv"
+    screen = run_in_pty(fer_batch("export", str(sample_run), "--out", str(target), "--by", "track"), cwd=REPO)
+    assert_clean(screen)
+    assert target.stat().st_size > 0 and f"wrote {target}" in screen.text
+
+
 def test_models_in_a_terminal() -> None:
     screen = run_in_pty(fer_batch("models"), cwd=REPO)
     assert_clean(screen)

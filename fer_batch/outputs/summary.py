@@ -39,6 +39,7 @@ from fer_batch.outputs.aggregate import (
     frame_durations,
     labels_of,
 )
+from fer_batch.outputs.palette import hex_colours
 from fer_batch.outputs.table import tables, to_pandas
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,6 @@ __all__ = ["frame_durations", "labels_of", "summarize", "summarize_table"]  # th
 SUMMARY = "summary.parquet"
 MAX_TRACKS_PLOTTED = 12  # a crowd video gets its longest-visible tracks plotted, not a wall of tiny panels
 MAX_POINTS = 2000  # points per line on a timeline; longer videos are averaged into this many time bins
-
-# colours per FER2013 label, chosen to read as the emotion; other labels take matplotlib's tab10 in order
-LABEL_COLORS = {
-    "angry": "#d62728",
-    "disgust": "#8c564b",
-    "fear": "#9467bd",
-    "happy": "#ffbf00",
-    "sad": "#1f77b4",
-    "surprise": "#ff7f0e",
-    "neutral": "#7f7f7f",
-}
-
 
 def summarize_table(df: pd.DataFrame, *, min_quality: float = HEADLINE_MIN_QUALITY,
                     min_track_s: float = MIN_TRACK_S) -> pd.DataFrame:  # fmt: skip
@@ -158,9 +147,8 @@ def _plotter() -> Any:
 
 
 def label_colors(labels: list[str]) -> dict[str, str]:
-    """A colour per label: the fixed FER2013 ones, then tab10 for any other."""
-    extra = iter(f"C{i}" for i in range(100))
-    return {label: LABEL_COLORS.get(label) or next(extra) for label in labels}
+    """A colour per label (``"#rrggbb"``), the same as the annotated video's and the report's."""
+    return hex_colours(labels)
 
 
 def has_smooth(vdf: pd.DataFrame, labels: list[str]) -> bool:

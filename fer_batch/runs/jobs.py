@@ -16,7 +16,7 @@ from pathlib import Path
 from fer_batch._text import one_line, utf8
 from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fer_batch.options import Options
+from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.table import RESERVED, has_signal_columns, read_table_meta
 from fer_batch.runs.one_input import VideoResult
 
@@ -31,6 +31,7 @@ class Job:
     name: str  # path relative to its input root, as the table's ``video`` column shows it
     table: Path
     annotated: Path | None
+    annotate_scale: Scale = AUTO  # the annotated video's size relative to the displayed frame
 
 
 def expand_inputs(
@@ -114,7 +115,7 @@ def root_labels(roots: list[Path]) -> dict[Path, Path]:
     return {r: resolved[r].relative_to(common) for r in roots}
 
 
-def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list[Job]:
+def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool, annotate_scale: Scale = AUTO) -> list[Job]:
     """Output paths under ``out``: each file's path below its root, under the root's label when there are several
     roots (``root_labels``). Outputs are unique per input, never leave ``out`` and never land on an input."""
     out = out.resolve()
@@ -132,7 +133,7 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list
         for target in (table, annotated):
             if target is not None and target.resolve() in inputs:
                 raise UsageError(f"--out {out}: the output {target} would overwrite an input; choose another --out")
-        jobs.append(Job(source=f, name=rel.as_posix(), table=table, annotated=annotated))
+        jobs.append(Job(source=f, name=rel.as_posix(), table=table, annotated=annotated, annotate_scale=annotate_scale))
     return jobs
 
 

@@ -23,7 +23,7 @@ from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
 from fer_batch.errors import DecodeError, StreamBroken, describe
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.media.reader import FrameReader, ReaderImages
-from fer_batch.options import Options
+from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_table
 from fer_batch.types import Decoded
 
@@ -81,9 +81,10 @@ def run_video(
     video_name: str,
     table_path: Path | None = None,
     annotate_path: Path | None = None,
+    annotate_scale: Scale = AUTO,
     progress: Progress | None = None,
 ) -> tuple[VideoResult, MemorySink | None]:
-    """Analyse one input; write its table (and annotated video) or collect it in memory.
+    """Analyse one input; write its table (and annotated video, at ``annotate_scale``) or collect it in memory.
 
     Decoding errors never escape: the result says ``failed`` (nothing written) or ``partial`` (the frames
     before the damage are in the table, which records the reason). A source replaced or changed while it was
@@ -113,7 +114,7 @@ def run_video(
     )
     try:
         with sink:
-            with _renderer(path, annotate_path, info, analyzer.labels, options) as rend:
+            with _renderer(path, annotate_path, info, analyzer.labels, options, annotate_scale) as rend:
                 _analyse(reader, sizes, WindowStages(analyzer, video_name, sink, rend, result, progress))
                 if result.frames_decoded == 0:
                     raise DecodeError(result.error or "no frame could be decoded")
@@ -262,14 +263,16 @@ def window_sizes(info: VideoInfo, batch_size: int, render: bool) -> WindowSizes:
     return WindowSizes(batch=batch, hold=hold, queue=queue)
 
 
-def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: list[str], options: Options) -> Any:
+def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: list[str], options: Options,
+              scale: Scale) -> Any:  # fmt: skip
     """The annotated video's writer, or a context that does nothing."""
     if annotate_path is None:
         return nullcontext()
     from fer_batch.outputs.render import Renderer
 
     queue = int(max(1, min(8, (WINDOW_BYTES // 2) // max(1, info.width * info.height * 1.5))))  # frames, by bytes
-    return Renderer(path, annotate_path, info, labels, start=options.start, end=options.end, queue_size=queue)
+    return Renderer(path, annotate_path, info, labels, scale=scale, start=options.start, end=options.end,
+                    queue_size=queue)  # fmt: skip
 
 
 def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:

@@ -25,7 +25,7 @@ from fer_batch._progress import Display, Progress, Silent, progress
 from fer_batch._text import utf8
 from fer_batch.analysis.models import cores
 from fer_batch.errors import ManifestError, UsageError, describe
-from fer_batch.options import Options, check_run
+from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
 from fer_batch.outputs.table import MANIFEST
 from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, expand_inputs, is_complete, plan_jobs
@@ -63,7 +63,8 @@ def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -
     frames = progress(display, str(job.source), "frame", final=False)  # named as its end line names it
     try:
         result, _ = run_video(job.source, options, video_name=job.name, table_path=job.table,
-                              annotate_path=job.annotated, progress=frames)  # fmt: skip
+                              annotate_path=job.annotated, annotate_scale=job.annotate_scale,
+                              progress=frames)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
         result = VideoResult(path=str(job.source), status="failed", error=describe(e))
@@ -159,18 +160,20 @@ def run_many(
     on_result: Callable[[VideoResult], None] | None = None,
     segment_seconds: float | None = None,
     annotate: bool = False,
+    annotate_scale: Scale = AUTO,
 ) -> list[VideoResult]:
     """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``).
 
     Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
     process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
     worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
-    split into time ranges run as separate tasks, then joined (``fer_batch.runs.segments``). ``annotate`` also
-    writes each input's ``.annotated.mp4``. ``display``: where progress goes (default: bars on a terminal, else
-    lines, nothing when ``quiet``). Bad arguments, an unusable ``out`` and an ``out`` another run is writing to
-    raise ``UsageError`` before any work.
+    split into time ranges run as separate tasks, then joined (``fer_batch.runs.segments``). ``annotate`` also writes
+    each input's ``.annotated.mp4``, at ``annotate_scale`` (``auto``: small videos enlarged). ``display``: where
+    progress goes (default: bars on a terminal, else lines, nothing when ``quiet``). Bad arguments, an unusable
+    ``out`` and an ``out`` another run is writing to raise ``UsageError`` before any work.
     """
     check_run(jobs, segment_seconds)
+    annotate_scale = check_scale("annotate_scale", annotate_scale)
     if not str(out).strip():
         raise UsageError("--out must not be empty")
     check_model(options)
@@ -180,7 +183,7 @@ def run_many(
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
     prepare_out(out)
     with OutputLock(out):
-        planned = plan_jobs(files, out, annotate)
+        planned = plan_jobs(files, out, annotate, annotate_scale)
         todo = [job for job in planned if not (resume and is_complete(job, options))]
         if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
             jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
