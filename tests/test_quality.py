@@ -110,9 +110,12 @@ def test_blurred_copy_of_a_clip_scores_lower_sharpness_and_quality(tmp_path) -> 
     assert blurred["quality"] < sharp["quality"]
 
 
-def test_detector_none_has_quality_but_no_landmarks_or_pose(tmp_path) -> None:
-    cv2.imwrite(str(tmp_path / "face.png"), astronaut_face(96)[..., ::-1])
-    row = fer_batch.analyze_video(tmp_path / "face.png", detector="none").iloc[0]
+@pytest.mark.parametrize("detector", ["none", "haar"])
+def test_detectors_without_landmarks_give_quality_but_no_landmarks_or_pose(tmp_path, detector: str) -> None:
+    img = np.full((240, 320, 3), 110, np.uint8)
+    img[40:200, 80:240] = astronaut_face(160)[..., ::-1]
+    cv2.imwrite(str(tmp_path / "face.png"), img)
+    row = fer_batch.analyze_video(tmp_path / "face.png", detector=detector).iloc[0]
     assert 0 <= row["quality"] <= 1 and row["sharpness"] > 0
     assert pd.isna(row[["yaw", "pitch", "roll", "eye_left_x", "mouth_right_y"]]).all()
 

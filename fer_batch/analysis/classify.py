@@ -153,7 +153,10 @@ class Classifier:
             return faces.replace(probs=np.zeros((0, len(self.labels)), dtype=np.float32),
                                  pose=np.zeros((0, 3), np.float32), sharpness=empty, quality=empty)  # fmt: skip
         each = [self.predict_crops(k, m.crops(frames, faces)) for k, m in enumerate(self.members)]
-        probs = (sum(each) / len(self.members)).astype(np.float32)
+        total = each[0].copy()
+        for more in each[1:]:  # in member order, as the tables always summed them
+            total += more
+        probs = (total / len(self.members)).astype(np.float32)
         pos = {int(f): j for j, f in enumerate(frames.index)}
         look = quality.Look.of([(frames.gray[pos[int(f)]], b) for f, b in zip(faces.frame, faces.boxes, strict=True)])
         angles = quality.pose(faces.landmarks)

@@ -146,7 +146,7 @@ def features(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, an
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    return np.log(p / (1 - p))
+    return np.asarray(np.log(p / (1 - p)))
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class Calibration:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale) @ np.asarray(self.coef) + self.intercept
-        return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+        return np.asarray(1 / (1 + np.exp(-np.clip(z, -30, 30))))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -206,6 +206,6 @@ def quality(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, ang
     if not len(probs):
         return np.zeros(0, np.float32)
     if cal is None:
-        return np.asarray(probs, np.float32).max(axis=1)
+        return np.asarray(np.asarray(probs, np.float32).max(axis=1))
     return cal.predict(features(probs, members, boxes, angles, look, cal.fill_pose)).astype(np.float32)
 

@@ -317,4 +317,5 @@ def to_faint(colour: str) -> str:
     """A colour mixed three parts in four with white: a row below the reliable quality, drawn behind the others."""
     from matplotlib.colors import to_hex, to_rgb
 
-    return to_hex([c + (1 - c) * 0.75 for c in to_rgb(colour)])
+    r, g, b = (c + (1 - c) * 0.75 for c in to_rgb(colour))
+    return str(to_hex((r, g, b)))
