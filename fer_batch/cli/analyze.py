@@ -76,6 +76,9 @@ def analyze(
     annotate_scale: Annotated[str, typer.Option(metavar="auto|N", help=SCALE_HELP)] = AUTO,
     write_html: Annotated[bool, typer.Option("--report", help="At the end, write OUT/report.html.")] = False,
     max_pixels: MaxPixels = Options.max_pixels,
+    min_quality: Annotated[
+        float, typer.Option(metavar="Q", help="Leave faces whose quality (0-1) is below Q out of the tables.")
+    ] = Options.min_quality,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
     quiet: Quiet = False,
 ) -> None:
@@ -87,7 +90,7 @@ def analyze(
         start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
         detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth,
         haar_scale_factor=haar_scale_factor, haar_min_neighbors=haar_min_neighbors, device=device, threads=threads,
-        tta=tta, crop_margin=crop_margin, max_pixels=max_pixels,
+        tta=tta, crop_margin=crop_margin, max_pixels=max_pixels, min_quality=min_quality,
     )  # fmt: skip
     check_run(jobs, segment_seconds)
     scale = check_scale("annotate_scale", annotate_scale)
