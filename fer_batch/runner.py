@@ -29,7 +29,7 @@ from fer_batch.jobs import MANIFEST, Job, expand_inputs, is_complete, plan_jobs
 from fer_batch.options import Options, UsageError, check_run
 from fer_batch.outdir import OutputLock, prepare_out
 from fer_batch.pipeline import VideoResult, cores, run_video
-from fer_batch.segments import Segment, finished_part, join_segments, plan_segments
+from fer_batch.segments import Segment, clean_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.text import utf8
 from fer_batch.workers import WorkerPool
 
@@ -197,6 +197,8 @@ def run_many(
         try:
             if segment_seconds is not None:
                 run.plan_segments(todo, segment_seconds)
+            for job in planned:  # what a killed segmented run left that this run will not use
+                clean_leftovers(job, run.segments.get(job), resume)
             run.execute(todo, resume)
         except KeyboardInterrupt:
             if own and isinstance(executor, WorkerPool):

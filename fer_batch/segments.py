@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fer_batch.atomic import remove_stale
 from fer_batch.decode import DecodeError, Sampler, is_image, open_input, video_stream
 from fer_batch.jobs import Job, is_complete
 from fer_batch.options import Options
@@ -47,6 +48,8 @@ class Segment:
     keep_from: float | None  # None: from the first frame analysed (the first segment)
     end: float | None
     options: Options  # the run's options with this part's start/end
+    span: tuple[float, float]  # the [start, end) seconds this part's rows cover, as the table's metadata records
+
 
 
 def segments_dir(table: Path) -> Path:
@@ -60,7 +63,8 @@ def frame_times(path: Path) -> list[float] | None:
             if not c.streams.video:
                 return None
             s = video_stream(c)
-            if s.time_base is None:
+            tb = s.time_base  # read while the container is open: the stream's memory goes with it
+            if tb is None:
                 return None
             pts, last_dts = [], None
             for packet in c.demux(s):
@@ -72,7 +76,7 @@ def frame_times(path: Path) -> list[float] | None:
                 pts.append(packet.pts)
     except (av.error.FFmpegError, OSError, DecodeError):
         return None  # the whole-video task reports the problem
-    return [float(p * s.time_base) for p in sorted(pts)]
+    return [float(p * tb) for p in sorted(pts)]
 
 
 def scan_times(times: list[float], options: Options) -> list[tuple[float, int]]:
@@ -121,9 +125,35 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
         elif keep is not None:  # with --start the whole-video run's schedule begins there: so do the parts
             start = options.start
         end = options.end if k == last else (k + 1) * seconds
+        # every frame of part k lies in [k·S, (k+1)·S), and within --start/--end
+        span = (max(k * seconds, options.start or -math.inf), min((k + 1) * seconds, options.end or math.inf))
         part = Job(source=job.source, name=job.name, table=folder / f"part-{k:05d}{SEGMENT_SUFFIX}", annotated=None)
-        parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end)))
+        parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end),
+                             span=span))  # fmt: skip
     return parts
+
+
+def clean_leftovers(job: Job, parts: list[Segment] | None, resume: bool) -> None:
+    """Remove what a killed segmented run left for ``job`` that this run will not use.
+
+    Why: a stopped run leaves part tables, their temporary files and the hidden folder; a rerun that does not split
+    this input (or splits it otherwise, or does not resume) would otherwise leave them there for good. Finished parts
+    of this run's plan stay when resuming: ``finished_part`` reuses them.
+    """
+    folder = segments_dir(job.table)
+    remove_stale(job.table)
+    if not folder.is_dir():
+        return
+    if parts is None or not resume:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    keep = {seg.job.table.name for seg in parts}
+    for leftover in folder.iterdir():
+        if leftover.name not in keep:
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def finished_part(seg: Segment) -> VideoResult | None:
@@ -242,6 +272,7 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
     (``partial``), as a stream that breaks midway would; if the first part failed, so does the video.
     """
     t0 = time.perf_counter()
+    remove_stale(job.table)  # a join killed earlier
     out = VideoResult(path=str(job.source), status="ok", table=str(job.table))
     out.duration_s = next((r.duration_s for r in results if r.duration_s is not None), None)
     use = _usable_parts(parts, results, out)
@@ -268,7 +299,7 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
                          "frames_analysed": analysed, "wall_s": round(res.wall_s, 3)})  # fmt: skip
         sink.meta = meta.replace(options=options.as_dict(), frames_decoded=out.frames_decoded, faces=out.faces,
                                  frames_analysed=out.frames_analysed, status=out.status, error=out.error,
-                                 segments=info)  # fmt: skip
+                                 segments=[list(seg.span) for seg in parts], segment_runs=info)  # fmt: skip
     shutil.rmtree(segments_dir(job.table), ignore_errors=True)
     out.wall_s = sum(r.wall_s for r in results) + time.perf_counter() - t0
     return out
