@@ -91,19 +91,33 @@ class Member:
         return out
 
 
+def member_specs(options: Options) -> list[models.ModelSpec]:
+    """The verified manifest entries of the models ``options`` names (no session is made)."""
+    ids = member_ids(options.model)
+    return [models.resolve(m, options.model_spec if len(ids) == 1 else None, task="emotion") for m in ids]
+
+
+def fingerprint(specs: list[models.ModelSpec]) -> dict[str, Any]:
+    """What ties a table to the classifier that made it: checksums of the model files and of their specs, and
+    the label order. ``--resume`` compares it with the table's metadata, so it is computed without sessions."""
+    sha = specs[0].sha256 if len(specs) == 1 else models.combined_sha256([s.sha256 for s in specs])
+    spec_sha = specs[0].spec_sha256 if len(specs) == 1 else models.combined_sha256([s.spec_sha256 for s in specs])
+    return {"sha256": sha, "spec_sha256": spec_sha, "labels": _common_labels(specs)}
+
+
 class Classifier:
     """``Classifier(options)(frames, faces) -> faces`` with ``probs`` filled, one row per face."""
 
     def __init__(self, options: Options) -> None:
-        ids = member_ids(options.model)
-        specs = [models.resolve(m, options.model_spec if len(ids) == 1 else None, task="emotion") for m in ids]
-        self.labels = _common_labels(specs)
+        specs = member_specs(options)
+        self.fingerprint = fingerprint(specs)
+        self.labels = self.fingerprint["labels"]
         self.members = [Member(s, options) for s in specs]
         # each member's columns in the classifier's label order
         self._order = [np.array([s.labels.index(lab) for lab in self.labels]) for s in specs]
         self.tta = options.tta
         self.id = "+".join(s.id for s in specs)
-        self.sha256 = specs[0].sha256 if len(specs) == 1 else models.combined_sha256([s.sha256 for s in specs])
+        self.sha256 = self.fingerprint["sha256"]
         self.session = self.members[0].session  # the provider in use is the same for every member
 
     @property
@@ -115,6 +129,7 @@ class Classifier:
         return {
             "id": self.id,
             "sha256": self.sha256,
+            "spec_sha256": self.fingerprint["spec_sha256"],
             "labels": self.labels,
             "tta": self.tta,
             "members": [{"id": m.spec.id, "sha256": m.spec.sha256, "crop": m.crop.as_dict()} for m in self.members],

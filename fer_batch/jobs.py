@@ -11,11 +11,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from fer_batch._version import __version__
 from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options, UsageError
 from fer_batch.pipeline import VideoResult
-from fer_batch.sink import read_table_meta
+from fer_batch.sink import TableMeta, read_table_meta
 from fer_batch.text import utf8
 
 MANIFEST = "manifest.parquet"
@@ -144,20 +146,69 @@ def _unique(out: Path, rel: Path, taken: set[Path]) -> Path:
     raise UsageError(f"{rel}: too many inputs with this name")
 
 
-def is_complete(job: Job, options: Options) -> bool:
-    """True when the job's table exists, came from the same source (size, mtime) and the same options."""
+@dataclass(frozen=True)
+class Provenance:
+    """What a table is tied to besides its options: the fer-batch version and, by content, the models that made it.
+
+    Why content: a custom model replaced at the same path, a spec with its labels reordered or another detector file
+    give other numbers under the same names; paths alone would let ``--resume`` mix old and new results.
+    """
+
+    version: str
+    model: dict[str, Any]  # sha256, spec_sha256, labels (``classify.fingerprint``)
+    detector_sha256: str
+
+    @classmethod
+    def of(cls, options: Options) -> Provenance:
+        """What a run with ``options`` would record now (files hashed, no model session made)."""
+        from fer_batch.classify import fingerprint, member_specs
+        from fer_batch.detect import detector_sha256
+
+        return cls(version=__version__, model=fingerprint(member_specs(options)),
+                   detector_sha256=detector_sha256(options))  # fmt: skip
+
+    def mismatch(self, meta: TableMeta) -> str | None:
+        """Why a table was not made by this, or None where it was."""
+        if meta.version != self.version:
+            return f"written by fer-batch {meta.version}, this is {self.version}"
+        recorded = meta.model or {}
+        for key, what in (("sha256", "another model file"), ("spec_sha256", "another model spec"),
+                          ("labels", "other labels")):  # fmt: skip
+            if recorded.get(key) != self.model[key]:
+                return f"made with {what}"
+        if (meta.detector or {}).get("sha256") != self.detector_sha256:
+            return "made with another detector file"
+        return None
+
+
+def redo_reason(job: Job, options: Options, provenance: Provenance | None = None) -> str | None:
+    """None when the job's table can be kept (``--resume``), else why it is made again ("" where none exists)."""
     meta = read_table_meta(job.table)
     if meta is None or meta.status not in ("ok", "partial"):
-        return False
-    st = job.source.stat()
-    same_source = meta.source.get("size") == st.st_size and meta.source.get("mtime") == st.st_mtime
+        return ""
+    try:
+        st = job.source.stat()
+    except OSError:
+        return ""  # the input itself reports the problem
+    if meta.source.get("size") != st.st_size or meta.source.get("mtime") != st.st_mtime:
+        return "the input changed since its table was written"
     try:
         same_options = Options.from_stored(meta.options).result_key() == options.result_key()
-    except (TypeError, ValueError, AttributeError):  # written by another version: redo it
+    except (TypeError, ValueError, AttributeError):  # options another version wrote
         same_options = False
+    if not same_options:
+        return "made with other options"
+    why = (provenance or Provenance.of(options)).mismatch(meta)
+    if why is not None:
+        return why
     if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
-        return False
-    return same_source and same_options
+        return "its annotated video is missing or was not written with it"
+    return None
+
+
+def is_complete(job: Job, options: Options, provenance: Provenance | None = None) -> bool:
+    """True when the job's table exists and was made from this source, with these options, by these models."""
+    return redo_reason(job, options, provenance) is None
 
 
 def _is_its_video(path: Path, recorded: dict | None) -> bool:

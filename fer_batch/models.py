@@ -65,6 +65,13 @@ class ModelSpec:
     def input(self) -> dict[str, Any]:
         return dict(self.entry["input"])
 
+    @property
+    def spec_sha256(self) -> str:
+        """A checksum of what the entry says about using the model (input transform, labels, crop, output kind),
+        leaving out where it came from, so a spec moved or renamed keeps its tables and an edited one does not."""
+        kept = {k: v for k, v in self.entry.items() if k not in ("id", "file", "source", "license", "sha256")}
+        return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
     def transform(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (a, b) such that a pixel v in 0..255 is fed as v * a + b.
 
@@ -94,8 +101,15 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
         raise ModelError(f"{where}: channels, mean and std must match color {inp['color']!r}")
 
 
-@lru_cache(maxsize=32)
 def file_sha256(path: Path) -> str:
+    """The file's sha256, cached while its identity, size and mtime stay the same (a file replaced at the same path
+    in a long-lived process is hashed again: ``--resume`` compares what made a table, not where it was)."""
+    st = Path(path).stat()
+    return _sha256_of(Path(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256_of(path: Path, dev: int, ino: int, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

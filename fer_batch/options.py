@@ -24,6 +24,10 @@ MAX_RENDER_SCALE = 4.0  # render --scale: beyond this the output is only larger,
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
 
 
+# settings that never change a table's numbers (how fast, where), or that name files whose content is compared instead
+NOT_IN_RESULT = ("threads", "device", "batch_size", "max_pixels", "model", "model_spec")
+
+
 class UsageError(ValueError):
     """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1); the message names the option."""
 
@@ -156,9 +160,13 @@ class Options:
         return dataclasses.asdict(self)
 
     def result_key(self) -> dict[str, Any]:
-        """The options that change a table's content (what ``--resume`` compares)."""
+        """The options that change a table's content (what ``--resume`` compares besides the models' checksums).
+
+        ``model`` and ``model_spec`` name files: what they hold is compared instead (``jobs.Provenance``), so a
+        model replaced at the same path is redone and one moved elsewhere is not.
+        """
         d = self.as_dict()
-        for name in ("threads", "device", "batch_size", "max_pixels"):
+        for name in NOT_IN_RESULT:
             d.pop(name)
         return d
 

@@ -6,6 +6,7 @@ batching pays; detection and tracking stay per frame so results never depend on 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -58,15 +59,19 @@ def cores() -> int:
 
 def models_for(options: Options) -> tuple[Detector, Classifier]:
     """Detector and classifier for these options, loaded once per process (folder runs and segments reuse them)."""
-    # only the settings the models read make a new pair: a segment's own --start/--end must not reload them
+    # only the settings the models read make a new pair: a segment's own --start/--end must not reload them;
+    # the files' content is part of the key, so a model or spec replaced at the same path is loaded again
+    from fer_batch.classify import fingerprint, member_specs
+
+    content = json.dumps(fingerprint(member_specs(options)), sort_keys=True)
     return _load_models(
         options.replace(fps=None, every=None, start=None, end=None, detect_every=1, smooth=None,
-                        scan_interval=Options.scan_interval, batch_size=Options.batch_size)  # fmt: skip
+                        scan_interval=Options.scan_interval, batch_size=Options.batch_size), content  # fmt: skip
     )
 
 
 @lru_cache(maxsize=4)
-def _load_models(options: Options) -> tuple[Detector, Classifier]:
+def _load_models(options: Options, content: str) -> tuple[Detector, Classifier]:
     return make_detector(options), Classifier(options)
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from fer_batch.atomic import atomic_path, remove_stale
 from fer_batch.cluster import prepare_executor
 from fer_batch.decode import error_reason
-from fer_batch.jobs import MANIFEST, Job, expand_inputs, is_complete, plan_jobs
+from fer_batch.jobs import MANIFEST, Job, Provenance, expand_inputs, plan_jobs, redo_reason
 from fer_batch.options import Options, UsageError, check_run
 from fer_batch.outdir import OutputLock, prepare_out
 from fer_batch.pipeline import VideoResult, cores, run_video
@@ -180,7 +180,7 @@ def run_many(
     prepare_out(out)
     with OutputLock(out):
         planned = plan_jobs(files, out, annotate)
-        todo = [job for job in planned if not (resume and is_complete(job, options))]
+        todo = to_do(planned, options, resume)
         if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
             jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
         own = executor is None
@@ -219,6 +219,21 @@ class ManifestError(OSError):
     def __init__(self, path: Path, cause: OSError, results: list[VideoResult]) -> None:
         super().__init__(cause.errno, f"{path}: not written ({error_reason(cause)})")
         self.results = results
+
+
+def to_do(planned: list[Job], options: Options, resume: bool) -> list[Job]:
+    """The jobs whose table is not kept; one line for each existing table made again, saying why."""
+    if not resume:
+        return list(planned)
+    provenance = Provenance.of(options)
+    todo = []
+    for job in planned:
+        why = redo_reason(job, options, provenance)
+        if why:
+            log.info("%s: analysed again (%s)", utf8(str(job.source)), why)
+        if why is not None:
+            todo.append(job)
+    return todo
 
 
 def _skipped(job: Job) -> VideoResult:
