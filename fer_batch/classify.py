@@ -13,6 +13,7 @@ import numpy as np
 
 from fer_batch import models
 from fer_batch.crop import WHOLE, CropSpec, Planes, crop_one
+from fer_batch.model_checks import as_probabilities
 from fer_batch.options import Options
 from fer_batch.planes import Luma
 from fer_batch.types import Faces, Frames
@@ -42,9 +43,10 @@ class Member:
         self.color, self.layout = inp["color"], inp["layout"]
         self.a, self.b = spec.transform()
         self.crop = WHOLE if options.detector == "none" else CropSpec.from_entry(spec.entry, options.crop_margin)
-        self.logits = spec.entry.get("output") == "logits"  # optional spec key: "probs" (default) or "logits"
+        self.output = spec.output  # "probabilities" or "logits" (e.g. the ONNX model zoo's FER+, without a softmax)
         self.session = models.session(spec.path, options.device, models.StageThreads.of(options.threads).classify)
         self.input_name = self.session.get_inputs()[0].name
+        self.fixed = models.fixed_batch(self.session)  # exports fixed to a batch of 1 get one face a call
 
     def crops(self, frames: Frames, faces: Faces) -> np.ndarray:
         """uint8 crops (n, H, W[, C]) of every face, in the channel order the model reads."""
@@ -74,7 +76,10 @@ class Member:
         return frames.bgr[j]
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities (n, labels) for uint8 crops, with the manifest's pixel transform, ``RUN_FACES`` a call."""
+        """Probabilities (n, labels) for uint8 crops, with the manifest's pixel transform, ``RUN_FACES`` a call.
+
+        Raises ``ModelOutputError`` where the outputs are non-finite or not the probabilities the spec promises.
+        """
         if len(crops) > RUN_FACES:
             return np.concatenate([self.predict(crops[lo : lo + RUN_FACES]) for lo in range(0, len(crops), RUN_FACES)])
         x = crops.astype(np.float32)
@@ -83,12 +88,8 @@ class Member:
         x = x * self.a + self.b
         if self.layout == "NCHW":
             x = x.transpose(0, 3, 1, 2)
-        out = np.asarray(self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0], dtype=np.float32)
-        out = out.reshape(len(crops), -1)
-        if self.logits:  # e.g. the ONNX model zoo's FER+ ends without a softmax
-            out = np.exp(out - out.max(axis=1, keepdims=True))
-            out /= out.sum(axis=1, keepdims=True)
-        return out
+        out = models.run_batched(self.session, np.ascontiguousarray(x), self.fixed)
+        return as_probabilities(out, self.output, self.spec.id)  # non-finite or non-probabilities: the input fails
 
 
 def member_specs(options: Options) -> list[models.ModelSpec]:

@@ -24,6 +24,7 @@ from fer_batch._version import __version__
 from fer_batch.classify import Classifier
 from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, error_reason, probe
 from fer_batch.detect import Detector, RegionDetector, make_detector, nms
+from fer_batch.model_checks import ModelOutputError
 from fer_batch.options import Options
 from fer_batch.sink import MemorySink, ParquetSink, TableMeta, window_table
 from fer_batch.track import Smoother, Tracker
@@ -31,6 +32,8 @@ from fer_batch.types import Faces, Frames
 
 log = logging.getLogger(__name__)
 
+# what fails one input (nothing written, one line) rather than the run: its file, the disk, the model's outputs on it
+INPUT_FAILURES = (DecodeError, OSError, ModelOutputError)
 REGION_MEMORY = 3  # detector frames whose faces are looked for again in regions
 
 
@@ -289,7 +292,7 @@ def run_video(
                     raise DecodeError("the file changed while it was read (replaced or rewritten); run again")
             sink.meta = metadata(path, options, info, analyzer, result, source, annotate_path)
     except Exception as e:
-        if not isinstance(e, (DecodeError, OSError)) and not out_of_memory(e):
+        if not isinstance(e, INPUT_FAILURES) and not out_of_memory(e):
             raise
         _failed(result, e, info)
         result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
@@ -421,7 +424,7 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
 def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:
     """Record an input's failure; after an allocation failure, free what the failed input left behind."""
     result.status, result.error = "failed", _oneline(e)
-    if not isinstance(e, (DecodeError, OSError)):  # out of memory (see out_of_memory)
+    if not isinstance(e, INPUT_FAILURES):  # out of memory (see out_of_memory)
         release_memory()  # so the inputs after this one start from a clean slate
         result.error = f"out of memory ({info.width}x{info.height}): {_oneline(e)}"
 
