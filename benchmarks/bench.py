@@ -77,7 +77,7 @@ def child_decode(clip: str, threads: str) -> dict:
 
 def child_reader(clip: str, det_size: str) -> dict:
     """fer_batch's FrameReader alone: decode plus the gray and detector-sized images of every frame."""
-    from fer_batch.decode import FrameReader, probe
+    from fer_batch.media.decode import FrameReader, probe
     from fer_batch.options import Options
 
     path = Path(clip)
@@ -92,8 +92,8 @@ def child_fer_batch(clip: str, args_json: str) -> dict:
     import onnxruntime  # noqa: F401
     import pyarrow.parquet as pq
 
-    import fer_batch.pipeline  # noqa: F401
-    import fer_batch.runner  # noqa: F401
+    import fer_batch.runs.one_input  # noqa: F401
+    import fer_batch.runs.runner  # noqa: F401
     from fer_batch.cli import app
 
     extra = json.loads(args_json)
@@ -146,8 +146,8 @@ def child_classify(threads: str) -> dict:
     (``Member.predict`` runs 64 in calls of ``RUN_FACES``), with ``threads`` intra-op threads."""
     import numpy as np
 
-    from fer_batch import models
-    from fer_batch.classify import Classifier
+    from fer_batch.analysis import models
+    from fer_batch.analysis.classify import Classifier
     from fer_batch.options import Options
 
     clf = Classifier(Options(device="cpu"))
@@ -254,7 +254,7 @@ def versions() -> str:
 
 
 def clip_info(clip: str) -> str:
-    from fer_batch.decode import probe
+    from fer_batch.media.decode import probe
 
     info = probe(Path(clip))
     dur = f"{info.duration_s:.1f} s" if info.duration_s else "?"

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 from make_clip import make_face_clip  # noqa: E402
 
 from fer_batch.options import Options  # noqa: E402
-from fer_batch.runner import run_many  # noqa: E402
+from fer_batch.runs.runner import run_many  # noqa: E402
 
 
 def _noop(x: int) -> int:

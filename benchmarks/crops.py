@@ -25,10 +25,10 @@ sys.path.insert(0, str(REPO))
 
 from accuracy import SHARED, score_labels  # noqa: E402
 
-from fer_batch.classify import Classifier  # noqa: E402
-from fer_batch.crop import CropSpec, crop_one  # noqa: E402
-from fer_batch.decode import from_bgr, read_image, small_size  # noqa: E402
-from fer_batch.detect import make_detector  # noqa: E402
+from fer_batch.analysis.classify import Classifier  # noqa: E402
+from fer_batch.analysis.crop import CropSpec, crop_one  # noqa: E402
+from fer_batch.analysis.detect import make_detector  # noqa: E402
+from fer_batch.media.decode import from_bgr, read_image, small_size  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 from fer_batch.types import Frames  # noqa: E402
 

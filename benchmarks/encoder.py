@@ -15,7 +15,7 @@ import time
 import av
 
 PRESETS = [
-    ("superfast", "mbtree=1:rc-lookahead=10"),  # what fer_batch.h264 uses for rendering
+    ("superfast", "mbtree=1:rc-lookahead=10"),  # what fer_batch.outputs.h264 uses for rendering
     ("ultrafast", None),
     ("ultrafast", "mbtree=1:rc-lookahead=10"),
     ("veryfast", None),

@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from accuracy import DEFAULT_SETS, SHARED, score_labels  # noqa: E402
 
-from fer_batch.classify import FER7, Classifier  # noqa: E402
-from fer_batch.decode import from_bgr, read_image  # noqa: E402
-from fer_batch.detect.whole import WholeFrame  # noqa: E402
+from fer_batch.analysis.classify import FER7, Classifier  # noqa: E402
+from fer_batch.analysis.detect.whole import WholeFrame  # noqa: E402
+from fer_batch.media.decode import from_bgr, read_image  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 from fer_batch.types import Frames  # noqa: E402
 

@@ -24,10 +24,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from fer_batch.decode import FrameReader, from_bgr, probe, read_image, small_size  # noqa: E402
-from fer_batch.detect.centerface import CenterFace  # noqa: E402
+from fer_batch.analysis.detect.centerface import CenterFace  # noqa: E402
+from fer_batch.analysis.track import iou_matrix  # noqa: E402
+from fer_batch.media.decode import FrameReader, from_bgr, probe, read_image, small_size  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
-from fer_batch.track import iou_matrix  # noqa: E402
 from fer_batch.types import Frames  # noqa: E402
 
 SIZES = (0, -1, 1280, 960, 640, 480, 320)  # -1: the defaults, det_size 640 raised so a min_face face spans 16 px

@@ -24,15 +24,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fer_batch import classify  # noqa: E402
-from fer_batch.classify import RUN_FACES, Classifier, Member  # noqa: E402
-from fer_batch.decode import FrameReader, probe, small_size  # noqa: E402
-from fer_batch.detect.base import scan_images  # noqa: E402
-from fer_batch.detect.centerface import CenterFace  # noqa: E402
+from fer_batch.analysis import classify  # noqa: E402
+from fer_batch.analysis.classify import RUN_FACES, Classifier, Member  # noqa: E402
+from fer_batch.analysis.detect.base import scan_images  # noqa: E402
+from fer_batch.analysis.detect.centerface import CenterFace  # noqa: E402
+from fer_batch.analysis.track import Tracker  # noqa: E402
+from fer_batch.media.decode import FrameReader, probe, small_size  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
+from fer_batch.outputs.table import ParquetSink, TableMeta, window_table  # noqa: E402
 from fer_batch.planes import yuv_to_rgb  # noqa: E402
-from fer_batch.sink import ParquetSink, TableMeta, window_table  # noqa: E402
-from fer_batch.track import Tracker  # noqa: E402
 from fer_batch.types import Faces, Frames  # noqa: E402
 
 Row = tuple[str, float, float, str]
@@ -88,7 +88,7 @@ def decode_stages(clip: Path, n: int, rep: int, add: Callable[..., None]) -> Non
 
 def with_threads(session: object, threads: int) -> object:
     """A new session of ``session``'s model with ``threads`` intra-op threads (the pipeline's own settings)."""
-    from fer_batch import models
+    from fer_batch.analysis import models
 
     path = Path(session._model_path)  # type: ignore[attr-defined]
     return models.session(path, "cpu", threads)

@@ -26,22 +26,30 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 if TYPE_CHECKING:
     from fer_batch.api import analyze_many, analyze_video, load
-    from fer_batch.report import write_report
+    from fer_batch.options import Options
+    from fer_batch.outputs.report import write_report
+    from fer_batch.outputs.summary import summarize
 
-__all__ = ["__version__", "analyze_many", "analyze_video", "load", "write_report"]
+# The public API: each name and the module that defines it. Everything else in the package is internal and may
+# change without notice (the subpackages are the layers of the design, not an interface).
+_PUBLIC = {
+    "analyze_video": "fer_batch.api",
+    "analyze_many": "fer_batch.api",
+    "load": "fer_batch.api",
+    "Options": "fer_batch.options",
+    "summarize": "fer_batch.outputs.summary",
+    "write_report": "fer_batch.outputs.report",
+}
+
+__all__ = ["Options", "__version__", "analyze_many", "analyze_video", "load", "summarize", "write_report"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("analyze_many", "analyze_video", "load"):
-        from fer_batch import api
-
-        value = getattr(api, name)
-    elif name == "write_report":
-        from fer_batch import report
-
-        value = report.write_report
-    else:
+    if name not in _PUBLIC:
         raise AttributeError(f"module 'fer_batch' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -12,12 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fer_batch.decode import DecodeError
-from fer_batch.jobs import tables
+from fer_batch.media.decode import DecodeError
 from fer_batch.options import Options, UsageError
-from fer_batch.pipeline import VideoResult, run_video
-from fer_batch.runner import run_many
-from fer_batch.sink import to_pandas
+from fer_batch.outputs.table import tables, to_pandas
+from fer_batch.runs.one_input import VideoResult, run_video
+from fer_batch.runs.runner import run_many
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from fer_batch._text import one_line
 from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
-from fer_batch.outdir import check_out
-from fer_batch.text import one_line
+from fer_batch.runs.outdir import check_out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
 log = logging.getLogger("fer_batch")
@@ -51,8 +51,8 @@ def _setup_logging(quiet: bool) -> None:
 
 def _check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
-    from fer_batch.classify import member_ids
-    from fer_batch.models import ModelError, check_classifier, choose_providers
+    from fer_batch.analysis.classify import member_ids
+    from fer_batch.analysis.models import ModelError, check_classifier, choose_providers
 
     try:
         choose_providers(options.device)
@@ -124,14 +124,14 @@ def analyze(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
-    from fer_batch.runner import ManifestError, run_many
+    from fer_batch.runs.runner import ManifestError, run_many
 
     announce = _Announcer(quiet)
     manifest_error: ManifestError | None = None
     try:
         client = None
         if scheduler is not None:
-            from fer_batch.cluster import connect
+            from fer_batch.runs.cluster import connect
 
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
         try:
@@ -188,7 +188,7 @@ def _interrupted(out: Path, finished: list[str]) -> None:
 
 def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
     """Write the HTML report with one line saying where, or why not; the exit code (2: not a run folder)."""
-    from fer_batch.report import write_report
+    from fer_batch.outputs.report import write_report
 
     try:
         path = write_report(run_dir, **kwargs)
@@ -206,7 +206,7 @@ def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
 @app.command("models")
 def list_models() -> None:
     """List the bundled models and whether their sha256 checks out."""
-    from fer_batch.models import check_all
+    from fer_batch.analysis.models import check_all
 
     rows = check_all()
     for r in rows:
@@ -231,8 +231,8 @@ def render(
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
-    from fer_batch.decode import DecodeError, error_reason
-    from fer_batch.render import render_table
+    from fer_batch.media.decode import DecodeError, error_reason
+    from fer_batch.outputs.render import render_table
 
     target = Path(out)
     if not out.strip() or target.is_dir():
@@ -292,7 +292,7 @@ def webcam(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
-    from fer_batch.webcam import CameraError, open_source, redact, run_webcam
+    from fer_batch.live.webcam import CameraError, open_source, redact, run_webcam
 
     try:
         source = open_source(camera)
@@ -318,7 +318,7 @@ def summary(
     _setup_logging(quiet=True)
     if not run_dir.is_dir():
         _fail(f"{run_dir}: not a folder", 2)
-    from fer_batch.summary import SUMMARY, short_table, summarize
+    from fer_batch.outputs.summary import SUMMARY, short_table, summarize
 
     try:
         result = summarize(run_dir, plots=plots)

@@ -12,7 +12,7 @@ import pytest
 from conftest import astronaut_face
 
 import fer_batch
-from fer_batch.classify import FER7
+from fer_batch.analysis.classify import FER7
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import accuracy  # noqa: E402

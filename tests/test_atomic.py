@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_batch import atomic
-from fer_batch.atomic import TMP_MARK, atomic_path, remove_stale
+from fer_batch import _atomic as atomic
+from fer_batch._atomic import TMP_MARK, atomic_path, remove_stale
 
 
 def test_the_file_appears_only_when_the_block_completes(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import astronaut_face
 
-from fer_batch.classify import Classifier
+from fer_batch.analysis.classify import Classifier
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 

@@ -21,11 +21,11 @@ from conftest import write_clip
 from typer.testing import CliRunner
 
 import fer_batch
-from fer_batch import cluster
 from fer_batch.cli import app
 from fer_batch.options import Options
-from fer_batch.runner import run_many
-from fer_batch.sink import TMP_MARK
+from fer_batch.outputs.table import TMP_MARK
+from fer_batch.runs import cluster
+from fer_batch.runs.runner import run_many
 
 distributed = pytest.importorskip("distributed")
 runner = CliRunner()
@@ -134,7 +134,7 @@ def test_an_input_that_kills_every_worker_fails_and_the_rest_finish(
 
 def set_version(version: str) -> None:
     """On a worker: pretend another fer_batch version is installed there."""
-    import fer_batch.cluster as module
+    import fer_batch.runs.cluster as module
 
     module.__version__ = version
 
@@ -190,7 +190,7 @@ def test_segments_join_into_the_unsplit_table_with_tracks_stitched(client: Any, 
     pd.testing.assert_frame_equal(a.drop(columns="track_id"), b.drop(columns="track_id"))
     pairs = pd.crosstab(a["track_id"], b["track_id"])
     assert pairs.shape == (2, 2) and ((pairs > 0).sum(axis=0) == 1).all() and ((pairs > 0).sum(axis=1) == 1).all()
-    meta = fer_batch.sink.read_metadata(split / "long.parquet")
+    meta = fer_batch.outputs.table.read_metadata(split / "long.parquet")
     assert meta is not None and len(meta["segments"]) == 3 and meta["frames_analysed"] == 60
     assert not [p for p in split.rglob("*") if TMP_MARK in p.name or p.name.endswith(".segments")]
 

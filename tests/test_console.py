@@ -42,13 +42,13 @@ def test_damaged_inputs_give_one_line_each_and_nothing_else(tmp_path: Path) -> N
 
 
 def test_non_increasing_timestamps_are_reported_once(tmp_path: Path, caplog) -> None:
-    from fer_batch.decode import Decoded
-    from fer_batch.render import Renderer
+    from fer_batch.media.decode import Decoded
+    from fer_batch.outputs.render import Renderer
     from fer_batch.types import Faces
 
     src = tmp_path / "src.mp4"
     write_clip(src, n=6)
-    from fer_batch.decode import probe
+    from fer_batch.media.decode import probe
 
     info = probe(src)
     y = np.full((info.height, info.width), 100, np.uint8)
@@ -64,7 +64,7 @@ def test_onnxruntime_telemetry_is_off(tmp_path: Path) -> None:
     """onnxruntime >= 1.32 writes a record under $XDG_CACHE_HOME/Microsoft/DeveloperTools at import."""
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
-    code = "import fer_batch, onnxruntime; from fer_batch.models import check_all; check_all()"
+    code = "import fer_batch, onnxruntime; from fer_batch.analysis.models import check_all; check_all()"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=120)
     assert not list(tmp_path.rglob("*DeveloperTools*")), sorted(tmp_path.rglob("*"))
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_batch.crop import WHOLE, CropSpec, crop_one
+from fer_batch.analysis.crop import WHOLE, CropSpec, crop_one
 
 NO_LANDMARKS = np.full((5, 2), np.nan, np.float32)
 IMG = (np.arange(120 * 100).reshape(120, 100) * 7 % 251).astype(np.uint8)

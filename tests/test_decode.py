@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import one_face
 
-from fer_batch.decode import DecodeError, FrameReader, Sampler, probe, small_size, yuv_to_rgb
+from fer_batch.media.decode import DecodeError, FrameReader, Sampler, probe, small_size, yuv_to_rgb
 from fer_batch.options import Options
 
 

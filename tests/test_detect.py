@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import write_clip
 
-from fer_batch.decode import FrameReader, probe
-from fer_batch.detect import RegionDetector, finish, make_detector, nms
+from fer_batch.analysis.detect import RegionDetector, finish, make_detector, nms
+from fer_batch.media.decode import FrameReader, probe
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
@@ -67,7 +67,7 @@ def test_only_centerface_looks_in_regions(tmp_path) -> None:
 def test_int8_scans_find_the_faces_the_float_model_finds(tmp_path) -> None:
     """centerface-int8 scans with the int8 model and looks in regions with the float one; on many faces of different
     sizes, its scans find the float scans' faces at nearly the same places (recall.py measures the real bar)."""
-    from fer_batch.track import iou_matrix
+    from fer_batch.analysis.track import iou_matrix
 
     path = tmp_path / "c.mp4"
     layout = [(20 + 110 * k, 30 + 60 * (k % 3), 40 + 12 * k) for k in range(6)]  # faces of 40 to 100 px

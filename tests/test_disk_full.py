@@ -90,7 +90,7 @@ def test_a_read_only_mount_is_a_usage_error(inputs: Path, tmp_path: Path) -> Non
 def test_a_write_that_fails_midway_leaves_nothing_and_the_next_input_runs(inputs: Path, tmp_path: Path,
                                                                           monkeypatch) -> None:  # fmt: skip
     """The same failure without a small disk: the table writer raises what a full disk makes it raise."""
-    from fer_batch import sink
+    from fer_batch.outputs import table as sink
 
     real = sink.ParquetSink.flush
 

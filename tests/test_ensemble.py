@@ -14,8 +14,8 @@ import pytest
 from conftest import astronaut_face
 
 import fer_batch
-from fer_batch.classify import FER7, Classifier
-from fer_batch.models import ModelError, models_dir, resolve
+from fer_batch.analysis.classify import FER7, Classifier
+from fer_batch.analysis.models import ModelError, models_dir, resolve
 from fer_batch.options import Options
 
 
@@ -57,7 +57,7 @@ def test_detector_none_pads_a_wide_image_to_a_square(tmp_path: Path) -> None:
     path = tmp_path / "wide.png"
     cv2.imwrite(str(path), wide)
     clf = Classifier(Options(detector="none", model="fer2013-minixception"))
-    from fer_batch.detect.whole import WholeFrame
+    from fer_batch.analysis.detect.whole import WholeFrame
     from fer_batch.types import Frames
 
     frames = Frames(index=np.array([0]), time_s=np.array([0.0]), gray=[wide], small=[None])

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from fer_batch.h264 import AudioSource, H264Writer
+from fer_batch.outputs.h264 import AudioSource, H264Writer
 from fer_batch.planes import i420, i420_views
 
 

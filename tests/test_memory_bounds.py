@@ -14,10 +14,10 @@ import pytest
 from conftest import REPO, one_face, write_clip
 
 import fer_batch
-from fer_batch import pipeline
-from fer_batch.decode import MAX_SCAN_PIXELS, VideoInfo, small_size
-from fer_batch.imagesize import image_size
-from fer_batch.pipeline import WINDOW_BYTES, WINDOWS_IN_FLIGHT, window_sizes
+from fer_batch.media.decode import MAX_SCAN_PIXELS, VideoInfo, small_size
+from fer_batch.media.imagesize import image_size
+from fer_batch.runs import one_input as pipeline
+from fer_batch.runs.one_input import WINDOW_BYTES, WINDOWS_IN_FLIGHT, window_sizes
 
 
 def png_bomb(path: Path, width: int, height: int) -> None:

@@ -15,10 +15,10 @@ from conftest import write_clip
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from fer_batch import models
+from fer_batch.analysis import models
 from fer_batch.cli import app
 from fer_batch.options import Options
-from fer_batch.runner import run_many
+from fer_batch.runs.runner import run_many
 
 LABELS = ["a", "b", "c"]
 INPUT = {"layout": "NHWC", "height": 16, "width": 16, "channels": 3, "color": "rgb", "scale": 1 / 255,
@@ -158,7 +158,7 @@ def test_non_finite_outputs_on_real_faces_fail_that_input(video: Path, tmp_path:
 
 
 def test_the_reserved_names_are_the_tables_own_columns() -> None:
-    from fer_batch.model_checks import TABLE_COLUMNS
-    from fer_batch.sink import schema
+    from fer_batch.analysis.model_checks import TABLE_COLUMNS
+    from fer_batch.outputs.table import schema
 
     assert set(TABLE_COLUMNS) == set(schema([]).names)

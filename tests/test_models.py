@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 import fer_batch
-from fer_batch import models
+from fer_batch.analysis import models
 from fer_batch.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def test_bring_your_own_classifier_changes_the_columns(clip, tmp_path: Path) -> 
     probs = df[labels].to_numpy(float)
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     # the model's output equals a by-hand computation with the spec's transform on the same crops
-    from fer_batch.classify import Classifier
+    from fer_batch.analysis.classify import Classifier
     from fer_batch.options import Options
 
     clf = Classifier(Options(model=str(onnx_path), model_spec=str(spec_path)))
@@ -163,7 +163,7 @@ def test_gray_custom_model_with_raw_pixels(tmp_path: Path) -> None:
                       "offset": 0.0, "mean": [0.0], "std": [1.0]}}  # fmt: skip
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    from fer_batch.classify import Classifier
+    from fer_batch.analysis.classify import Classifier
     from fer_batch.options import Options
 
     clf = Classifier(Options(model=str(onnx_path), model_spec=str(spec_path)))

@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from fer_batch.classify import Classifier, Member  # noqa: E402
+from fer_batch.analysis.classify import Classifier, Member  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ cli = CliRunner()
 
 
 def test_a_second_run_into_the_same_out_is_refused_while_the_first_runs(tmp_path: Path) -> None:
-    from fer_batch.outdir import OutputLock
+    from fer_batch.runs.outdir import OutputLock
 
     src = tmp_path / "in" / "v.mp4"
     src.parent.mkdir()
@@ -46,7 +46,7 @@ def test_a_later_run_keeps_the_manifest_rows_of_earlier_ones(tmp_path: Path) -> 
 
 
 def test_two_webcam_sessions_in_the_same_second_get_different_files(tmp_path: Path) -> None:
-    from fer_batch.webcam import output_paths
+    from fer_batch.live.webcam import output_paths
 
     now = datetime(2024, 5, 1, 12, 0, 0)
     first = output_paths(tmp_path, True, now)

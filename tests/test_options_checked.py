@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 import fer_batch
-from fer_batch import runner as runner_module
 from fer_batch.cli import app
-from fer_batch.decode import Sampler
+from fer_batch.media.decode import Sampler
 from fer_batch.options import CHECKS, Options, UsageError
+from fer_batch.runs import runner as runner_module
 
 cli = CliRunner()
 

@@ -9,7 +9,7 @@ from conftest import one_face
 
 import fer_batch
 from fer_batch.options import Options
-from fer_batch.sink import read_metadata
+from fer_batch.outputs.table import read_metadata
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -66,9 +66,9 @@ def test_results_do_not_depend_on_batch_size(clip, batch_size: int) -> None:
 
 def test_batched_classification_equals_one_at_a_time(clip) -> None:
     """One ORT call over the crops of every face of a window gives what one call per crop gives."""
-    from fer_batch.classify import Classifier
-    from fer_batch.decode import FrameReader, probe
-    from fer_batch.detect import make_detector
+    from fer_batch.analysis.classify import Classifier
+    from fer_batch.analysis.detect import make_detector
+    from fer_batch.media.decode import FrameReader, probe
     from fer_batch.options import Options
     from fer_batch.types import Frames
 
@@ -128,7 +128,7 @@ def test_table_metadata_and_load(clip, tmp_path) -> None:
 
 def test_region_tracking_follows_what_full_scans_find(clip) -> None:
     """Between full scans the detector looks only around tracked faces: boxes and labels must not drift."""
-    from fer_batch.track import iou_matrix
+    from fer_batch.analysis.track import iou_matrix
 
     path, _ = clip(size=(480, 320), n=40, fps=20, faces=lambda i: [(20 + 6 * i, 40 + 2 * i, 110), (380, 10, 70)])
     full = fer_batch.analyze_video(path, scan_interval=0)
@@ -191,8 +191,8 @@ def test_results_do_not_depend_on_threads(clip) -> None:
 
 def test_an_error_while_finishing_a_window_fails_the_video_and_leaves_no_table(clip, tmp_path, monkeypatch) -> None:
     """A window's rows are written in another thread than the one that detects; its error still fails the video."""
-    from fer_batch.pipeline import run_video
-    from fer_batch.sink import ParquetSink
+    from fer_batch.outputs.table import ParquetSink
+    from fer_batch.runs.one_input import run_video
 
     path, _ = clip(n=12, faces=one_face)
     calls = []
@@ -212,8 +212,8 @@ def test_an_error_while_finishing_a_window_fails_the_video_and_leaves_no_table(c
 
 def test_a_stream_that_breaks_keeps_the_windows_before_the_damage(clip, monkeypatch) -> None:
     """Windows handed over before the decoder fails are finished and written, and the video is partial."""
-    from fer_batch.decode import FrameReader, StreamBroken
-    from fer_batch.pipeline import run_video
+    from fer_batch.media.decode import FrameReader, StreamBroken
+    from fer_batch.runs.one_input import run_video
 
     path, _ = clip(n=20, faces=one_face)
     real_iter = FrameReader.__iter__

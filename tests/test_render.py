@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fer_batch.cli import app
-from fer_batch.decode import Decoded, VideoInfo, probe
-from fer_batch.draw import FER_COLOURS, palette
+from fer_batch.media.decode import Decoded, VideoInfo, probe
 from fer_batch.options import Options
-from fer_batch.pipeline import run_video
-from fer_batch.render import Renderer, output_size
+from fer_batch.outputs.draw import FER_COLOURS, palette
+from fer_batch.outputs.render import Renderer, output_size
+from fer_batch.runs.one_input import run_video
 from fer_batch.types import Faces
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -249,8 +249,8 @@ def test_output_size_and_palette() -> None:
 
 def test_planes_path_draws_what_the_bgr_path_draws(clip: Path, tmp_path: Path) -> None:
     """Frames handed over as 4:2:0 planes (only the drawn rectangle converted) look like frames drawn on BGR."""
-    import fer_batch.decode as decode
-    from fer_batch.pipeline import run_video
+    import fer_batch.media.decode as decode
+    from fer_batch.runs.one_input import run_video
 
     planes, bgr = tmp_path / "planes.mp4", tmp_path / "bgr.mp4"
     assert run_video(clip, Options(), video_name="c", annotate_path=planes)[0].status == "ok"

@@ -19,12 +19,12 @@ from conftest import REPO, astronaut_face, write_clip
 from typer.testing import CliRunner
 
 import fer_batch
-from fer_batch import report as report_mod
 from fer_batch.cli import app
-from fer_batch.decode import FrameReader, probe
+from fer_batch.media.decode import FrameReader, probe
 from fer_batch.options import Options
-from fer_batch.report import PAGES_DIR, REPORT, THUMB_PX, THUMBS_PER_TRACK, grab_frames, write_report
-from fer_batch.summary import summarize_table
+from fer_batch.outputs import report as report_mod
+from fer_batch.outputs.report import PAGES_DIR, REPORT, THUMB_PX, THUMBS_PER_TRACK, grab_frames, write_report
+from fer_batch.outputs.summary import summarize_table
 
 
 def _two_faces(i: int) -> list[tuple[int, int, int]]:

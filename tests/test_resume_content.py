@@ -15,8 +15,8 @@ from conftest import astronaut_face
 from test_models import tiny_classifier
 
 from fer_batch.options import Options
-from fer_batch.runner import run_many
-from fer_batch.sink import META_KEY, read_metadata
+from fer_batch.outputs.table import META_KEY, read_metadata
+from fer_batch.runs.runner import run_many
 
 LABELS = ["a", "b", "c"]
 

@@ -17,7 +17,7 @@ cli = CliRunner()
 # --- 5. results stay tied to what produced them --------------------------------------------------------------------
 def test_a_source_replaced_while_it_is_read_is_not_recorded_as_done(tmp_path: Path) -> None:
     from fer_batch.options import Options
-    from fer_batch.pipeline import run_video
+    from fer_batch.runs.one_input import run_video
 
     src = tmp_path / "in" / "v.mp4"
     src.parent.mkdir()

@@ -8,9 +8,9 @@ import pytest
 from conftest import write_clip
 
 from fer_batch.options import Options
-from fer_batch.runner import run_many
-from fer_batch.segments import frame_times, segments_dir
-from fer_batch.sink import TMP_MARK, read_metadata
+from fer_batch.outputs.table import TMP_MARK, read_metadata
+from fer_batch.runs.runner import run_many
+from fer_batch.runs.segments import frame_times, segments_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fer_batch.sink import (
+from fer_batch.outputs.table import (
     MemorySink,
     ParquetSink,
     TableMeta,

@@ -15,19 +15,24 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fer_batch"
 
-# The one-way order, lowest first: options/types → stages → pipeline → jobs → segments/cluster → runner → api → cli.
-# A module may import from its own layer or a lower one, never from a higher one. Every module must be placed.
+# The one-way order, lowest first. Each layer is a subpackage (or, at the bottom and the top, a few modules): a module
+# may import from its own layer or a lower one, never from a higher one. Every module must be placed.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("options/types", {"_version", "options", "types", "planes", "atomic", "imagesize", "outdir", "text"}),
-    ("stages", {"models", "decode", "detect", "detect.base", "detect.centerface", "detect.haar", "detect.whole",
-                "classify", "crop", "track", "sink", "draw", "h264", "render"}),  # fmt: skip
-    ("pipeline", {"pipeline"}),
-    ("jobs", {"jobs"}),
-    ("segments/cluster", {"segments", "cluster"}),
-    ("runner", {"runner", "workers", "webcam"}),  # webcam: the live-camera runner
-    ("api", {"api", "summary", "report"}),  # summary and report read a run folder, as load() does
+    ("base", {"_version", "_atomic", "_text", "options", "types", "planes", "errors"}),
+    ("media", {"media"}),  # probe, orientation, sampling, the reader
+    ("analysis", {"analysis"}),  # models, detectors, tracker, crops, classifier, the engine
+    ("outputs", {"outputs"}),  # table, annotated video, summary, report, export
+    ("runs", {"runs"}),  # one input, folders, workers, cluster, segments
+    ("live", {"live"}),  # webcam sessions
+    ("api", {"api"}),
     ("cli", {"cli", "", "__main__"}),  # "": the package itself, whose attributes are the API
 ]
+SUBPACKAGES = ["media", "analysis", "outputs", "runs", "live"]
+
+
+def placed_as(name: str) -> str:
+    """The name a module is placed by: its subpackage (``runs.jobs`` → ``runs``) or itself at the top."""
+    return name.split(".")[0]
 
 
 def module_name(path: Path) -> str:
@@ -55,7 +60,7 @@ def imported(path: Path, name: str, known: set[str]) -> Iterator[tuple[str, int]
                 stem = "fer_batch" + "".join(f".{p}" for p in [*base, *(node.module or "").split(".")] if p)
             else:
                 stem = node.module or ""
-            # ``from fer_batch import models`` loads the submodule; ``from fer_batch.x import f`` loads x
+            # ``from fer_batch.analysis import models`` loads the submodule; ``from fer_batch.x import f`` loads x
             targets = [f"{stem}.{a.name}" if _rel(f"{stem}.{a.name}") in known else stem for a in node.names]
         else:
             continue
@@ -85,13 +90,13 @@ def graph() -> dict[str, dict[str, int]]:
 
 def layer_of(name: str) -> int:
     for k, (_, members) in enumerate(LAYERS):
-        if name in members:
+        if placed_as(name) in members:
             return k
     raise KeyError(name)
 
 
 def test_every_module_has_a_layer() -> None:
-    unplaced = sorted(m or "fer_batch" for m in modules() if not any(m in members for _, members in LAYERS))
+    unplaced = sorted(m or "fer_batch" for m in modules() if not any(placed_as(m) in members for _, members in LAYERS))
     assert not unplaced, f"place these modules in LAYERS of {Path(__file__).name}: {unplaced}"
 
 
@@ -135,6 +140,31 @@ def find_cycle(edges: dict[str, dict[str, int]]) -> list[str] | None:
     return None
 
 
+def test_the_layers_are_folders_each_saying_what_it_holds() -> None:
+    """A newcomer reads the architecture from ``ls fer_batch/``: one subpackage per layer, with a docstring."""
+    for sub in SUBPACKAGES:
+        init = PACKAGE / sub / "__init__.py"
+        assert init.is_file(), f"fer_batch/{sub}/ is not a package"
+        assert ast.get_docstring(ast.parse(init.read_text())), f"fer_batch/{sub}/__init__.py has no docstring"
+    top = {p.stem for p in PACKAGE.glob("*.py")}
+    assert top <= {"__init__", "__main__", "_version", "_atomic", "_text", "api", "cli", "options", "types", "planes",
+                   "errors"}, sorted(top)  # fmt: skip
+
+
+def test_the_public_api_is_declared_and_each_name_resolves() -> None:
+    import fer_batch
+
+    assert set(fer_batch.__all__) == {"__version__", *fer_batch._PUBLIC}
+    for name in fer_batch.__all__:
+        assert getattr(fer_batch, name) is not None, name
+
+
+def test_python_dash_m_fer_batch_is_the_command_line() -> None:
+    out = subprocess.run([sys.executable, "-m", "fer_batch", "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=PACKAGE.parent)  # fmt: skip
+    assert out.returncode == 0 and "analyze" in out.stdout, out.stderr
+
+
 def test_there_is_no_import_cycle() -> None:
     cycle = find_cycle(graph())
     assert cycle is None, " → ".join(m or "fer_batch" for m in cycle or [])
@@ -155,8 +185,8 @@ def test_function_level_imports_are_seen() -> None:
     """The graph includes imports made inside functions: the cli imports the runner only inside ``analyze``."""
     tree = ast.parse((PACKAGE / "cli.py").read_text())
     top_level = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
-    assert "fer_batch.runner" not in top_level
-    assert "runner" in dict(imported(PACKAGE / "cli.py", "cli", set(modules())))
+    assert "fer_batch.runs.runner" not in top_level
+    assert "runs.runner" in dict(imported(PACKAGE / "cli.py", "cli", set(modules())))
 
 
 MAX_BODY_LINES = 60

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
-from fer_batch.summary import SUMMARY, downsample, frame_durations, summarize, summarize_table, timeline_path
+from fer_batch.outputs.summary import SUMMARY, downsample, frame_durations, summarize, summarize_table, timeline_path
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -160,7 +160,7 @@ def test_without_matplotlib_writes_parquet_and_one_notice(
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("*.png", SUMMARY))
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
-    with caplog.at_level(logging.WARNING, logger="fer_batch.summary"):
+    with caplog.at_level(logging.WARNING, logger="fer_batch.outputs.summary"):
         summarize(copy)
     assert (copy / SUMMARY).is_file()
     assert not list(copy.rglob("*.png"))
@@ -183,7 +183,7 @@ def test_cli_summary(run_dir: Path, tmp_path: Path) -> None:
 
 def test_cli_starts_without_matplotlib() -> None:
     """matplotlib is a dependency, but only the code that draws imports it: the CLI does not start slower."""
-    code = "import sys, fer_batch, fer_batch.cli, fer_batch.summary; print('matplotlib' in sys.modules)"
+    code = "import sys, fer_batch, fer_batch.cli, fer_batch.outputs.summary; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

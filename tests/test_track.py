@@ -12,7 +12,7 @@ import pytest
 from conftest import write_clip
 
 import fer_batch
-from fer_batch.track import Smoother, Tracker, linear_assignment
+from fer_batch.analysis.track import Smoother, Tracker, linear_assignment
 from fer_batch.types import Faces
 
 
@@ -289,7 +289,7 @@ def test_two_real_people_crossing_keep_their_ids(shared_media: Path, tmp_path: P
     front, hiding the other for a few frames. Each keeps its id on >= 90% of the frames where it is visible."""
     import cv2
 
-    from fer_batch.track import iou_matrix
+    from fer_batch.analysis.track import iou_matrix
 
     img = cv2.cvtColor(cv2.imread(str(shared_media / "photos" / "s_l.jpg")), cv2.COLOR_BGR2RGB)
     heads = [img[30:200, 240:360], img[50:200, 115:230]]

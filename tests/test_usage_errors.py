@@ -47,7 +47,7 @@ def test_out_that_is_or_lies_under_a_file_is_a_usage_error(video: Path, tmp_path
 def test_out_on_a_read_only_folder_is_a_usage_error(video: Path, tmp_path: Path, monkeypatch) -> None:
     """A read-only mount refuses every write; root ignores permission bits, so the probe write is made to fail as
     a read-only file system would fail it."""
-    import fer_batch.outdir as outdir
+    import fer_batch.runs.outdir as outdir
 
     locked = tmp_path / "ro"
     locked.mkdir()
@@ -62,7 +62,7 @@ def test_out_on_a_read_only_folder_is_a_usage_error(video: Path, tmp_path: Path,
 
 
 def test_out_error_comes_before_any_work(video: Path, tmp_path: Path, monkeypatch) -> None:
-    import fer_batch.pipeline as pipeline
+    import fer_batch.runs.one_input as pipeline
 
     def no_work(*args, **kwargs):
         raise AssertionError("an input was analysed although --out is unusable")

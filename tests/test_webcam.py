@@ -19,12 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fer_batch.cli import app
-from fer_batch.draw import Painter
-from fer_batch.options import Options
-from fer_batch.pipeline import Analyzer
-from fer_batch.sink import TMP_MARK, read_metadata
-from fer_batch.types import Faces
-from fer_batch.webcam import (
+from fer_batch.live.webcam import (
     CameraError,
     Captured,
     LatestFrame,
@@ -35,6 +30,11 @@ from fer_batch.webcam import (
     redact,
     run_webcam,
 )
+from fer_batch.options import Options
+from fer_batch.outputs.draw import Painter
+from fer_batch.outputs.table import TMP_MARK, read_metadata
+from fer_batch.runs.one_input import Analyzer
+from fer_batch.types import Faces
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 10

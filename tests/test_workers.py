@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, write_clip
 
 import fer_batch
-from fer_batch import workers
+from fer_batch.runs import workers
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads worker processes from /proc")
 
@@ -37,7 +37,7 @@ def test_an_input_that_kills_its_worker_fails_alone_and_the_rest_finish(tmp_path
     for name in ("a", "b", "c_dies", "d", "e"):
         write_clip(src / f"{name}.mp4", n=6, size=(96, 64))
     monkeypatch.setattr(workers, "make_pool", partial(killer_pool, "c_dies.mp4"))
-    monkeypatch.setattr("fer_batch.runner.cores", lambda: 2)  # two workers even on a one-core machine
+    monkeypatch.setattr("fer_batch.runs.runner.cores", lambda: 2)  # two workers even on a one-core machine
     res = {Path(r.path).name: r for r in fer_batch.analyze_many(src, tmp_path / "out", jobs=2)}
     assert res["c_dies.mp4"].status == "failed" and res["c_dies.mp4"].error == "worker died (killed or out of memory)"
     assert {name: r.status for name, r in res.items() if name != "c_dies.mp4"} == dict.fromkeys(

@@ -10,11 +10,11 @@ from typing import Any
 def init_with_killer(victim: str, real_init: Any, *args: Any) -> None:
     """Pool initializer: the real one, then make ``analyze_one`` kill its own process for the input ``victim``.
 
-    Pickle resolves ``fer_batch.runner.analyze_one`` by name in the worker, so patching the module attribute here
+    Pickle resolves ``fer_batch.runs.runner.analyze_one`` by name in the worker, so patching the module attribute here
     changes what the driver's tasks run, as an input that always exhausts memory would.
     """
     real_init(*args)
-    import fer_batch.runner as runner
+    import fer_batch.runs.runner as runner
 
     real = runner.analyze_one
 

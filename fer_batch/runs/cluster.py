@@ -3,7 +3,7 @@
 Why so small: a Dask cluster is just another ``concurrent.futures.Executor`` to the folder runner, so what is
 cluster-specific is: connect, check that every worker would produce the same tables (same fer_batch, same model
 bytes, the same inputs and output folder), and size each task's onnxruntime threads to its worker. Long videos are
-spread by ``fer_batch.segments``, on any executor.
+spread by ``fer_batch.runs.segments``, on any executor.
 
 ``distributed`` is imported only inside the functions that need it: the core install does not pull it in.
 """
@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fer_batch._version import __version__
-from fer_batch.jobs import UsageError
+from fer_batch.runs.jobs import UsageError
 from fer_batch.options import Options
-from fer_batch.pipeline import cores
+from fer_batch.runs.one_input import cores
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def worker_report(files: list[tuple[str, int]], out: str, options: Options) -> d
 
     Runs on every worker (``client.run``) before any work is sent; the driver compares the answers with its own.
     """
-    from fer_batch.models import ModelError, choose_providers, file_sha256, load_manifest, models_dir, resolve
+    from fer_batch.analysis.models import ModelError, choose_providers, file_sha256, load_manifest, models_dir, resolve
 
     report: dict[str, Any] = {"version": __version__, "host": socket.gethostname(), "cores": cores()}
     try:

@@ -34,9 +34,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fer_batch._atomic import atomic_path
 from fer_batch._version import __version__
-from fer_batch.atomic import atomic_path
-from fer_batch.decode import (
+from fer_batch.media.decode import (
     DecodeError,
     error_reason,
     is_image,
@@ -46,9 +46,7 @@ from fer_batch.decode import (
     rotate,
     video_stream,
 )
-from fer_batch.jobs import MANIFEST, tables
-from fer_batch.sink import read_metadata, to_pandas
-from fer_batch.summary import (
+from fer_batch.outputs.summary import (
     MAX_TRACKS_PLOTTED,
     draw_track,
     has_smooth,
@@ -57,6 +55,7 @@ from fer_batch.summary import (
     summarize_table,
     track_rows,
 )
+from fer_batch.outputs.table import MANIFEST, read_metadata, tables, to_pandas
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What every face detector shares: the ``Detector`` contract, the scan images, box clean-up and NMS.
 
-Why apart from ``fer_batch.detect``: the detectors import these helpers, and the package imports the detectors
+Why apart from ``fer_batch.analysis.detect``: the detectors import these helpers, and the package imports the detectors
 (``make_detector``); with the helpers here, imports run one way.
 """
 
@@ -32,7 +32,7 @@ class RegionDetector(Detector, Protocol):
 
 def scan_images(frames: Frames, options: Options) -> list[np.ndarray]:
     """The downscaled RGB image of every frame, at the size ``--det-size`` and ``--min-face`` ask for."""
-    from fer_batch.decode import small_size
+    from fer_batch.media.decode import small_size
 
     if not len(frames):
         return []

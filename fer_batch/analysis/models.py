@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from fer_batch.model_checks import ModelError as ModelError  # raised here since the start: imported from here
-from fer_batch.model_checks import ModelOutputError, as_probabilities, check_values, read_spec
+from fer_batch.analysis.model_checks import ModelError as ModelError  # raised here since the start: imported from here
+from fer_batch.analysis.model_checks import ModelOutputError, as_probabilities, check_values, read_spec
 
 log = logging.getLogger(__name__)
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fer_batch/
 # Installed wheels carry the models inside the package; a source checkout keeps them in <repo>/models.
 _CANDIDATE_DIRS = (_PACKAGE_DIR / "_models", _PACKAGE_DIR.parent / "models")
 

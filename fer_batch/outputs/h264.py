@@ -25,8 +25,8 @@ import av
 import cv2
 import numpy as np
 
-from fer_batch.atomic import AtomicPath
-from fer_batch.decode import open_input
+from fer_batch._atomic import AtomicPath
+from fer_batch.media.decode import open_input
 
 log = logging.getLogger(__name__)
 

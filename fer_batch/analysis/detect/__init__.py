@@ -6,7 +6,7 @@ resolution.
 
 from __future__ import annotations
 
-from fer_batch.detect.base import Detector, RegionDetector, finish, nms, scan_images
+from fer_batch.analysis.detect.base import Detector, RegionDetector, finish, nms, scan_images
 from fer_batch.options import Options
 
 __all__ = ["Detector", "RegionDetector", "detector_sha256", "finish", "make_detector", "nms", "scan_images"]
@@ -15,14 +15,14 @@ __all__ = ["Detector", "RegionDetector", "detector_sha256", "finish", "make_dete
 def make_detector(options: Options) -> Detector:
     """The detector that ``options.detector`` names."""
     if options.detector == "none":
-        from fer_batch.detect.whole import WholeFrame
+        from fer_batch.analysis.detect.whole import WholeFrame
 
         return WholeFrame(options)
     if options.detector == "haar":
-        from fer_batch.detect.haar import HaarDetector
+        from fer_batch.analysis.detect.haar import HaarDetector
 
         return HaarDetector(options)
-    from fer_batch.detect.centerface import CenterFace
+    from fer_batch.analysis.detect.centerface import CenterFace
 
     return CenterFace(options, scan_model=options.detector)
 
@@ -30,13 +30,13 @@ def make_detector(options: Options) -> Detector:
 def detector_sha256(options: Options) -> str:
     """The checksum a table records for the detector ``options`` names, without making its sessions."""
     if options.detector == "none":
-        from fer_batch.detect.whole import WholeFrame
+        from fer_batch.analysis.detect.whole import WholeFrame
 
         return WholeFrame.sha256
     if options.detector == "haar":
-        from fer_batch.detect.haar import cascade_sha256
+        from fer_batch.analysis.detect.haar import cascade_sha256
 
         return cascade_sha256()
-    from fer_batch.detect.centerface import fingerprint
+    from fer_batch.analysis.detect.centerface import fingerprint
 
     return fingerprint(options.detector)[2]

@@ -2,7 +2,7 @@
 
 A classifier is one bundled model, or an ensemble (``--model a+b``) whose members' probabilities are averaged;
 ``--tta flip`` averages each model with its mirrored crop. Each member cuts its crops with its own geometry
-(``fer_batch.crop``), so models trained on different crops can be combined.
+(``fer_batch.analysis.crop``), so models trained on different crops can be combined.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from fer_batch import models
-from fer_batch.crop import WHOLE, CropSpec, Planes, crop_one
-from fer_batch.model_checks import as_probabilities
+from fer_batch.analysis import models
+from fer_batch.analysis.crop import WHOLE, CropSpec, Planes, crop_one
+from fer_batch.analysis.model_checks import as_probabilities
 from fer_batch.options import Options
 from fer_batch.planes import Luma
 from fer_batch.types import Faces, Frames

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_batch.detect.base import finish, scan_images
-from fer_batch.models import file_sha256
+from fer_batch.analysis.detect.base import finish, scan_images
+from fer_batch.analysis.models import file_sha256
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 

@@ -23,12 +23,12 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from fer_batch.decode import Decoded, FrameReader, VideoInfo, open_input, probe, video_stream
-from fer_batch.draw import Painter
-from fer_batch.h264 import AudioSource, H264Writer
+from fer_batch.media.decode import Decoded, FrameReader, VideoInfo, open_input, probe, video_stream
 from fer_batch.options import Options
+from fer_batch.outputs.draw import Painter
+from fer_batch.outputs.h264 import AudioSource, H264Writer
+from fer_batch.outputs.table import faces_from_table, read_table_meta
 from fer_batch.planes import i420, i420_views
-from fer_batch.sink import faces_from_table, read_table_meta
 from fer_batch.types import Faces
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import av
 import cv2
 import numpy as np
 
-from fer_batch.imagesize import image_size
+from fer_batch.media.imagesize import image_size
 from fer_batch.options import Options
 from fer_batch.planes import LIMITED_TO_FULL as LIMITED_TO_FULL  # re-exported: the decoder's image helpers
 from fer_batch.planes import Luma

@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from fer_batch._version import __version__
-from fer_batch.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from fer_batch.media.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options, UsageError
-from fer_batch.pipeline import VideoResult
-from fer_batch.sink import TableMeta, read_table_meta
-from fer_batch.text import utf8
+from fer_batch.runs.one_input import VideoResult
+from fer_batch.outputs.table import MANIFEST, RESERVED, TableMeta, read_table_meta, tables
+from fer_batch._text import utf8
 
-MANIFEST = "manifest.parquet"
-RESERVED = {MANIFEST, "summary.parquet"}
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 
@@ -161,8 +159,8 @@ class Provenance:
     @classmethod
     def of(cls, options: Options) -> Provenance:
         """What a run with ``options`` would record now (files hashed, no model session made)."""
-        from fer_batch.classify import fingerprint, member_specs
-        from fer_batch.detect import detector_sha256
+        from fer_batch.analysis.classify import fingerprint, member_specs
+        from fer_batch.analysis.detect import detector_sha256
 
         return cls(version=__version__, model=fingerprint(member_specs(options)),
                    detector_sha256=detector_sha256(options))  # fmt: skip
@@ -222,9 +220,3 @@ def _is_its_video(path: Path, recorded: dict | None) -> bool:
         return False
     return recorded is not None and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
 
-
-def tables(out: str | os.PathLike[str]) -> list[Path]:
-    """The complete per-video tables of a run folder: every ``*.parquet`` but the run-level ones (temporary names
-    never end in ``.parquet``, so an input's table named ``x.parquet.tmp-a.parquet`` is a table like any other)."""
-    root = Path(out)
-    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED)

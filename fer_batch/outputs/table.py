@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,14 +19,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fer_batch.atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
-from fer_batch.atomic import AtomicPath
+from fer_batch._atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
+from fer_batch._atomic import AtomicPath
 from fer_batch.types import Faces
 
 if TYPE_CHECKING:  # pandas only where a table is turned into a DataFrame: importing it costs 0.3 s a process
     import pandas as pd
 
 META_KEY = b"fer_batch"
+MANIFEST = "manifest.parquet"  # a run folder: one table per input, this manifest, and the summary
+RESERVED = {MANIFEST, "summary.parquet"}
 ROW_GROUP_ROWS = 8192
 
 
@@ -309,3 +312,10 @@ def read_table_meta(path: Path) -> TableMeta | None:
     """The ``fer_batch`` metadata of a table, or None if it is not a complete table of ours."""
     raw = read_metadata(path)
     return TableMeta.from_dict(raw) if isinstance(raw, dict) else None
+
+
+def tables(out: str | os.PathLike[str]) -> list[Path]:
+    """The complete per-video tables of a run folder: every ``*.parquet`` but the run-level ones (temporary names
+    never end in ``.parquet``, so an input's table named ``x.parquet.tmp-a.parquet`` is a table like any other)."""
+    root = Path(out)
+    return sorted(p for p in root.rglob("*.parquet") if p.name not in RESERVED)

@@ -37,12 +37,12 @@ import cv2
 import numpy as np
 
 from fer_batch._version import __version__
-from fer_batch.decode import error_reason, from_bgr, orientation, rotate, small_size, video_stream
-from fer_batch.draw import Painter
-from fer_batch.h264 import H264Writer
+from fer_batch.media.decode import error_reason, from_bgr, orientation, rotate, small_size, video_stream
 from fer_batch.options import Options, number
-from fer_batch.pipeline import Analyzer
-from fer_batch.sink import ParquetSink, TableMeta, window_table
+from fer_batch.outputs.draw import Painter
+from fer_batch.outputs.h264 import H264Writer
+from fer_batch.outputs.table import ParquetSink, TableMeta, window_table
+from fer_batch.runs.one_input import Analyzer
 from fer_batch.types import Faces
 
 log = logging.getLogger(__name__)

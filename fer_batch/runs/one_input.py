@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from fer_batch._version import __version__
-from fer_batch.classify import Classifier
-from fer_batch.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, error_reason, probe
-from fer_batch.detect import Detector, RegionDetector, make_detector, nms
-from fer_batch.model_checks import ModelOutputError
+from fer_batch.analysis.classify import Classifier
+from fer_batch.media.decode import Decoded, DecodeError, FrameReader, StreamBroken, VideoInfo, error_reason, probe
+from fer_batch.analysis.detect import Detector, RegionDetector, make_detector, nms
+from fer_batch.analysis.model_checks import ModelOutputError
 from fer_batch.options import Options
-from fer_batch.sink import MemorySink, ParquetSink, TableMeta, window_table
-from fer_batch.track import Smoother, Tracker
+from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_table
+from fer_batch.analysis.track import Smoother, Tracker
 from fer_batch.types import Faces, Frames
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def models_for(options: Options) -> tuple[Detector, Classifier]:
     """Detector and classifier for these options, loaded once per process (folder runs and segments reuse them)."""
     # only the settings the models read make a new pair: a segment's own --start/--end must not reload them;
     # the files' content is part of the key, so a model or spec replaced at the same path is loaded again
-    from fer_batch.classify import fingerprint, member_specs
+    from fer_batch.analysis.classify import fingerprint, member_specs
 
     content = json.dumps(fingerprint(member_specs(options)), sort_keys=True)
     return _load_models(
@@ -415,7 +415,7 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
     """The annotated video's writer, or a context that does nothing."""
     if annotate_path is None:
         return nullcontext()
-    from fer_batch.render import Renderer
+    from fer_batch.outputs.render import Renderer
 
     queue = int(max(1, min(8, (WINDOW_BYTES // 2) // max(1, info.width * info.height * 1.5))))  # frames, by bytes
     return Renderer(path, annotate_path, info, labels, start=options.start, end=options.end, queue_size=queue)

@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fer_batch.atomic import remove_stale
-from fer_batch.decode import DecodeError, Sampler, is_image, open_input, video_stream
-from fer_batch.jobs import Job, is_complete
+from fer_batch._atomic import remove_stale
+from fer_batch.media.decode import DecodeError, Sampler, is_image, open_input, video_stream
+from fer_batch.runs.jobs import Job, is_complete
 from fer_batch.options import Options
-from fer_batch.pipeline import ScanSchedule, VideoResult
-from fer_batch.sink import ParquetSink, read_table_meta
-from fer_batch.track import Tracker, iou_matrix, linear_assignment
+from fer_batch.runs.one_input import ScanSchedule, VideoResult
+from fer_batch.outputs.table import ParquetSink, read_table_meta
+from fer_batch.analysis.track import Tracker, iou_matrix, linear_assignment
 
 SEGMENT_SUFFIX = ".segment"  # part tables: Parquet, but not named *.parquet so load() never mistakes them
 STITCH_FRAMES = Tracker().max_missed + 1  # analysed frames each side of a boundary where tracks may continue

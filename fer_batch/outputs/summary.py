@@ -30,9 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fer_batch.atomic import atomic_path
-from fer_batch.jobs import tables
-from fer_batch.sink import to_pandas
+from fer_batch._atomic import atomic_path
+from fer_batch.outputs.table import tables, to_pandas
 
 log = logging.getLogger(__name__)
 

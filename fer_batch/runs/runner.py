@@ -22,16 +22,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fer_batch.atomic import atomic_path, remove_stale
-from fer_batch.cluster import prepare_executor
-from fer_batch.decode import error_reason
-from fer_batch.jobs import MANIFEST, Job, Provenance, expand_inputs, plan_jobs, redo_reason
+from fer_batch._atomic import atomic_path, remove_stale
+from fer_batch.runs.cluster import prepare_executor
+from fer_batch.media.decode import error_reason
+from fer_batch.outputs.table import MANIFEST
+from fer_batch.runs.jobs import Job, Provenance, expand_inputs, plan_jobs, redo_reason
 from fer_batch.options import Options, UsageError, check_run
-from fer_batch.outdir import OutputLock, prepare_out
-from fer_batch.pipeline import VideoResult, cores, run_video
-from fer_batch.segments import Segment, clean_leftovers, finished_part, join_segments, plan_segments
-from fer_batch.text import utf8
-from fer_batch.workers import WorkerPool
+from fer_batch.runs.outdir import OutputLock, prepare_out
+from fer_batch.runs.one_input import VideoResult, cores, run_video
+from fer_batch.runs.segments import Segment, clean_leftovers, finished_part, join_segments, plan_segments
+from fer_batch._text import utf8
+from fer_batch.runs.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def analyze_one(job: Job, options: Options, show_progress: bool = False) -> Vide
 
 
 def local_executor(jobs: int) -> WorkerPool:
-    """A pool of ``jobs`` worker processes that survives one of them dying (see ``fer_batch.workers``)."""
+    """A pool of ``jobs`` worker processes that survives one of them dying (see ``fer_batch.runs.workers``)."""
     return WorkerPool(jobs)
 
 
@@ -165,7 +166,7 @@ def run_many(
     Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
     process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
     worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
-    split into time ranges run as separate tasks, then joined (``fer_batch.segments``). ``annotate`` also writes
+    split into time ranges run as separate tasks, then joined (``fer_batch.runs.segments``). ``annotate`` also writes
     each input's ``.annotated.mp4``. Bad arguments, an unusable ``out`` and an ``out`` another run is writing to
     raise ``UsageError`` before any work.
     """
@@ -403,8 +404,8 @@ def _result_of(fut: Future[VideoResult], task: Task) -> VideoResult:
 
 def check_model(options: Options) -> None:
     """A custom classifier that cannot run, or disagrees with its labels: one usage error before any work."""
-    from fer_batch.classify import member_ids
-    from fer_batch.models import ModelError, check_classifier
+    from fer_batch.analysis.classify import member_ids
+    from fer_batch.analysis.models import ModelError, check_classifier
 
     ids = member_ids(options.model)
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer_batch import models
-from fer_batch.detect.base import finish, nms, scan_images
+from fer_batch.analysis import models
+from fer_batch.analysis.detect.base import finish, nms, scan_images
 from fer_batch.options import Options
 from fer_batch.planes import yuv_region
 from fer_batch.types import Faces, Frames
