@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fer_batch._text import utf8
 from fer_batch._version import __version__
 from fer_batch.media.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import Options, UsageError
+from fer_batch.outputs.table import RESERVED, TableMeta, read_table_meta
 from fer_batch.runs.one_input import VideoResult
-from fer_batch.outputs.table import MANIFEST, RESERVED, TableMeta, read_table_meta, tables
-from fer_batch._text import utf8
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
@@ -112,16 +112,20 @@ def root_labels(roots: list[Path]) -> dict[Path, Path]:
 
 def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list[Job]:
     """Output paths under ``out``: each file's path below its root, under the root's label when there are several
-    roots (``root_labels``). Outputs are unique per input, never leave ``out`` and never land on an input."""
+    roots (``root_labels``). Outputs are unique per input, never leave ``out`` and never land on an input.
+
+    An input whose table an earlier run wrote keeps that table's name (``TableNames``), so adding or removing other
+    inputs never renames it and never leaves two tables for one input. Linear in the number of inputs.
+    """
     out = out.resolve()
     labels = root_labels(list(dict.fromkeys(root for _, root in files)))
     inputs = {f.resolve() for f, _ in files}
-    jobs, taken = [], set()
-    for f, root in files:
-        rel = f.relative_to(root) if f.is_relative_to(root) else Path(f.name)
-        rel = labels[root] / Path(*[part for part in rel.parts if part not in ("..", ".", "")])  # belt and braces
-        rel = Path(utf8(rel.as_posix()))  # outputs of a name that is not UTF-8 get its bytes spelled out (\xNN)
-        table = _unique(out, rel, taken)
+    rels = [(f, _relative(f, root, labels[root])) for f, root in files]
+    names = TableNames(out)
+    earlier = {f: t for f, rel in rels if (t := names.earlier(f, rel)) is not None}  # first: earlier runs' names
+    jobs = []
+    for f, rel in rels:
+        table = earlier.get(f) or names.new(rel)
         if not table.resolve().is_relative_to(out):
             raise UsageError(f"{f}: output {table} would leave {out}")
         annotated = table.with_name(table.name[: -len(".parquet")] + ".annotated.mp4") if annotate else None
@@ -132,16 +136,76 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list
     return jobs
 
 
-def _unique(out: Path, rel: Path, taken: set[Path]) -> Path:
-    """``rel`` as a table path not taken yet: ``a.parquet``, else ``a.mp4.parquet`` (a.mp4 beside a.mov), else
-    ``a.mp4~2.parquet`` and on."""
-    candidates = [out / rel.with_suffix(".parquet"), out / rel.with_name(rel.name + ".parquet")]
-    candidates += [out / rel.with_name(f"{rel.name}~{k}.parquet") for k in range(2, 10_000)]
-    for table in candidates:
-        if table not in taken and table.name not in RESERVED:
-            taken.add(table)
-            return table
-    raise UsageError(f"{rel}: too many inputs with this name")
+def _relative(f: Path, root: Path, label: Path) -> Path:
+    """The input's path below ``--out``: below its root, under the root's label; never climbing out."""
+    rel = f.relative_to(root) if f.is_relative_to(root) else Path(f.name)
+    rel = label / Path(*[part for part in rel.parts if part not in ("..", ".", "")])  # belt and braces
+    return Path(utf8(rel.as_posix()))  # outputs of a name that is not UTF-8 get its bytes spelled out (\xNN)
+
+
+class TableNames:
+    """Table paths for one run: ``a.parquet``, else ``a.mp4.parquet`` (a.mp4 beside a.mov), else ``a.mp4~2.parquet``
+    and on; a name an earlier run gave an input stays that input's.
+
+    Why: the first free name depends on which other inputs exist, so without the earlier names a second run
+    without ``a.mov`` would give ``a.mp4`` a second table under ``a.parquet``, and ``load`` would count it twice.
+    A table is the input's when it lies where the input's names go and its metadata names a file of the input's
+    name (an input folder that moved keeps its tables). Each folder is listed once, each counter only rises: planning
+    stays linear however many inputs share a name.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.taken: set[Path] = set()
+        self._listing: dict[Path, set[str]] = {}
+        self._next: dict[Path, int] = {}
+
+    def _on_disk(self, path: Path) -> bool:
+        folder = path.parent
+        if folder not in self._listing:
+            try:
+                self._listing[folder] = set(os.listdir(folder))
+            except OSError:
+                self._listing[folder] = set()
+        return path.name in self._listing[folder]
+
+    def _candidates(self, rel: Path) -> list[Path]:
+        return [self.out / rel.with_suffix(".parquet"), self.out / rel.with_name(rel.name + ".parquet")]
+
+    def earlier(self, source: Path, rel: Path) -> Path | None:
+        """The table an earlier run wrote for this input, claimed for it; None where there is none."""
+        base = self.out / rel
+        self._on_disk(base)  # lists the folder
+        numbered = sorted(n for n in self._listing[base.parent]
+                          if n.startswith(f"{rel.name}~") and n.endswith(".parquet"))  # fmt: skip
+        for table in self._candidates(rel) + [base.parent / n for n in numbered]:
+            if table in self.taken or table.name in RESERVED or not self._on_disk(table):
+                continue
+            meta = read_table_meta(table)
+            recorded = (meta.source.get("path") if meta is not None else None) or ""
+            if utf8(Path(str(recorded)).name) == rel.name:
+                self.taken.add(table)
+                return table
+        return None
+
+    def new(self, rel: Path) -> Path:
+        """The first name of ``rel`` that no input of this run has and no file in ``out`` holds."""
+        for table in self._candidates(rel):
+            if self._free(table):
+                return self._claim(table)
+        base = self.out / rel
+        k = self._next.get(base, 2)
+        while not self._free(table := base.with_name(f"{rel.name}~{k}.parquet")):
+            k += 1
+        self._next[base] = k + 1
+        return self._claim(table)
+
+    def _free(self, table: Path) -> bool:
+        return table not in self.taken and table.name not in RESERVED and not self._on_disk(table)
+
+    def _claim(self, table: Path) -> Path:
+        self.taken.add(table)
+        return table
 
 
 @dataclass(frozen=True)
