@@ -77,7 +77,8 @@ def child_decode(clip: str, threads: str) -> dict:
 
 def child_reader(clip: str, det_size: str) -> dict:
     """fer_batch's FrameReader alone: decode plus the gray and detector-sized images of every frame."""
-    from fer_batch.media.decode import FrameReader, probe
+    from fer_batch.media.probe import probe
+    from fer_batch.media.reader import FrameReader
     from fer_batch.options import Options
 
     path = Path(clip)
@@ -254,7 +255,7 @@ def versions() -> str:
 
 
 def clip_info(clip: str) -> str:
-    from fer_batch.media.decode import probe
+    from fer_batch.media.probe import probe
 
     info = probe(Path(clip))
     dur = f"{info.duration_s:.1f} s" if info.duration_s else "?"

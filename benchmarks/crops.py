@@ -28,7 +28,9 @@ from accuracy import SHARED, score_labels  # noqa: E402
 from fer_batch.analysis.classify import Classifier  # noqa: E402
 from fer_batch.analysis.crop import CropSpec, crop_one  # noqa: E402
 from fer_batch.analysis.detect import make_detector  # noqa: E402
-from fer_batch.media.decode import from_bgr, read_image, small_size  # noqa: E402
+from fer_batch.analysis.detect.scan_size import small_size  # noqa: E402
+from fer_batch.media.probe import read_image  # noqa: E402
+from fer_batch.media.reader import from_bgr  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 from fer_batch.types import Frames  # noqa: E402
 

@@ -31,7 +31,8 @@ from accuracy import DEFAULT_SETS, SHARED, score_labels  # noqa: E402
 
 from fer_batch.analysis.classify import FER7, Classifier  # noqa: E402
 from fer_batch.analysis.detect.whole import WholeFrame  # noqa: E402
-from fer_batch.media.decode import from_bgr, read_image  # noqa: E402
+from fer_batch.media.probe import read_image  # noqa: E402
+from fer_batch.media.reader import from_bgr  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 from fer_batch.types import Frames  # noqa: E402
 

@@ -25,8 +25,10 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from fer_batch.analysis.detect.centerface import CenterFace  # noqa: E402
+from fer_batch.analysis.detect.scan_size import small_size  # noqa: E402
 from fer_batch.analysis.track import iou_matrix  # noqa: E402
-from fer_batch.media.decode import FrameReader, from_bgr, probe, read_image, small_size  # noqa: E402
+from fer_batch.media.probe import probe, read_image  # noqa: E402
+from fer_batch.media.reader import FrameReader, from_bgr  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 from fer_batch.types import Frames  # noqa: E402
 

@@ -28,8 +28,10 @@ from fer_batch.analysis import classify  # noqa: E402
 from fer_batch.analysis.classify import RUN_FACES, Classifier, Member  # noqa: E402
 from fer_batch.analysis.detect.base import scan_images  # noqa: E402
 from fer_batch.analysis.detect.centerface import CenterFace  # noqa: E402
+from fer_batch.analysis.detect.scan_size import small_size  # noqa: E402
 from fer_batch.analysis.track import Tracker  # noqa: E402
-from fer_batch.media.decode import FrameReader, probe, small_size  # noqa: E402
+from fer_batch.media.probe import probe  # noqa: E402
+from fer_batch.media.reader import FrameReader, ReaderImages  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 from fer_batch.outputs.table import ParquetSink, TableMeta, window_table  # noqa: E402
 from fer_batch.planes import yuv_to_rgb  # noqa: E402
@@ -80,7 +82,7 @@ def decode_stages(clip: Path, n: int, rep: int, add: Callable[..., None]) -> Non
     info = probe(clip)
 
     def read() -> int:
-        reader = FrameReader(clip, info, Options(), need_bgr="analysed")
+        reader = FrameReader(clip, info, Options(), images=ReaderImages.ANALYSED)
         return sum(1 for _ in zip(range(n), reader, strict=False))
 
     add("FrameReader thread total (decode + planes + queue)", timed(read, rep))
@@ -203,8 +205,8 @@ def main() -> None:
         print(f"{name:<78} {wc[0]:8.2f} ms wall {wc[1]:8.2f} ms CPU per {unit}", file=sys.stderr, flush=True)
 
     decode_stages(a.clip, a.frames, a.repeat, add)
-    items = [d for _, d in zip(range(min(a.frames, 64)), FrameReader(a.clip, probe(a.clip), Options(),
-                                                                   need_bgr="analysed"), strict=False)]  # fmt: skip
+    reader = FrameReader(a.clip, probe(a.clip), Options(), images=ReaderImages.ANALYSED)
+    items = [d for _, d in zip(range(min(a.frames, 64)), reader, strict=False)]
     frames = Frames.from_decoded(items, colour=True)
     faces = detect_stages(frames, a.repeat, add)
     clf = classify_stages(frames, faces, a.repeat, add)

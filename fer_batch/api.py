@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fer_batch.media.decode import DecodeError
+from fer_batch.media.probe import DecodeError
 from fer_batch.options import Options, UsageError
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video

@@ -231,7 +231,7 @@ def render(
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
-    from fer_batch.media.decode import DecodeError, error_reason
+    from fer_batch.media.probe import DecodeError, error_reason
     from fer_batch.outputs.render import render_table
 
     target = Path(out)
@@ -292,7 +292,8 @@ def webcam(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
-    from fer_batch.live.webcam import CameraError, open_source, redact, run_webcam
+    from fer_batch.live.session import run_webcam
+    from fer_batch.live.sources import CameraError, open_source, redact
 
     try:
         source = open_source(camera)

@@ -42,13 +42,12 @@ def test_damaged_inputs_give_one_line_each_and_nothing_else(tmp_path: Path) -> N
 
 
 def test_non_increasing_timestamps_are_reported_once(tmp_path: Path, caplog) -> None:
-    from fer_batch.media.decode import Decoded
     from fer_batch.outputs.render import Renderer
-    from fer_batch.types import Faces
+    from fer_batch.types import Decoded, Faces
 
     src = tmp_path / "src.mp4"
     write_clip(src, n=6)
-    from fer_batch.media.decode import probe
+    from fer_batch.media.probe import probe
 
     info = probe(src)
     y = np.full((info.height, info.width), 100, np.uint8)

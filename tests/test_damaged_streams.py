@@ -11,7 +11,8 @@ import pytest
 from conftest import one_face, write_clip
 
 import fer_batch
-from fer_batch.media.decode import FrameReader, probe
+from fer_batch.media.probe import probe
+from fer_batch.media.reader import FrameReader
 from fer_batch.options import Options
 
 
@@ -146,7 +147,7 @@ def test_a_stream_that_changes_size_midway_ends_there_as_partial(tmp_path: Path)
 
 
 def test_small_size_never_exceeds_the_scan_limit() -> None:
-    from fer_batch.media.decode import SCAN_PIXELS_LIMIT, small_size
+    from fer_batch.analysis.detect.scan_size import SCAN_PIXELS_LIMIT, small_size
 
     w, h = small_size(16000, 16000, 0)  # --det-size 0: full size, up to the limit
     assert w * h <= SCAN_PIXELS_LIMIT * 1.01

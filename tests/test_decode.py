@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from conftest import one_face
 
-from fer_batch.media.decode import DecodeError, FrameReader, Sampler, probe, small_size, yuv_to_rgb
+from fer_batch.analysis.detect.scan_size import small_size
+from fer_batch.media.probe import DecodeError, probe
+from fer_batch.media.reader import FrameReader
+from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options
+from fer_batch.planes import yuv_to_rgb
 
 
 def decode_all(path: Path, **opts: object) -> list:

@@ -7,7 +7,8 @@ import pytest
 from conftest import write_clip
 
 from fer_batch.analysis.detect import RegionDetector, finish, make_detector, nms
-from fer_batch.media.decode import FrameReader, probe
+from fer_batch.media.probe import probe
+from fer_batch.media.reader import FrameReader
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 

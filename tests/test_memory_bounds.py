@@ -14,9 +14,10 @@ import pytest
 from conftest import REPO, one_face, write_clip
 
 import fer_batch
-from fer_batch.media.decode import MAX_SCAN_PIXELS, VideoInfo, small_size
+from fer_batch.analysis import engine as pipeline
+from fer_batch.analysis.detect.scan_size import MAX_SCAN_PIXELS, small_size
 from fer_batch.media.imagesize import image_size
-from fer_batch.runs import one_input as pipeline
+from fer_batch.media.probe import VideoInfo
 from fer_batch.runs.one_input import WINDOW_BYTES, WINDOWS_IN_FLIGHT, window_sizes
 
 

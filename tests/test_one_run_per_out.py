@@ -46,7 +46,7 @@ def test_a_later_run_keeps_the_manifest_rows_of_earlier_ones(tmp_path: Path) -> 
 
 
 def test_two_webcam_sessions_in_the_same_second_get_different_files(tmp_path: Path) -> None:
-    from fer_batch.live.webcam import output_paths
+    from fer_batch.live.session import output_paths
 
     now = datetime(2024, 5, 1, 12, 0, 0)
     first = output_paths(tmp_path, True, now)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
-from fer_batch.media.decode import Sampler
+from fer_batch.media.sampling import Sampler
 from fer_batch.options import CHECKS, Options, UsageError
 from fer_batch.runs import runner as runner_module
 

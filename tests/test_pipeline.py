@@ -68,13 +68,15 @@ def test_batched_classification_equals_one_at_a_time(clip) -> None:
     """One ORT call over the crops of every face of a window gives what one call per crop gives."""
     from fer_batch.analysis.classify import Classifier
     from fer_batch.analysis.detect import make_detector
-    from fer_batch.media.decode import FrameReader, probe
+    from fer_batch.media.probe import probe
+    from fer_batch.media.reader import FrameReader, ReaderImages
     from fer_batch.options import Options
     from fer_batch.types import Frames
 
     path, _ = clip(size=(400, 240), n=6, faces=lambda i: [(10 + 4 * i, 60, 80), (200, 30, 120)])
     options = Options()
-    frames = Frames.from_decoded(list(FrameReader(path, probe(path), options, need_bgr="analysed")), colour=True)
+    reader = FrameReader(path, probe(path), options, images=ReaderImages.ANALYSED)
+    frames = Frames.from_decoded(list(reader), colour=True)
     classifier = Classifier(options)
     faces = make_detector(options)(frames)
     assert len(faces) == 12  # both faces on each of the 6 frames
@@ -212,7 +214,8 @@ def test_an_error_while_finishing_a_window_fails_the_video_and_leaves_no_table(c
 
 def test_a_stream_that_breaks_keeps_the_windows_before_the_damage(clip, monkeypatch) -> None:
     """Windows handed over before the decoder fails are finished and written, and the video is partial."""
-    from fer_batch.media.decode import FrameReader, StreamBroken
+    from fer_batch.media.probe import StreamBroken
+    from fer_batch.media.reader import FrameReader
     from fer_batch.runs.one_input import run_video
 
     path, _ = clip(n=20, faces=one_face)

@@ -16,12 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from fer_batch.cli import app
-from fer_batch.media.decode import Decoded, VideoInfo, probe
+from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.options import Options
 from fer_batch.outputs.draw import FER_COLOURS, palette
 from fer_batch.outputs.render import Renderer, output_size
 from fer_batch.runs.one_input import run_video
-from fer_batch.types import Faces
+from fer_batch.types import Decoded, Faces
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 # variable frame rate: irregular gaps (ms) between frames, about 2 s in all
@@ -249,7 +249,7 @@ def test_output_size_and_palette() -> None:
 
 def test_planes_path_draws_what_the_bgr_path_draws(clip: Path, tmp_path: Path) -> None:
     """Frames handed over as 4:2:0 planes (only the drawn rectangle converted) look like frames drawn on BGR."""
-    import fer_batch.media.decode as decode
+    import fer_batch.media.reader as decode
     from fer_batch.runs.one_input import run_video
 
     planes, bgr = tmp_path / "planes.mp4", tmp_path / "bgr.mp4"
@@ -257,7 +257,8 @@ def test_planes_path_draws_what_the_bgr_path_draws(clip: Path, tmp_path: Path) -
     original = decode.FrameReader.__init__
 
     def bgr_only(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs["need_bgr"] = "all" if kwargs.get("need_bgr") == "render" else kwargs.get("need_bgr", "none")
+        if kwargs.get("images") is decode.ReaderImages.RENDER:
+            kwargs["images"] = decode.ReaderImages.ALL
         original(self, *args, **kwargs)
 
     decode.FrameReader.__init__ = bgr_only  # type: ignore[method-assign]

@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
-from fer_batch.media.decode import FrameReader, probe
+from fer_batch.media.probe import probe
+from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import Options
-from fer_batch.outputs import report as report_mod
 from fer_batch.outputs.report import PAGES_DIR, REPORT, THUMB_PX, THUMBS_PER_TRACK, grab_frames, write_report
+from fer_batch.outputs.report import parts as report_mod
 from fer_batch.outputs.summary import summarize_table
 
 
@@ -257,7 +258,7 @@ def test_grab_frames_equals_the_analysed_frames(tmp_path: Path) -> None:
     _gop_clip(path, 80, rotation=90)
     info = probe(path)
     want_times = [7.9, 0.0, 3.3, 3.4, 0.5, 6.0]
-    reference = {d.time_s: d.bgr for d in FrameReader(path, info, Options(), need_bgr="all")}
+    reference = {d.time_s: d.bgr for d in FrameReader(path, info, Options(), images=ReaderImages.ALL)}
     got = grab_frames(path, want_times, info.rotation)
     assert sorted(got) == sorted(want_times)
     for t in want_times:

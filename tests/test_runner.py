@@ -218,7 +218,7 @@ def test_unreadable_file_fails_cleanly(clip, tmp_path: Path) -> None:
 
 def test_a_file_that_cannot_be_opened_fails_with_the_reason(clip, tmp_path: Path, monkeypatch) -> None:
     """Root reads any file, so the permission error is raised where PyAV would raise it for other users."""
-    import fer_batch.media.decode as decode
+    import fer_batch.media.probe as decode
 
     locked, _ = clip("locked.mp4", n=3)
     fine, _ = clip("fine.mp4", n=3)

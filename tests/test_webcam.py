@@ -18,22 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from fer_batch.analysis.engine import Analyzer
 from fer_batch.cli import app
-from fer_batch.live.webcam import (
-    CameraError,
-    Captured,
-    LatestFrame,
-    RealtimeFile,
-    draw,
-    open_source,
-    output_paths,
-    redact,
-    run_webcam,
-)
+from fer_batch.live.capture import LatestFrame
+from fer_batch.live.recorder import draw
+from fer_batch.live.session import output_paths, run_webcam
+from fer_batch.live.sources import CameraError, Captured, RealtimeFile, open_source, redact
 from fer_batch.options import Options
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.table import TMP_MARK, read_metadata
-from fer_batch.runs.one_input import Analyzer
 from fer_batch.types import Faces
 
 REPO = Path(__file__).resolve().parents[1]

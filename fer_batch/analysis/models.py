@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -286,3 +287,11 @@ def session(path: Path, device: str = "auto", threads: int | None = None) -> Any
         _logged_providers.add(provider)
         log.info("onnxruntime runs on %s", provider)
     return sess
+
+
+def cores() -> int:
+    """The cores this process may use (respects affinity masks set by a scheduler)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from fer_batch._atomic import AtomicPath
-from fer_batch.media.decode import open_input
+from fer_batch.media.probe import open_input
 
 log = logging.getLogger(__name__)
 

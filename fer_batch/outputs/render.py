@@ -23,13 +23,14 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from fer_batch.media.decode import Decoded, FrameReader, VideoInfo, open_input, probe, video_stream
+from fer_batch.media.probe import VideoInfo, open_input, probe, video_stream
+from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import Options
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.h264 import AudioSource, H264Writer
 from fer_batch.outputs.table import faces_from_table, read_table_meta
 from fer_batch.planes import i420, i420_views
-from fer_batch.types import Faces
+from fer_batch.types import Decoded, Faces
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Renderer:
                 self._current = by_frame.get(d.index, Faces())
             image = d.bgr if d.bgr is not None else d.yuv
             if image is None:
-                raise ValueError("the renderer needs every frame's image (FrameReader need_bgr='render')")
+                raise ValueError("the renderer needs every frame's image (FrameReader images=ReaderImages.RENDER)")
             self._put((image, self._current, d.time_s))
 
     def __exit__(
@@ -227,7 +228,7 @@ def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0,
     if max_pixels is not None and enc_w * enc_h > max_pixels:
         raise ValueError(f"--scale {scale:g} makes {enc_w}x{enc_h} frames, more than --max-pixels {max_pixels}")
     # every=huge: the reader marks (almost) no frame for analysis, so it makes no detector images; the table decides
-    reader = FrameReader(video, info, Options(every=1 << 62), need_bgr="render")
+    reader = FrameReader(video, info, Options(every=1 << 62), images=ReaderImages.RENDER)
     with Renderer(video, out, info, labels, scale=scale) as rend:
         window: list[Decoded] = []
         for d in reader:

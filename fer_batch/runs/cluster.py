@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from fer_batch._version import __version__
 from fer_batch.runs.jobs import UsageError
 from fer_batch.options import Options
-from fer_batch.runs.one_input import cores
+from fer_batch.analysis.models import cores
 
 log = logging.getLogger(__name__)
 

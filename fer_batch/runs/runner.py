@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from fer_batch._atomic import atomic_path, remove_stale
 from fer_batch.runs.cluster import prepare_executor
-from fer_batch.media.decode import error_reason
+from fer_batch.media.probe import error_reason
 from fer_batch.outputs.table import MANIFEST
 from fer_batch.runs.jobs import Job, Provenance, expand_inputs, plan_jobs, redo_reason
 from fer_batch.options import Options, UsageError, check_run
 from fer_batch.runs.outdir import OutputLock, prepare_out
-from fer_batch.runs.one_input import VideoResult, cores, run_video
+from fer_batch.runs.one_input import VideoResult, run_video
+from fer_batch.analysis.models import cores
 from fer_batch.runs.segments import Segment, clean_leftovers, finished_part, join_segments, plan_segments
 from fer_batch._text import utf8
 from fer_batch.runs.workers import WorkerPool

@@ -21,10 +21,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fer_batch._atomic import remove_stale
-from fer_batch.media.decode import DecodeError, Sampler, is_image, open_input, video_stream
+from fer_batch.media.probe import DecodeError, is_image, open_input, video_stream
+from fer_batch.media.sampling import Sampler
 from fer_batch.runs.jobs import Job, is_complete
 from fer_batch.options import Options
-from fer_batch.runs.one_input import ScanSchedule, VideoResult
+from fer_batch.analysis.engine import Action, ScanSchedule
+from fer_batch.runs.one_input import VideoResult
 from fer_batch.outputs.table import ParquetSink, read_table_meta
 from fer_batch.analysis.track import Tracker, iou_matrix, linear_assignment
 
@@ -89,7 +91,7 @@ def scan_times(times: list[float], options: Options) -> list[tuple[float, int]]:
     decisions = [d for i, t in enumerate(times) for d in sampler.push(i, t)] + sampler.flush()
     analysed = [times[i] for i, a in decisions if a]
     schedule = ScanSchedule(options.detect_every, options.scan_interval, regions=True)
-    return [(t, n) for n, t in enumerate(analysed) if schedule.next(t, True) == "scan"]
+    return [(t, n) for n, t in enumerate(analysed) if schedule.next(t, True) is Action.SCAN]
 
 
 def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] | None:

@@ -22,7 +22,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
-from fer_batch.runs.one_input import cores
+from fer_batch.analysis.models import cores
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
@@ -32,8 +33,6 @@ class RegionDetector(Detector, Protocol):
 
 def scan_images(frames: Frames, options: Options) -> list[np.ndarray]:
     """The downscaled RGB image of every frame, at the size ``--det-size`` and ``--min-face`` ask for."""
-    from fer_batch.media.decode import small_size
-
     if not len(frames):
         return []
     w, h = frames.size

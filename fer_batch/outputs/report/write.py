@@ -1,0 +1,151 @@
+"""``fer-batch report RUN_DIR``: one self-contained HTML page that shows a run to a person.
+
+Researchers judge a run by looking: which inputs failed and why, how each tracked face's emotions move over time,
+and whether the faces followed are the right ones (thumbnails cut from the source video at a few times per track).
+Everything is inline (PNG and JPEG data URIs, CSS; no script, nothing from the network), so the page works opened
+from disk or sent by mail. Only an annotated MP4, where the run made one, is linked (relative) and played in place.
+
+Runs of more than ``PAGES_ABOVE`` videos get an index page (one row per video) and one page per video under
+``report_pages/``, so no page grows with the run. Each video's part stays small: thumbnails are ~80 px JPEGs and
+timelines PNGs of a fixed pixel size with at most ``summary.MAX_POINTS`` points per line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fer_batch._atomic import atomic_path
+from fer_batch.media.probe import error_reason
+from fer_batch.outputs.report.html import (
+    _str,
+    page,
+    rel_href,
+)
+from fer_batch.outputs.report.parts import (
+    Entry,
+    run_part,
+    video_section,
+)
+from fer_batch.outputs.report.thumbnails import (
+    THUMBS_PER_TRACK,
+)
+from fer_batch.outputs.table import MANIFEST, read_metadata, tables, to_pandas
+
+log = logging.getLogger(__name__)
+
+REPORT = "report.html"
+
+
+PAGES_DIR = "report_pages"
+
+
+PAGES_ABOVE = 36  # more videos than this: an index page plus one page per video
+
+
+PAGE_NAME = re.compile(r"^\d{4}-.*\.html$")
+
+
+def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PER_TRACK,
+                 pages_above: int = PAGES_ABOVE) -> Path:  # fmt: skip
+    """Write ``run_dir/report.html`` (and ``report_pages/`` for large runs); return the page's path.
+
+    Tables are read one at a time, so a large run is reported in bounded memory. Raises ``FileNotFoundError``
+    when the folder holds neither tables nor a manifest.
+    """
+    root = Path(run_dir)
+    paths = tables(root)
+    manifest = read_manifest(root)
+    if not paths and manifest is None:
+        raise FileNotFoundError(f"{root}: no tables and no {MANIFEST} (not a fer-batch run folder)")
+    split = len(paths) > pages_above
+    entries: list[Entry] = []
+    sections: list[str] = []
+    settings: Counter[str] = Counter()
+    written: set[str] = set()
+    for k, path in enumerate(paths):
+        try:
+            df = to_pandas(pq.read_table(path))
+        except (OSError, pa.ArrowException) as e:  # a damaged file: one line in the report, the others go on
+            log.warning("%s: unreadable table (%s)", path, error_reason(e))
+            entries.append(Entry(name=path.relative_to(root).as_posix(), status="failed",
+                                 error=f"unreadable table: {error_reason(e)}"))  # fmt: skip
+            continue
+        meta = read_metadata(path) or {}
+        settings[settings_key(meta)] += 1
+        name = str(df["video"].iloc[0]) if len(df) else path.stem
+        href = f"{PAGES_DIR}/{page_name(k, name)}" if split else f"#v{k}"
+        page_dir = root / PAGES_DIR if split else root
+        section, entry = video_section(df, meta, path, name, href, page_dir, thumbnails)
+        entries.append(entry)
+        if split:
+            back = f'<p><a href="{rel_href(root / REPORT, page_dir)}">&larr; the whole run</a></p>'
+            page_dir.mkdir(exist_ok=True)
+            write_atomic(root / href, page(f"{name} — fer-batch report", back + section))
+            written.add(Path(href).name)
+        else:
+            sections.append(section)
+    entries += failed_entries(manifest)
+    body = run_part(root, manifest, entries, settings) + "".join(sections)
+    write_atomic(root / REPORT, page(f"{root.resolve().name} — fer-batch report", body))
+    remove_stale_pages(root / PAGES_DIR, keep=written)
+    return root / REPORT
+
+
+def read_manifest(root: Path) -> pd.DataFrame | None:
+    """The run's manifest (the last ``analyze`` of this folder), or None where there is none or it is unreadable."""
+    path = root / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        log.warning("%s: unreadable (%s); the report shows the tables only", path, error_reason(e))
+        return None
+
+
+def settings_key(meta: dict[str, Any]) -> str:
+    """What makes two tables comparable: version, models, provider and options (as one JSON string)."""
+    keep = {k: meta.get(k) for k in ("version", "model", "detector", "provider", "options")}
+    if isinstance(keep["model"], dict):
+        keep["model"] = {k: v for k, v in keep["model"].items() if k != "labels"}
+    return json.dumps(keep, sort_keys=True, default=str)
+
+
+def failed_entries(manifest: pd.DataFrame | None) -> list[Entry]:
+    """Inputs that ended without a table: they have a row in the index and a line among the failures."""
+    if manifest is None:
+        return []
+    rows = manifest[manifest["status"] == "failed"]
+    return [Entry(name=str(r["path"]), status="failed", error=_str(r["error"])) for _, r in rows.iterrows()]
+
+
+def page_name(k: int, name: str) -> str:
+    """A per-video page's file name: its position (unique) and a readable, file-system-safe form of its name."""
+    return f"{k:04d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[:80]}.html"
+
+
+def remove_stale_pages(folder: Path, keep: set[str]) -> None:
+    """Per-video pages of an earlier report of this folder that this one did not write (a run that shrank)."""
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if PAGE_NAME.match(p.name) and p.name not in keep:
+            p.unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """A page is never seen half-written, and an older report stays until the new one is whole."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
