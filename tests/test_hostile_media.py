@@ -45,3 +45,42 @@ def test_annotate_writes_every_frame_including_negative_times(tmp_path: Path) ->
         shown = [float(f.pts * vs.time_base) for f in c.decode(vs)]
     assert len(shown) == table.num_rows == 60  # 30 were hidden behind the MP4 edit list
     np.testing.assert_allclose(np.diff(shown), np.diff(table["time_s"].to_numpy()), atol=2e-3)  # frame by frame
+
+
+def edit_listed(path: Path) -> None:
+    """An MP4 whose header counts 60 frames while its edit list shows 30, covering its whole stated 3 s."""
+    tb = fractions.Fraction(1, 1000)
+    with av.open(str(path), "w", format="mp4") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        s.time_base = s.codec_context.time_base = tb
+        for i in range(60):
+            f = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i * 4, np.uint8), format="rgb24")
+            f.pts, f.time_base = round((-3.0 + i / 10) / tb), tb
+            out.mux(s.encode(f))
+        out.mux(s.encode())
+
+
+def test_a_complete_file_whose_header_overcounts_frames_is_ok(tmp_path: Path) -> None:
+    src = tmp_path / "in" / "edit.mp4"
+    src.parent.mkdir()
+    edit_listed(src)
+    with av.open(str(src)) as c:
+        vs = c.streams.video[0]
+        assert vs.frames == 60 and sum(1 for _ in c.decode(vs)) == 30  # what the file really is
+    res = run_many([src], tmp_path / "out", Options(detector="none"), quiet=True)
+    assert [(r.status, r.error) for r in res] == [("ok", None)]
+    assert res[0].frames_analysed == 30
+
+
+def test_a_file_that_stops_early_in_time_stays_partial(tmp_path: Path) -> None:
+    from conftest import write_clip
+
+    full = tmp_path / "full.mkv"
+    write_clip(full, n=150, fps=10, size=(96, 64))  # 15 s: several Matroska clusters
+    data = full.read_bytes()
+    cut = tmp_path / "in" / "cut.mkv"
+    cut.parent.mkdir()
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    res = run_many([cut], tmp_path / "out", Options(detector="none"), quiet=True)
+    assert res[0].status == "partial" and "stream ended at" in res[0].error

@@ -37,6 +37,10 @@ from fer_batch.types import Decoded
 
 log = logging.getLogger(__name__)
 
+# a stream is complete when its last frame ends within this many frame steps (or seconds) of its stated length
+END_SLACK_FRAMES = 2.5
+END_SLACK_S = 0.1
+
 
 class ReaderImages(enum.Enum):
     """Which images the reader makes besides the luma plane of analysed frames.
@@ -290,12 +294,14 @@ class FrameReader:
 
     def _check_complete(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                         count: int, clock: Clock) -> None:  # fmt: skip
-        """Catch files cut short without a decoder error: fewer frames, or less time, than the header says."""
+        """Catch files cut short without a decoder error: frames that end well before the stream's stated length.
+
+        Judged by time, not by the header's frame count: edit lists and encoders that miscount make complete files
+        hold fewer frames than the header claims, while a file cut short stops early in time. The last frame (plus
+        its duration) must reach the stated end within ``END_SLACK_FRAMES`` frames.
+        """
         if self.damaged:
             return  # the damage is the reason, reported by the caller
-        expected = self.info.frames
-        if expected and count < expected:
-            raise StreamBroken(f"stream ended after {count} of {expected} frames")
         if stream.duration and stream.time_base:  # the video stream's own length, where the header has one
             begin, total = float((stream.start_time or 0) * stream.time_base), float(stream.duration * stream.time_base)
         elif container.duration and len(container.streams) == 1:  # otherwise audio may rightly run longer
@@ -303,8 +309,9 @@ class FrameReader:
         else:
             return
         last_t, dt = clock.last, clock.dt
-        if last_t is not None and last_t - begin + dt < total - max(0.5, 3 * dt):
-            raise StreamBroken(f"stream ended at {last_t - begin:.2f} s of {total:.2f} s")
+        if last_t is not None and last_t - begin + dt < total - max(END_SLACK_S, END_SLACK_FRAMES * dt):
+            frames = f" ({count} of {self.info.frames} frames)" if self.info.frames else ""
+            raise StreamBroken(f"stream ended at {last_t - begin:.2f} s of {total:.2f} s{frames}")
 
     def _produce(self) -> None:
         sampler = Sampler(self.options)
