@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from fer_batch.options import Options
 from fer_batch.runs.runner import run_many
@@ -84,3 +85,36 @@ def test_a_file_that_stops_early_in_time_stays_partial(tmp_path: Path) -> None:
     cut.write_bytes(data[: int(len(data) * 0.7)])
     res = run_many([cut], tmp_path / "out", Options(detector="none"), quiet=True)
     assert res[0].status == "partial" and "stream ended at" in res[0].error
+
+
+def _jpeg_with_big_exif(path: Path, w: int, h: int, pad: int) -> None:
+    """A real JPEG whose frame header follows ``pad`` bytes of APP segments (as large EXIF/ICC blocks put it)."""
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.zeros((h, w, 3), np.uint8))
+    assert ok
+    raw = data.tobytes()
+    segment = b"\xff\xe2" + (65535).to_bytes(2, "big") + bytes(65533)  # APP2, the largest a segment can be
+    path.write_bytes(raw[:2] + segment * (pad // 65537 + 1) + raw[2:])
+
+
+def test_an_image_size_is_found_wherever_the_header_keeps_it(tmp_path: Path) -> None:
+    from fer_batch.media.imagesize import image_size
+
+    path = tmp_path / "in" / "big_exif.jpg"
+    path.parent.mkdir()
+    _jpeg_with_big_exif(path, 3000, 2000, 300_000)  # the frame header ~300 KB in: past the first 64 KiB
+    assert image_size(path) == (3000, 2000)
+    res = run_many([path], tmp_path / "out", Options(detector="none", max_pixels=5_000_000), quiet=True)
+    assert res[0].status == "failed" and "larger than --max-pixels" in res[0].error  # refused before decoding
+
+
+def test_an_image_that_cannot_be_sized_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    import fer_batch.media.probe as probe
+
+    path = tmp_path / "in" / "odd.jpg"
+    path.parent.mkdir()
+    path.write_bytes(b"\xff\xd8\xff\xda" + bytes(100))  # a scan before any frame header
+    monkeypatch.setattr(probe, "read_image", lambda p: pytest.fail("decoded an image of unknown size"))
+    res = run_many([path], tmp_path / "out", Options(detector="none"), quiet=True)
+    assert res[0].status == "failed" and "size cannot be read" in res[0].error
