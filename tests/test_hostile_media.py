@@ -118,3 +118,25 @@ def test_an_image_that_cannot_be_sized_is_refused_before_decoding(tmp_path: Path
     monkeypatch.setattr(probe, "read_image", lambda p: pytest.fail("decoded an image of unknown size"))
     res = run_many([path], tmp_path / "out", Options(detector="none"), quiet=True)
     assert res[0].status == "failed" and "size cannot be read" in res[0].error
+
+
+def test_long_valid_names_work_with_their_temporary_files(tmp_path: Path) -> None:
+    from conftest import one_face, write_clip
+
+    from fer_batch._atomic import TMP_MARK, AtomicPath, remove_stale
+
+    stem = "x" * 236  # the table's name is 244 bytes, the annotated video's 250: both fit, their temporaries too
+    src = tmp_path / "in" / f"{stem}.mp4"
+    src.parent.mkdir()
+    write_clip(src, n=4, size=(96, 64), faces=one_face)
+    out = tmp_path / "out"
+    res = run_many([src], out, Options(detector="none"), quiet=True, annotate=True)
+    assert [(r.status, r.error) for r in res] == [("ok", None)]
+    assert (out / f"{stem}.parquet").exists() and (out / f"{stem}.annotated.mp4").exists()
+    # a leftover of a killed run under the short temporary name is found and removed
+    final = out / f"{stem}.parquet"
+    left = AtomicPath(final).tmp
+    assert len(left.name.encode()) <= 255 and TMP_MARK in left.name
+    left.write_bytes(b"killed")
+    remove_stale(final)
+    assert not left.exists()

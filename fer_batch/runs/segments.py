@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fer_batch._atomic import remove_stale
+from fer_batch._atomic import hidden_name, remove_stale
 from fer_batch.media.probe import DecodeError, is_image, open_input, video_stream
 from fer_batch.media.sampling import Sampler
 from fer_batch.runs.jobs import Job, is_complete
@@ -55,7 +55,8 @@ class Segment:
 
 
 def segments_dir(table: Path) -> Path:
-    return table.parent / f".{table.name}.segments"
+    """The hidden folder of a table's parts (a short name where the table's name is long)."""
+    return table.parent / f"{hidden_name(table.name, len('.segments'))}.segments"
 
 
 def frame_times(path: Path) -> list[float] | None:
