@@ -68,7 +68,8 @@ def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, 
     return TableMeta(
         version=__version__,
         options=options.as_dict(),
-        source={"path": str(path), "size": source.st_size, "mtime": source.st_mtime},
+        # absolute: the report and render find the source from any folder they are run in
+        source={"path": str(Path(path).absolute()), "size": source.st_size, "mtime": source.st_mtime},
         model=analyzer.classifier.describe(),
         detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
         provider=analyzer.classifier.session.get_providers()[0],

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
+from fer_batch._text import utf8
 from fer_batch.media.probe import error_reason
 from fer_batch.outputs.report.html import (
     _str,
@@ -73,6 +74,10 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
     settings: Counter[str] = Counter()
     written: set[str] = set()
     for k, path in enumerate(paths):
+        meta = read_metadata(path)
+        if meta is None and is_foreign(path):  # someone else's Parquet file in the folder: named, not reported
+            log.warning("%s: skipped, not a fer-batch table", path)
+            continue
         try:
             df = to_pandas(pq.read_table(path))
         except (OSError, pa.ArrowException) as e:  # a damaged file: one line in the report, the others go on
@@ -80,7 +85,7 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
             entries.append(Entry(name=path.relative_to(root).as_posix(), status="failed",
                                  error=f"unreadable table: {error_reason(e)}"))  # fmt: skip
             continue
-        meta = read_metadata(path) or {}
+        meta = meta or {}
         settings[settings_key(meta)] += 1
         name = str(df["video"].iloc[0]) if len(df) else path.stem
         href = f"{PAGES_DIR}/{page_name(k, name)}" if split else f"#v{k}"
@@ -145,7 +150,17 @@ def remove_stale_pages(folder: Path, keep: set[str]) -> None:
         folder.rmdir()
 
 
+def is_foreign(path: Path) -> bool:
+    """A readable Parquet file without our metadata and columns (a damaged table of ours is reported, not this)."""
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, pa.ArrowException):
+        return False
+    return not {"video", "frame", "time_s", "face"} <= set(names)
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """A page is never seen half-written, and an older report stays until the new one is whole."""
+    """A page is never seen half-written, and an older report stays until the new one is whole. File names that
+    are not UTF-8 (Linux allows them) are spelled out (``\\xNN``) rather than fail the page."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(utf8(text), encoding="utf-8")
