@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from fer_batch._text import one_line
+from fer_batch._text import numeric_warnings_to_debug, one_line
 from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
 from fer_batch.runs.outdir import check_out
 
@@ -49,6 +49,7 @@ ScanInterval = Annotated[
 
 
 def _setup_logging(quiet: bool) -> None:
+    numeric_warnings_to_debug()
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
