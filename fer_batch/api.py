@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch.media.probe import DecodeError
-from fer_batch.options import Options, UsageError
+from fer_batch.options import Options, UsageError, flag_arg, path_arg, paths_arg
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.runner import run_many
@@ -27,8 +27,8 @@ def analyze_video(path: str | os.PathLike[str], **options: Any) -> pd.DataFrame:
     Raises ``DecodeError`` when the input cannot be decoded at all; a stream that breaks midway returns the
     frames before the damage, with ``df.attrs["status"] == "partial"`` and the reason in ``df.attrs["error"]``.
     """
+    p = Path(path_arg("analyze_video", "path", path))
     opts = Options.from_kwargs(**options)
-    p = Path(path)
     result, sink = run_video(p, opts, video_name=p.name)
     if sink is None:
         raise DecodeError(f"{p}: {result.error}")
@@ -56,10 +56,16 @@ def analyze_many(
     videos into time ranges analysed as separate tasks and joined into one table. ``annotate`` also writes each
     input's ``<name>.annotated.mp4`` (H.264, audio kept).
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    paths = paths_arg("analyze_many", "paths", paths)
+    if not isinstance(out, (str, os.PathLike)):
+        path_arg("analyze_many", "out", out)  # raises: a wrong type, named
     if not str(out).strip():  # Path("") is the current folder: never write there by accident
         raise UsageError("--out must not be empty")
+    for name, value in (("resume", resume), ("quiet", quiet), ("annotate", annotate)):
+        flag_arg("analyze_many", name, value)
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"analyze_many: executor must be a concurrent.futures.Executor (e.g. a Dask client's "
+                        f"get_executor()), got {type(executor).__name__}")  # fmt: skip
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
                     resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
 
@@ -69,7 +75,7 @@ def load(out: str | os.PathLike[str]) -> pd.DataFrame:
 
     A table that cannot be read (cut short by a full disk, not Parquet) is left out with one warning line.
     """
-    paths = tables(out)
+    paths = tables(path_arg("load", "out", out))
     if not paths:
         raise FileNotFoundError(f"{out}: no tables found")
     parts = []

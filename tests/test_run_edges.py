@@ -65,3 +65,33 @@ def test_numpy_runtime_warnings_never_reach_the_console(tmp_path: Path) -> None:
                        text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "RuntimeWarning" not in r.stderr and "np.log" not in r.stderr, r.stderr
+
+
+MISUSE = {
+    "analyze_video path int": (lambda f, t: f.analyze_video(123), TypeError, "path"),
+    "analyze_video path None": (lambda f, t: f.analyze_video(None), TypeError, "path"),
+    "analyze_many paths int": (lambda f, t: f.analyze_many(5, t / "o"), TypeError, "paths"),
+    "analyze_many a path in the list": (lambda f, t: f.analyze_many([t, 7], t / "o"), TypeError, "paths"),
+    "analyze_many out int": (lambda f, t: f.analyze_many(t, 5), TypeError, "out"),
+    "analyze_many out None": (lambda f, t: f.analyze_many(t, None), TypeError, "out"),
+    "analyze_many annotate string": (lambda f, t: f.analyze_many(t, t / "o", annotate="no"), TypeError, "annotate"),
+    "analyze_many resume int": (lambda f, t: f.analyze_many(t, t / "o", resume=0), TypeError, "resume"),
+    "analyze_many executor": (lambda f, t: f.analyze_many(t, t / "o", executor=object()), TypeError, "executor"),
+    "analyze_many option type": (lambda f, t: f.analyze_many(t, t / "o", fps="5"), ValueError, "fps"),
+    "load None": (lambda f, t: f.load(None), TypeError, "out"),
+    "summarize int": (lambda f, t: f.summarize(3), TypeError, "run_dir"),
+    "summarize plots": (lambda f, t: f.summarize(t, plots="yes"), TypeError, "plots"),
+    "write_report thumbnails": (lambda f, t: f.write_report(t, thumbnails="4"), TypeError, "thumbnails"),
+    "write_report negative": (lambda f, t: f.write_report(t, thumbnails=-1), ValueError, "thumbnails"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISUSE))
+def test_api_misuse_names_the_argument(tmp_path: Path, case: str) -> None:
+    import fer_batch
+
+    call, kind, name = MISUSE[case]
+    with pytest.raises(kind, match=name) as info:
+        call(fer_batch, tmp_path)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
+from fer_batch.options import flag_arg, path_arg
 from fer_batch.outputs.table import tables, to_pandas
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.Data
     matplotlib (a dependency; an install made with ``--no-deps`` may lack it): without it only the Parquet file is
     written.
     """
-    root = Path(run_dir)
+    root = Path(path_arg("summarize", "run_dir", run_dir))
+    flag_arg("summarize", "plots", plots)
     paths = tables(root)
     if not paths:
         raise FileNotFoundError(f"{root}: no tables found")

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from fer_batch._atomic import atomic_path
 from fer_batch._text import utf8
 from fer_batch.media.probe import error_reason
+from fer_batch.options import int_arg, path_arg
 from fer_batch.outputs.report.html import (
     _str,
     page,
@@ -63,7 +64,9 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
     Tables are read one at a time, so a large run is reported in bounded memory. Raises ``FileNotFoundError``
     when the folder holds neither tables nor a manifest.
     """
-    root = Path(run_dir)
+    root = Path(path_arg("write_report", "run_dir", run_dir))
+    int_arg("write_report", "thumbnails", thumbnails)
+    int_arg("write_report", "pages_above", pages_above)
     paths = tables(root)
     manifest = read_manifest(root)
     if not paths and manifest is None:
