@@ -26,6 +26,20 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 if TYPE_CHECKING:
     from fer_batch.api import analyze_many, analyze_video, load
+    from fer_batch.errors import (
+        CameraError,
+        ClusterError,
+        DecodeError,
+        FerBatchError,
+        InputError,
+        ManifestError,
+        ModelError,
+        OutputError,
+        StreamBroken,
+        StreamDamaged,
+        UsageError,
+        describe,
+    )
     from fer_batch.options import Options
     from fer_batch.outputs.report import write_report
     from fer_batch.outputs.summary import summarize
@@ -39,9 +53,41 @@ _PUBLIC = {
     "Options": "fer_batch.options",
     "summarize": "fer_batch.outputs.summary",
     "write_report": "fer_batch.outputs.report",
+    "FerBatchError": "fer_batch.errors",
+    "UsageError": "fer_batch.errors",
+    "ClusterError": "fer_batch.errors",
+    "ModelError": "fer_batch.errors",
+    "InputError": "fer_batch.errors",
+    "DecodeError": "fer_batch.errors",
+    "StreamBroken": "fer_batch.errors",
+    "StreamDamaged": "fer_batch.errors",
+    "CameraError": "fer_batch.errors",
+    "OutputError": "fer_batch.errors",
+    "ManifestError": "fer_batch.errors",
+    "describe": "fer_batch.errors",
 }
 
-__all__ = ["Options", "__version__", "analyze_many", "analyze_video", "load", "summarize", "write_report"]
+__all__ = [
+    "CameraError",
+    "ClusterError",
+    "DecodeError",
+    "FerBatchError",
+    "InputError",
+    "ManifestError",
+    "ModelError",
+    "Options",
+    "OutputError",
+    "StreamBroken",
+    "StreamDamaged",
+    "UsageError",
+    "__version__",
+    "analyze_many",
+    "analyze_video",
+    "describe",
+    "load",
+    "summarize",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fer_batch.media.probe import DecodeError
-from fer_batch.options import Options, UsageError, flag_arg, path_arg, paths_arg
+from fer_batch.errors import DecodeError, UsageError, describe
+from fer_batch.options import Options, flag_arg, path_arg, paths_arg
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.runner import run_many
@@ -83,7 +83,7 @@ def load(out: str | os.PathLike[str]) -> pd.DataFrame:
         try:
             parts.append(pq.read_table(path))
         except (OSError, pa.ArrowException) as e:
-            log.warning("%s: skipped, not a readable table (%s)", path, " ".join(str(e).split())[:200])
+            log.warning("%s: skipped, not a readable table (%s)", path, describe(e)[:200])
     if not parts:
         raise FileNotFoundError(f"{out}: no readable tables found")
     # custom models may have other label columns; unify by name, dictionary columns included

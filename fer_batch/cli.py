@@ -14,7 +14,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from fer_batch._text import numeric_warnings_to_debug, one_line
-from fer_batch.options import MAX_RENDER_SCALE, Options, UsageError, check_run, number
+from fer_batch.errors import UsageError
+from fer_batch.options import MAX_RENDER_SCALE, Options, check_run, number
 from fer_batch.runs.outdir import check_out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
@@ -56,7 +57,8 @@ def _setup_logging(quiet: bool) -> None:
 def _check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
     from fer_batch.analysis.classify import member_ids
-    from fer_batch.analysis.models import ModelError, check_classifier, choose_providers
+    from fer_batch.analysis.models import check_classifier, choose_providers
+    from fer_batch.errors import ModelError
 
     try:
         choose_providers(options.device)
@@ -128,7 +130,8 @@ def analyze(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
-    from fer_batch.runs.runner import ManifestError, run_many
+    from fer_batch.errors import ManifestError
+    from fer_batch.runs.runner import run_many
 
     announce = _Announcer(quiet)
     manifest_error: ManifestError | None = None
@@ -261,7 +264,7 @@ def render(
     for path in (video, table):
         if not path.is_file():
             _fail(f"{path}: no such file", 2)
-    from fer_batch.media.probe import DecodeError, error_reason
+    from fer_batch.errors import DecodeError, describe
     from fer_batch.outputs.render import render_table
 
     target = Path(out)
@@ -272,7 +275,7 @@ def render(
     try:
         frames = render_table(video, table, target, scale=scale, max_pixels=max_pixels)
     except (DecodeError, OSError, ValueError, KeyError) as e:
-        _fail(f"{video}: {error_reason(e)}", 1)
+        _fail(f"{video}: {describe(e)}", 1)
     if not quiet:
         typer.echo(f"wrote {out} ({frames} frames)", err=True)
 
@@ -322,8 +325,9 @@ def webcam(
     except ValueError as e:
         _fail(str(e), 2)
     _check_models(options)
+    from fer_batch.errors import CameraError
     from fer_batch.live.session import run_webcam
-    from fer_batch.live.sources import CameraError, open_source, redact
+    from fer_batch.live.sources import open_source, redact
 
     try:
         source = open_source(camera)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from numbers import Integral, Real
 from typing import Any
 
+from fer_batch.errors import UsageError
+
 # settings that older versions recorded in each table's metadata and that never changed a table's content:
 # ``annotate`` is a property of a folder run (``run_many``), not of the analysis
 RETIRED = frozenset({"annotate"})
@@ -27,10 +29,6 @@ DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PN
 
 # settings that never change a table's numbers (how fast, where), or that name files whose content is compared instead
 NOT_IN_RESULT = ("threads", "device", "batch_size", "max_pixels", "model", "model_spec")
-
-
-class UsageError(ValueError):
-    """Bad arguments (exit code 2), as opposed to a bad input file (exit code 1); the message names the option."""
 
 
 def cli_name(name: str) -> str:

@@ -9,7 +9,8 @@ import pytest
 from conftest import one_face
 
 from fer_batch.analysis.detect.scan_size import small_size
-from fer_batch.media.probe import DecodeError, probe
+from fer_batch.errors import DecodeError
+from fer_batch.media.probe import probe
 from fer_batch.media.reader import FrameReader
 from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options

@@ -15,7 +15,8 @@ from conftest import astronaut_face
 
 import fer_batch
 from fer_batch.analysis.classify import FER7, Classifier
-from fer_batch.analysis.models import ModelError, models_dir, resolve
+from fer_batch.analysis.models import models_dir, resolve
+from fer_batch.errors import ModelError
 from fer_batch.options import Options
 
 

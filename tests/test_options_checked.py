@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
+from fer_batch.errors import UsageError
 from fer_batch.media.sampling import Sampler
-from fer_batch.options import CHECKS, Options, UsageError
+from fer_batch.options import CHECKS, Options
 from fer_batch.runs import runner as runner_module
 
 cli = CliRunner()

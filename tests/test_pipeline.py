@@ -214,7 +214,7 @@ def test_an_error_while_finishing_a_window_fails_the_video_and_leaves_no_table(c
 
 def test_a_stream_that_breaks_keeps_the_windows_before_the_damage(clip, monkeypatch) -> None:
     """Windows handed over before the decoder fails are finished and written, and the video is partial."""
-    from fer_batch.media.probe import StreamBroken
+    from fer_batch.errors import StreamBroken
     from fer_batch.media.reader import FrameReader
     from fer_batch.runs.one_input import run_video
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
-from fer_batch.options import UsageError
+from fer_batch.errors import UsageError
 
 cli = CliRunner()
 

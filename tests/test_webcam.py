@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 from fer_batch.analysis.engine import Analyzer
 from fer_batch.cli import app
+from fer_batch.errors import CameraError
 from fer_batch.live.capture import LatestFrame
 from fer_batch.live.recorder import draw
 from fer_batch.live.session import output_paths, run_webcam
-from fer_batch.live.sources import CameraError, Captured, RealtimeFile, open_source, redact
+from fer_batch.live.sources import Captured, RealtimeFile, open_source, redact
 from fer_batch.options import Options
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.table import TMP_MARK, read_metadata

@@ -17,14 +17,7 @@ from typing import Any
 
 import numpy as np
 
-
-class ModelError(RuntimeError):
-    """A model file is missing, altered or described inconsistently."""
-
-
-class ModelOutputError(RuntimeError):
-    """A model gave outputs that are not what its spec says (non-finite, or probabilities that do not sum to 1)."""
-
+from fer_batch.errors import ModelError, ModelOutputError
 
 SPEC_MAX_BYTES = 1 << 20  # a manifest entry is a few hundred bytes; /dev/zero or a huge file must not be read whole
 OUTPUT_KINDS = ("probabilities", "logits")

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from fer_batch.analysis.model_checks import ModelError as ModelError  # raised here since the start: imported from here
-from fer_batch.analysis.model_checks import ModelOutputError, as_probabilities, check_values, read_spec
+from fer_batch.analysis.model_checks import as_probabilities, check_values, read_spec
+from fer_batch.errors import ModelError, ModelOutputError, describe
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def choose_providers(device: str) -> list[str]:
         if "CUDAExecutionProvider" not in available:
             raise ModelError(
                 f"--device cuda: onnxruntime offers no CUDAExecutionProvider here (available: {', '.join(available)});"
-                ' install "fer-batch[gpu]" on a machine with an NVIDIA GPU'
+                " replace onnxruntime with onnxruntime-gpu on a machine with an NVIDIA GPU (README, GPU)"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "auto":
@@ -211,7 +211,7 @@ def check_classifier(model: str, spec_path: str | None) -> ModelSpec:
         sess = session(spec.path, "cpu", threads=1)
         out = run_batched(sess, np.ascontiguousarray(x))
     except Exception as e:  # noqa: BLE001 — onnxruntime raises its own classes for every kind of bad model
-        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        reason = describe(e)[:300]
         raise ModelError(f"{model}: cannot run as described by {spec_path}: {reason}") from None
     n = out.shape[1]
     if n != len(spec.labels):

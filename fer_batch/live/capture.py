@@ -17,12 +17,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fer_batch.errors import describe
 from fer_batch.live.recorder import Recorder
 from fer_batch.live.sources import (
     Captured,
     CaptureSource,
 )
-from fer_batch.media.probe import error_reason
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Capture(threading.Thread):
                 self.mailbox.put(item)
         except Exception as e:  # noqa: BLE001 — a camera failing mid-run ends the capture; the table is kept
             self.error = e
-            log.error("camera stopped: %s", error_reason(e))
+            log.error("camera stopped: %s", describe(e))
         finally:
             self.mailbox.close()
             try:

@@ -13,10 +13,10 @@ import av
 import cv2
 import numpy as np
 
+from fer_batch.errors import describe
 from fer_batch.live.sources import (
     Captured,
 )
-from fer_batch.media.probe import error_reason
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.h264 import H264Writer
 from fer_batch.types import Faces
@@ -110,7 +110,7 @@ class Recorder:
         if writer is not None:
             writer.discard()
         if self.error is not None:
-            log.error("recording failed: %s", error_reason(self.error))
+            log.error("recording failed: %s", describe(self.error))
         return None
 
     def _run(self) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analyzer
+from fer_batch.errors import describe
 from fer_batch.live.capture import (
     STOP_GRACE_S,
     Capture,
@@ -41,7 +42,6 @@ from fer_batch.live.sources import (
     Captured,
     CaptureSource,
 )
-from fer_batch.media.probe import error_reason
 from fer_batch.media.reader import from_bgr
 from fer_batch.options import Options, number
 from fer_batch.outputs.draw import Painter
@@ -159,7 +159,7 @@ def _session(source: CaptureSource, options: Options, table_path: Path, rec_path
              capture.count, live.analysed, live.faces)  # fmt: skip
     return WebcamResult(table=table_path, recording=recording, frames_captured=capture.count,
                         frames_analysed=live.analysed, faces=live.faces, duration_s=duration, stopped_by=stopped_by,
-                        error=error_reason(capture.error) if capture.error is not None else None)  # fmt: skip
+                        error=describe(capture.error) if capture.error is not None else None)  # fmt: skip
 
 
 class LiveAnalysis:
@@ -257,6 +257,6 @@ def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name:
         started_at=started_at.isoformat(timespec="seconds"),
         stopped_by=stopped_by,
         status="ok",
-        error=error_reason(capture.error) if capture.error is not None else None,
+        error=describe(capture.error) if capture.error is not None else None,
         recording=str(recording) if recording is not None else None,
     )

@@ -19,14 +19,11 @@ import av
 import cv2
 import numpy as np
 
+from fer_batch.errors import CameraError, describe
 from fer_batch.media.orientation import orientation, rotate
-from fer_batch.media.probe import error_reason, video_stream
+from fer_batch.media.probe import video_stream
 
 log = logging.getLogger(__name__)
-
-
-class CameraError(RuntimeError):
-    """The capture source cannot be opened; the message is one line saying what was tried and why it failed."""
 
 
 class CaptureSource(Protocol):
@@ -134,7 +131,7 @@ class RealtimeFile:
         try:
             self._container = av.open(str(self.path))
         except av.error.FFmpegError as e:
-            raise CameraError(f"cannot open camera {self.path} (tried it as a video file): {error_reason(e)}") from None
+            raise CameraError(f"cannot open camera {self.path} (tried it as a video file): {describe(e)}") from None
         if not self._container.streams.video:
             self._container.close()
             raise CameraError(f"cannot open camera {self.path} (tried it as a video file): no video stream")
@@ -152,7 +149,7 @@ class RealtimeFile:
         except StopIteration:
             return False, None, time.monotonic()
         except av.error.FFmpegError as e:
-            log.warning("%s: decoding stopped: %s", self.path, error_reason(e))
+            log.warning("%s: decoding stopped: %s", self.path, describe(e))
             return False, None, time.monotonic()
         if frame.pts is not None and frame.time_base is not None:
             t = float(frame.pts * frame.time_base)

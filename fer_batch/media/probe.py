@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -22,6 +21,7 @@ import av
 import cv2
 import numpy as np
 
+from fer_batch.errors import DecodeError, describe
 from fer_batch.media.imagesize import image_size, is_known_image
 from fer_batch.media.orientation import orientation
 
@@ -36,18 +36,6 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".mts",
      ".m2ts", ".ogv", ".mxf", ".vob", ".dv", ".y4m", ".gif"}
 )  # fmt: skip
-
-
-class DecodeError(RuntimeError):
-    """The input cannot be opened or decoded; the message is the reason, without the path."""
-
-
-class StreamBroken(DecodeError):
-    """Decoding stopped part-way; the frames before the damage were delivered."""
-
-
-class StreamDamaged(StreamBroken):
-    """Some packets could not be decoded and were skipped; every other frame was delivered."""
 
 
 MAX_BAD_PACKETS = 200  # packets in a row that fail to demux or decode before the rest of a stream is given up
@@ -145,7 +133,7 @@ def probe(path: Path, max_pixels: int | None = None) -> VideoInfo:
             return VideoInfo(width=w, height=h, rotation=rotation, fps=fps, duration_s=duration,
                              frames=stream.frames or None, mirror=mirror)  # fmt: skip
     except av.error.FFmpegError as e:
-        raise DecodeError(error_reason(e)) from None
+        raise DecodeError(describe(e)) from None
 
 
 def _stream_orientation(container: av.container.InputContainer,
@@ -163,17 +151,6 @@ def _stream_orientation(container: av.container.InputContainer,
     except av.error.FFmpegError:
         pass  # an undecodable stream is reported by the decoder itself
     return 0, False
-
-
-def error_reason(e: BaseException) -> str:
-    """An OS or FFmpeg error's own words on one line (the path is named by whoever reports it).
-
-    pyarrow's I/O errors carry no ``strerror`` but end in "[errno N] ..."; they read as the system's words too
-    ("No space left on device"), not as "Error writing bytes to file. Detail: ...".
-    """
-    msg = str(getattr(e, "strerror", None) or e)
-    found = re.search(r"\[errno (\d+)\]", msg) if isinstance(e, OSError) else None
-    return os.strerror(int(found.group(1))) if found else " ".join(msg.split())
 
 
 def read_image(path: Path) -> np.ndarray:

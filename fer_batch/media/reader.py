@@ -18,18 +18,9 @@ import av
 import cv2
 import numpy as np
 
+from fer_batch.errors import DecodeError, StreamBroken, StreamDamaged, describe
 from fer_batch.media.orientation import rotate
-from fer_batch.media.probe import (
-    MAX_BAD_PACKETS,
-    DecodeError,
-    StreamBroken,
-    StreamDamaged,
-    VideoInfo,
-    error_reason,
-    open_input,
-    read_image,
-    video_stream,
-)
+from fer_batch.media.probe import MAX_BAD_PACKETS, VideoInfo, open_input, read_image, video_stream
 from fer_batch.media.sampling import Clock, Sampler
 from fer_batch.options import Options
 from fer_batch.planes import Luma
@@ -156,7 +147,7 @@ class FrameReader:
             try:
                 container = open_input(self.path)
             except av.error.FFmpegError as e:
-                raise DecodeError(error_reason(e)) from None
+                raise DecodeError(describe(e)) from None
             with container:
                 trusted = yield from self._decode_pass(container, seek)
             if trusted:
@@ -254,9 +245,9 @@ class FrameReader:
 
     def _damage(self, e: av.error.FFmpegError, in_a_row: int) -> None:
         self.damaged += 1
-        self._damage_reason = self._damage_reason or error_reason(e)
+        self._damage_reason = self._damage_reason or describe(e)
         if in_a_row >= MAX_BAD_PACKETS:
-            raise StreamBroken(f"stream broken after {self.decoded} frames: {error_reason(e)}")
+            raise StreamBroken(f"stream broken after {self.decoded} frames: {describe(e)}")
 
     def _seek_plan(self, container: av.container.InputContainer,
                    stream: av.video.stream.VideoStream) -> tuple[int, int | None, float | None] | None:  # fmt: skip

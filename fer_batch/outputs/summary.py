@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
+from fer_batch.errors import describe
 from fer_batch.options import flag_arg, path_arg
 from fer_batch.outputs.table import tables, to_pandas
 
@@ -115,7 +116,7 @@ def read_table(path: Path) -> pd.DataFrame | None:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
-        log.warning("%s: skipped, not a readable Parquet file (%s)", path, " ".join(str(e).split())[:200])
+        log.warning("%s: skipped, not a readable Parquet file (%s)", path, describe(e)[:200])
         return None
     missing = [c for c in TABLE_COLUMNS if c not in table.column_names]
     if missing:

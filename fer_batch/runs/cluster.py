@@ -20,17 +20,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fer_batch._version import __version__
-from fer_batch.runs.jobs import UsageError
-from fer_batch.options import Options
 from fer_batch.analysis.models import cores
+from fer_batch.errors import ClusterError, describe
+from fer_batch.options import Options
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0  # how long the driver waits for the scheduler (and for a first worker)
-
-
-class ClusterError(UsageError):
-    """The cluster cannot run this job as asked (exit code 2): one line naming the worker and the problem."""
 
 
 # --- connecting and checking -----------------------------------------------------------------------------------
@@ -40,11 +36,11 @@ def connect(address: str, timeout: float | None = None) -> Any:
     try:
         from distributed import Client
     except ImportError:
-        raise ClusterError('--scheduler needs Dask: pip install "fer-batch[dask]"') from None
+        raise ClusterError('--scheduler needs Dask: pip install ".[dask]" (from the clone)') from None
     try:
         client = Client(address, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
+        reason = describe(e)
         raise ClusterError(f"scheduler {address}: not reachable within {timeout:g} s ({reason})") from None
     try:
         client.wait_for_workers(1, timeout=timeout)
@@ -63,7 +59,8 @@ def worker_report(files: list[tuple[str, int]], out: str, options: Options) -> d
 
     Runs on every worker (``client.run``) before any work is sent; the driver compares the answers with its own.
     """
-    from fer_batch.analysis.models import ModelError, choose_providers, file_sha256, load_manifest, models_dir, resolve
+    from fer_batch.analysis.models import choose_providers, file_sha256, load_manifest, models_dir, resolve
+    from fer_batch.errors import ModelError
 
     report: dict[str, Any] = {"version": __version__, "host": socket.gethostname(), "cores": cores()}
     try:

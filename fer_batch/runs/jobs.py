@@ -15,8 +15,9 @@ from typing import Any
 
 from fer_batch._text import utf8
 from fer_batch._version import __version__
+from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fer_batch.options import Options, UsageError
+from fer_batch.options import Options
 from fer_batch.outputs.table import RESERVED, TableMeta, read_table_meta
 from fer_batch.runs.one_input import VideoResult
 

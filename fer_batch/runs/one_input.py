@@ -13,25 +13,18 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fer_batch._version import __version__
-from fer_batch.analysis.classify import Classifier
-from fer_batch.types import Decoded
-from fer_batch.media.probe import DecodeError, StreamBroken, VideoInfo, error_reason, probe
-from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
-from fer_batch.analysis.models import cores
-from fer_batch.analysis.model_checks import ModelOutputError
+from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, describe
+from fer_batch.media.probe import VideoInfo, probe
+from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import Options
 from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_table
-from fer_batch.analysis.track import Smoother, Tracker
-from fer_batch.types import Faces, Frames
+from fer_batch.types import Decoded
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +98,7 @@ def run_video(
         source = os.stat(path)
         info = probe(path, options.max_pixels)
     except (DecodeError, OSError) as e:
-        result.status, result.error = "failed", _oneline(e)
+        result.status, result.error = "failed", describe(e, with_file=True)
         result.wall_s = time.perf_counter() - t0
         return result, None
     result.duration_s = info.duration_s
@@ -266,10 +259,10 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
 
 def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:
     """Record an input's failure; after an allocation failure, free what the failed input left behind."""
-    result.status, result.error = "failed", _oneline(e)
+    result.status, result.error = "failed", describe(e, with_file=True)
     if not isinstance(e, INPUT_FAILURES):  # out of memory (see out_of_memory)
         release_memory()  # so the inputs after this one start from a clean slate
-        result.error = f"out of memory ({info.width}x{info.height}): {_oneline(e)}"
+        result.error = f"out of memory ({info.width}x{info.height}): {describe(e, with_file=True)}"
 
 
 def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iterable[list[Decoded]]:
@@ -293,14 +286,6 @@ def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iter
         raise
     if window:
         yield window
-
-
-def _oneline(e: BaseException) -> str:
-    """An error on one line: an OS error's own words (``No space left on device``), else its message."""
-    if isinstance(e, OSError):
-        shown = e.filename and ".tmp-" not in str(e.filename)  # a temporary file's name says nothing to the user
-        return error_reason(e) + (f": {e.filename}" if shown else "")
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _empty_range(options: Options, info: VideoInfo) -> str:

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from fer_batch.options import UsageError
+from fer_batch.errors import UsageError
 
 log = logging.getLogger(__name__)
 

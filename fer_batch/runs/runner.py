@@ -23,16 +23,16 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from fer_batch._atomic import atomic_path, remove_stale
-from fer_batch.runs.cluster import prepare_executor
-from fer_batch.media.probe import error_reason
-from fer_batch.outputs.table import MANIFEST
-from fer_batch.runs.jobs import Job, Provenance, expand_inputs, plan_jobs, redo_reason
-from fer_batch.options import Options, UsageError, check_run
-from fer_batch.runs.outdir import OutputLock, prepare_out
-from fer_batch.runs.one_input import VideoResult, run_video
-from fer_batch.analysis.models import cores
-from fer_batch.runs.segments import Segment, clean_leftovers, finished_part, join_segments, plan_segments
 from fer_batch._text import utf8
+from fer_batch.analysis.models import cores
+from fer_batch.errors import ManifestError, UsageError, describe
+from fer_batch.options import Options, check_run
+from fer_batch.outputs.table import MANIFEST
+from fer_batch.runs.cluster import prepare_executor
+from fer_batch.runs.jobs import Job, Provenance, expand_inputs, plan_jobs, redo_reason
+from fer_batch.runs.one_input import VideoResult, run_video
+from fer_batch.runs.outdir import OutputLock, prepare_out
+from fer_batch.runs.segments import Segment, clean_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def analyze_one(job: Job, options: Options, show_progress: bool = False) -> Vide
                               annotate_path=job.annotated, progress=bar.update if bar else None)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
-        result = VideoResult(path=str(job.source), status="failed", error=_oneline(e))
+        result = VideoResult(path=str(job.source), status="failed", error=describe(e))
     finally:
         if bar is not None:
             bar.close()
@@ -106,7 +106,7 @@ class ManifestWriter:
         except FileNotFoundError:
             return {}
         except (OSError, pa.ArrowException) as e:
-            log.warning("%s: unreadable (%s); a new manifest replaces it", self.path, " ".join(str(e).split())[:120])
+            log.warning("%s: unreadable (%s); a new manifest replaces it", self.path, describe(e)[:120])
             return {}
         names = [n for n in MANIFEST_SCHEMA.names if n in table.column_names]
         if "path" not in names or "status" not in names:
@@ -125,7 +125,7 @@ class ManifestWriter:
                 pq.write_table(pa.table(cols, schema=MANIFEST_SCHEMA), tmp)
         except OSError as e:
             if self.error is None:
-                log.warning("%s: not written (%s); trying again with the next result", self.path, error_reason(e))
+                log.warning("%s: not written (%s); trying again with the next result", self.path, describe(e))
             self.error = e
         else:
             self.error = None
@@ -211,16 +211,9 @@ def run_many(
                 executor.shutdown(wait=True, cancel_futures=True)
             run.manifest.write()
     if run.manifest.error is not None:
-        raise ManifestError(run.manifest.path, run.manifest.error, run.results)
+        cause = run.manifest.error
+        raise ManifestError(cause.errno, f"{run.manifest.path}: not written ({describe(cause)})", run.results)
     return run.results
-
-
-class ManifestError(OSError):
-    """The run finished but ``manifest.parquet`` could not be written (a full disk); ``results`` has every row."""
-
-    def __init__(self, path: Path, cause: OSError, results: list[VideoResult]) -> None:
-        super().__init__(cause.errno, f"{path}: not written ({error_reason(cause)})")
-        self.results = results
 
 
 def to_do(planned: list[Job], options: Options, resume: bool) -> list[Job]:
@@ -400,13 +393,14 @@ def _result_of(fut: Future[VideoResult], task: Task) -> VideoResult:
     try:
         return fut.result()
     except Exception as e:  # noqa: BLE001 — one task's failure is its input's failure, the run goes on
-        return VideoResult(path=str(task.tag[1].source), status="failed", error=f"worker failed: {_oneline(e)}")
+        return VideoResult(path=str(task.tag[1].source), status="failed", error=f"worker failed: {describe(e)}")
 
 
 def check_model(options: Options) -> None:
     """A custom classifier that cannot run, or disagrees with its labels: one usage error before any work."""
     from fer_batch.analysis.classify import member_ids
-    from fer_batch.analysis.models import ModelError, check_classifier
+    from fer_batch.analysis.models import check_classifier
+    from fer_batch.errors import ModelError
 
     ids = member_ids(options.model)
     try:
@@ -414,8 +408,3 @@ def check_model(options: Options) -> None:
             check_classifier(m, options.model_spec if len(ids) == 1 else None)
     except ModelError as e:
         raise UsageError(str(e)) from None
-
-
-def _oneline(e: BaseException) -> str:
-    return " ".join(f"{type(e).__name__}: {e}".split())
-

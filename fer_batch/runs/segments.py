@@ -21,14 +21,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fer_batch._atomic import hidden_name, remove_stale
-from fer_batch.media.probe import DecodeError, is_image, open_input, video_stream
-from fer_batch.media.sampling import Sampler
-from fer_batch.runs.jobs import Job, is_complete
-from fer_batch.options import Options
 from fer_batch.analysis.engine import Action, ScanSchedule
-from fer_batch.runs.one_input import VideoResult
-from fer_batch.outputs.table import ParquetSink, read_table_meta
 from fer_batch.analysis.track import Tracker, iou_matrix, linear_assignment
+from fer_batch.errors import DecodeError
+from fer_batch.media.probe import is_image, open_input, video_stream
+from fer_batch.media.sampling import Sampler
+from fer_batch.options import Options
+from fer_batch.outputs.table import ParquetSink, read_table_meta
+from fer_batch.runs.jobs import Job, is_complete
+from fer_batch.runs.one_input import VideoResult
 
 SEGMENT_SUFFIX = ".segment"  # part tables: Parquet, but not named *.parquet so load() never mistakes them
 STITCH_FRAMES = Tracker().max_missed + 1  # analysed frames each side of a boundary where tracks may continue

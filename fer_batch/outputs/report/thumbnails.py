@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from fer_batch.errors import DecodeError, describe
 from fer_batch.media.orientation import orientation, rotate
-from fer_batch.media.probe import DecodeError, error_reason, is_image, open_input, read_image, video_stream
+from fer_batch.media.probe import is_image, open_input, read_image, video_stream
 from fer_batch.outputs.report.html import data_uri
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def cut_thumbnails(df: pd.DataFrame, shown: pd.DataFrame, meta: dict[str, Any],
     try:
         frames = grab_frames(Path(src), sorted({t.time_s for t in wanted}), int(meta.get("rotation") or 0))
     except (DecodeError, OSError, av.error.FFmpegError) as e:
-        return {}, f"No thumbnails: {src} could not be decoded ({error_reason(e)})."
+        return {}, f"No thumbnails: {src} could not be decoded ({describe(e)})."
     out: dict[int, list[Thumb]] = {}
     for t in wanted:
         img = frames.get(t.time_s)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
 from fer_batch._text import utf8
-from fer_batch.media.probe import error_reason
+from fer_batch.errors import describe
 from fer_batch.options import int_arg, path_arg
 from fer_batch.outputs.report.html import (
     _str,
@@ -84,9 +84,9 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
         try:
             df = to_pandas(pq.read_table(path))
         except (OSError, pa.ArrowException) as e:  # a damaged file: one line in the report, the others go on
-            log.warning("%s: unreadable table (%s)", path, error_reason(e))
+            log.warning("%s: unreadable table (%s)", path, describe(e))
             entries.append(Entry(name=path.relative_to(root).as_posix(), status="failed",
-                                 error=f"unreadable table: {error_reason(e)}"))  # fmt: skip
+                                 error=f"unreadable table: {describe(e)}"))  # fmt: skip
             continue
         meta = meta or {}
         settings[settings_key(meta)] += 1
@@ -117,7 +117,7 @@ def read_manifest(root: Path) -> pd.DataFrame | None:
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as e:
-        log.warning("%s: unreadable (%s); the report shows the tables only", path, error_reason(e))
+        log.warning("%s: unreadable (%s); the report shows the tables only", path, describe(e))
         return None
 
 
