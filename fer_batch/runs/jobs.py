@@ -10,6 +10,7 @@ import glob
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,7 @@ class TableNames:
         for table in self._candidates(rel) + [base.parent / n for n in numbered]:
             if table in self.taken or table.name in RESERVED or not self._on_disk(table):
                 continue
-            meta = read_table_meta(table)
+            meta = table_meta(table)
             recorded = (meta.source.get("path") if meta is not None else None) or ""
             if utf8(Path(str(recorded)).name) == rel.name:
                 self.taken.add(table)
@@ -207,6 +208,21 @@ class TableNames:
     def _claim(self, table: Path) -> Path:
         self.taken.add(table)
         return table
+
+
+def table_meta(path: Path) -> TableMeta | None:
+    """``read_table_meta``, read once per version of the file: planning and the resume check both need a table's
+    metadata, and a footer read costs milliseconds (seconds over thousands of tables on every resume)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _table_meta(path, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16384)
+def _table_meta(path: Path, ino: int, size: int, mtime_ns: int) -> TableMeta | None:
+    return read_table_meta(path)
 
 
 @dataclass(frozen=True)
@@ -246,7 +262,7 @@ class Provenance:
 
 def redo_reason(job: Job, options: Options, provenance: Provenance | None = None) -> str | None:
     """None when the job's table can be kept (``--resume``), else why it is made again ("" where none exists)."""
-    meta = read_table_meta(job.table)
+    meta = table_meta(job.table)
     if meta is None or meta.status not in ("ok", "partial"):
         return ""
     try:

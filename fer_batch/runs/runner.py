@@ -32,7 +32,7 @@ from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, Provenance, expand_inputs, plan_jobs, redo_reason
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.outdir import OutputLock, prepare_out
-from fer_batch.runs.segments import Segment, clean_leftovers, finished_part, join_segments, plan_segments
+from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -199,8 +199,7 @@ def run_many(
         try:
             if segment_seconds is not None:
                 run.plan_segments(todo, segment_seconds)
-            for job in planned:  # what a killed segmented run left that this run will not use
-                clean_leftovers(job, run.segments.get(job), resume)
+            clean_all_leftovers(planned, run.segments, resume)  # what a killed run left that this run will not use
             run.execute(todo, resume)
         except KeyboardInterrupt:
             if own and isinstance(executor, WorkerPool):

@@ -9,6 +9,7 @@ pre-roll and uses it to stitch track ids across the boundaries. Segments run on 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fer_batch._atomic import hidden_name, remove_stale
+from fer_batch._atomic import TMP_MARK, hidden_name, remove_stale
 from fer_batch.analysis.engine import Action, ScanSchedule
 from fer_batch.analysis.track import Tracker, iou_matrix, linear_assignment
 from fer_batch.errors import DecodeError
@@ -135,6 +136,22 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
         parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end),
                              span=span))  # fmt: skip
     return parts
+
+
+def clean_all_leftovers(jobs: list[Job], segments: dict[Job, list[Segment]], resume: bool) -> None:
+    """``clean_leftovers`` for every job whose folder holds a temporary file or a hidden segments folder: each
+    folder is listed once, so a resumed run of thousands of inputs does not list its folder thousands of times."""
+    listed: dict[Path, bool] = {}
+    for job in jobs:
+        folder = job.table.parent
+        if folder not in listed:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                names = []
+            listed[folder] = any(TMP_MARK in n or n.endswith(".segments") for n in names)
+        if listed[folder]:
+            clean_leftovers(job, segments.get(job), resume)
 
 
 def clean_leftovers(job: Job, parts: list[Segment] | None, resume: bool) -> None:
