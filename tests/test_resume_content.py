@@ -94,5 +94,7 @@ def test_a_table_made_by_another_version_or_models_is_redone(setup, change: str,
         _rewrite_meta(table, model={**meta["model"], "sha256": "0" * 64})
     with caplog.at_level(logging.INFO):
         assert _statuses(photo, out, model, spec) == ["ok"]
-    line = next(r.getMessage() for r in caplog.records if "analysed again" in r.getMessage())
+    rec = next(r for r in caplog.records if "analysed again" in r.getMessage())
+    line = rec.getMessage()
+    assert rec.levelno == logging.WARNING  # said even under --quiet
     assert str(photo) in line and ("fer-batch 0.0.1" in line if change == "version" else change in line)

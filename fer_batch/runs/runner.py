@@ -215,6 +215,9 @@ def run_many(
     return run.results
 
 
+PROVENANCE_WORDS = ("written by", "made with another", "made with other labels")  # ``Provenance.mismatch``
+
+
 def to_do(planned: list[Job], options: Options, resume: bool) -> list[Job]:
     """The jobs whose table is not kept; one line for each existing table made again, saying why."""
     if not resume:
@@ -223,8 +226,9 @@ def to_do(planned: list[Job], options: Options, resume: bool) -> list[Job]:
     todo = []
     for job in planned:
         why = redo_reason(job, options, provenance)
-        if why:
-            log.info("%s: analysed again (%s)", utf8(str(job.source)), why)
+        if why:  # another version or other models: said even under --quiet, results would otherwise mix
+            level = logging.WARNING if why.startswith(PROVENANCE_WORDS) else logging.INFO
+            log.log(level, "%s: analysed again (%s)", utf8(str(job.source)), why)
         if why is not None:
             todo.append(job)
     return todo
