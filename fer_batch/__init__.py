@@ -6,6 +6,7 @@ Python API (the CLI is a thin layer over it)::
     df = fer_batch.analyze_video("interview.mp4", fps=5)
     fer_batch.analyze_many(["recordings/"], "out/")
     df = fer_batch.load("out/")
+    per_event = fer_batch.aggregate(df, by="event", events="events.tsv")  # also: frame, second, track, video
     fer_batch.write_report("out/")            # out/report.html
 
 The API is imported on first use (PEP 562), so ``import fer_batch`` and ``fer-batch --help`` do not load PyAV,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
         describe,
     )
     from fer_batch.options import Options
+    from fer_batch.outputs.aggregate import aggregate
     from fer_batch.outputs.report import write_report
     from fer_batch.outputs.summary import summarize
 
@@ -51,6 +53,7 @@ _PUBLIC = {
     "analyze_many": "fer_batch.api",
     "load": "fer_batch.api",
     "Options": "fer_batch.options",
+    "aggregate": "fer_batch.outputs.aggregate",
     "summarize": "fer_batch.outputs.summary",
     "write_report": "fer_batch.outputs.report",
     "FerBatchError": "fer_batch.errors",
@@ -81,6 +84,7 @@ __all__ = [
     "StreamDamaged",
     "UsageError",
     "__version__",
+    "aggregate",
     "analyze_many",
     "analyze_video",
     "describe",

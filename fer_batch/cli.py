@@ -15,7 +15,7 @@ import typer
 
 from fer_batch._text import numeric_warnings_to_debug, one_line
 from fer_batch.errors import UsageError
-from fer_batch.options import MAX_RENDER_SCALE, Options, check_run, number
+from fer_batch.options import MAX_RENDER_SCALE, Level, Options, check_run, number
 from fer_batch.runs.outdir import check_out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch facial-emotion analysis of recorded video.")
@@ -219,7 +219,7 @@ def _interrupted(out: Path, finished: list[str], terminated: bool = False) -> No
     raise typer.Exit(143 if terminated else 130)
 
 
-def _write_report(run_dir: Path, quiet: bool, **kwargs: int) -> int:
+def _write_report(run_dir: Path, quiet: bool, **kwargs: Any) -> int:
     """Write the HTML report with one line saying where, or why not; the exit code (2: not a run folder)."""
     from fer_batch.outputs.report import write_report
 
@@ -344,19 +344,36 @@ def webcam(
     raise typer.Exit(1 if result.stopped_by == "error" or (annotate and result.recording is None) else 0)
 
 
+HeadlineQuality = Annotated[Optional[float], typer.Option(metavar="Q", help="Shares leave out rows of lower quality.")]
+HeadlineTrack = Annotated[Optional[float], typer.Option(metavar="S", help="Shares leave out tracks seen for less.")]
+
+
+def _headline_rules(min_quality: float | None, min_track_s: float | None) -> dict[str, float]:
+    """summary's and report's headline rules where given (else fer_batch.outputs.aggregate's); exit 2 if bad."""
+    try:
+        rules = {"min_quality": number(0, 1, optional=True)("min_quality", min_quality),
+                 "min_track_s": number(0, optional=True)("min_track_s", min_track_s)}  # fmt: skip
+    except UsageError as e:
+        _fail(str(e), 2)
+    return {k: v for k, v in rules.items() if v is not None}
+
+
 @app.command()
 def summary(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fer-batch analyze`.")],
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Also write <video>.timeline.png.")] = True,
+    min_quality: HeadlineQuality = None,
+    min_track_s: HeadlineTrack = None,
 ) -> None:
     """Per-video and per-track summary: DIR/summary.parquet, one timeline PNG per video, a short table."""
     _setup_logging(quiet=True)
+    rules = _headline_rules(min_quality, min_track_s)
     if not run_dir.is_dir():
         _fail(f"{run_dir}: not a folder", 2)
     from fer_batch.outputs.summary import SUMMARY, short_table, summarize
 
     try:
-        result = summarize(run_dir, plots=plots)
+        result = summarize(run_dir, plots=plots, **rules)
     except FileNotFoundError as e:
         _fail(str(e), 2)
     typer.echo(short_table(result))
@@ -367,15 +384,42 @@ def summary(
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fer-batch analyze`.")],
     thumbnails: Annotated[int, typer.Option(help="Face thumbnails per track, cut from the source video.")] = 4,
+    min_quality: HeadlineQuality = None,
+    min_track_s: HeadlineTrack = None,
     quiet: Quiet = False,
 ) -> None:
     """One self-contained HTML page of a run: DIR/report.html (failures, settings, per-track timelines and faces)."""
     _setup_logging(quiet)
+    rules = _headline_rules(min_quality, min_track_s)
     if not run_dir.is_dir():
         _fail(f"{run_dir}: not a folder", 2)
     if thumbnails < 0:
         _fail("--thumbnails must be 0 or more", 2)
-    raise typer.Exit(_write_report(run_dir, quiet, thumbnails=thumbnails))
+    raise typer.Exit(_write_report(run_dir, quiet, thumbnails=thumbnails, **rules))
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fer-batch analyze`.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output file: .csv, .tsv or .parquet.")],
+    by: Annotated[Level, typer.Option(help="Row per face-frame, track time bin, track, video, event.")] = Level.FRAME,
+    bin_s: Annotated[float, typer.Option("--bin", metavar="S", help="Time bin of --by second (s).")] = 1.0,
+    events: Annotated[Optional[Path], typer.Option(help="BIDS events; default <stem>_events.tsv by a video.")] = None,
+    min_quality: Annotated[float, typer.Option(metavar="Q", help="Leave out face rows of lower quality.")] = 0.0,
+    min_track_s: Annotated[float, typer.Option(metavar="S", help="Leave out tracks visible for less.")] = 0.0,
+    smoothed: Annotated[bool, typer.Option(help="Count shares on the <label>_smooth columns.")] = False,
+) -> None:
+    """The run's tables as one file, flattened (--by frame) or aggregated; format from OUT's extension."""
+    from fer_batch.outputs.export import export as write_export  # warnings (a skipped table) reach stderr as lines
+
+    try:
+        result = write_export(run_dir, out, by.value, bin=bin_s, events=events, min_quality=min_quality,
+                              min_track_s=min_track_s, smoothed=smoothed)  # fmt: skip
+    except ValueError as e:  # the request (an EventsError is one): nothing was written
+        _fail(one_line(str(e)), 2)
+    except OSError as e:
+        _fail(f"{out}: not written: {one_line(str(e))}", 1)
+    typer.echo(f"wrote {out} ({len(result)} rows, by {by.value})", err=True)
 
 
 def main() -> None:

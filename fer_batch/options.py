@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from enum import Enum
 from numbers import Integral, Real
 from typing import Any
 
@@ -29,6 +30,17 @@ DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PN
 
 # settings that never change a table's numbers (how fast, where), or that name files whose content is compared instead
 NOT_IN_RESULT = ("threads", "device", "batch_size", "max_pixels", "model", "model_spec")
+
+
+class Level(str, Enum):
+    """What one row of an aggregate stands for (``fer-batch export --by``, ``fer_batch.aggregate(by=...)``); here,
+    below pandas, so that ``--help`` lists the choices without loading it."""
+
+    FRAME = "frame"
+    SECOND = "second"
+    TRACK = "track"
+    VIDEO = "video"
+    EVENT = "event"
 
 
 def cli_name(name: str) -> str:

@@ -32,6 +32,7 @@ def labelled(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_scores_equal_a_count_by_hand(labelled: Path, tmp_path: Path) -> None:
     out = tmp_path / "acc.json"
     assert accuracy.main(["--set", str(labelled), "--config", "model=fer2013-minixception", "--json", str(out)]) == 0
@@ -48,6 +49,7 @@ def test_scores_equal_a_count_by_hand(labelled: Path, tmp_path: Path) -> None:
     assert np.asarray(got["confusion"]).sum() == 5
 
 
+@pytest.mark.slow
 def test_real_sets_smoke(shared_expressions: Path, tmp_path: Path) -> None:
     out = tmp_path / "acc.json"
     rc = accuracy.main(["--set", str(shared_expressions / "ckplus48"), "--limit", "2", "--json", str(out)])

@@ -23,6 +23,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_bench_writes_table_without_fer(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     md = tmp_path / "BENCH.md"
     rc = bench.main(["--clip", str(clip), "--repeat", "1", "--no-fer", "--no-classify", "--only", "0",

@@ -27,6 +27,8 @@ from fer_batch.outputs.table import TMP_MARK
 from fer_batch.runs import cluster
 from fer_batch.runs.runner import run_many
 
+pytestmark = pytest.mark.slow  # every test here runs processes or clusters
+
 distributed = pytest.importorskip("distributed")
 runner = CliRunner()
 

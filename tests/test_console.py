@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from conftest import REPO, one_face, write_clip
 
 
@@ -19,6 +20,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           timeout=300, env=env)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_damaged_inputs_give_one_line_each_and_nothing_else(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
@@ -68,6 +70,7 @@ def test_onnxruntime_telemetry_is_off(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*DeveloperTools*")), sorted(tmp_path.rglob("*"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_what_was_finished_and_how_to_go_on(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

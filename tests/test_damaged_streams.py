@@ -27,6 +27,7 @@ def damage(path: Path, out: Path, *, at: float = 0.5, spots: int = 10) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_decoding_goes_on_past_a_damaged_middle(tmp_path: Path) -> None:
     clean = tmp_path / "clean.mp4"
     write_clip(clean, n=200, size=(160, 120), fps=25)
@@ -96,6 +97,7 @@ def test_a_display_matrix_with_a_flip_is_applied(tmp_path: Path, rotation: int, 
     assert np.abs(gray.astype(int) - expected.astype(int)).mean() < 20  # the block is where the matrix shows it
 
 
+@pytest.mark.slow
 def test_timestamps_that_jump_back_keep_the_second_part_analysed(tmp_path: Path) -> None:
     """Two transport streams concatenated byte for byte: the second restarts its timestamps."""
     a, b = tmp_path / "a.ts", tmp_path / "b.ts"
@@ -118,6 +120,7 @@ def test_start_past_the_end_fails_the_same_way_with_or_without_annotate(tmp_path
     assert not [p for p in (tmp_path / "out").iterdir() if p.name not in ("manifest.parquet", ".fer-batch.lock")]
 
 
+@pytest.mark.slow
 def test_temporary_names_are_never_taken_for_a_users_files(tmp_path: Path) -> None:
     """An input named like a temporary file of another input's table: its table is loaded and never deleted."""
     src = tmp_path / "in"
@@ -133,6 +136,7 @@ def test_temporary_names_are_never_taken_for_a_users_files(tmp_path: Path) -> No
     assert not [p for p in out.iterdir() if p.name.startswith(".x.")]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_a_stream_that_changes_size_midway_ends_there_as_partial(tmp_path: Path) -> None:
     """Two transport streams of different sizes joined: boxes of the second part would be mapped at the wrong scale."""
     a, b = tmp_path / "a.ts", tmp_path / "b.ts"

@@ -109,6 +109,7 @@ def test_unreadable_inputs_raise_decode_error(tmp_path: Path) -> None:
             probe(p)
 
 
+@pytest.mark.slow
 def test_reader_keeps_memory_bounded(clip) -> None:
     """The reader thread runs at most a queue's length ahead of a slow consumer: it stops decoding, it does not
     just stop queueing (an unbounded reader would have decoded all 60 frames)."""

@@ -38,6 +38,7 @@ def test_finish_clips_drops_small_and_orders_largest_first() -> None:
     np.testing.assert_array_equal(out.boxes[2], [0, 10, 30, 50])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("detector", ["centerface", "centerface-int8", "haar"])
 def test_detectors_find_the_pasted_face_in_frame_pixels(tmp_path, detector: str) -> None:
     path = tmp_path / "c.mp4"
@@ -65,6 +66,7 @@ def test_only_centerface_looks_in_regions(tmp_path) -> None:
     assert len(elsewhere) == 0
 
 
+@pytest.mark.slow
 def test_int8_scans_find_the_faces_the_float_model_finds(tmp_path) -> None:
     """centerface-int8 scans with the int8 model and looks in regions with the float one; on many faces of different
     sizes, its scans find the float scans' faces at nearly the same places (recall.py measures the real bar)."""

@@ -20,6 +20,8 @@ from conftest import REPO, one_face, write_clip
 
 import fer_batch
 
+pytestmark = pytest.mark.slow  # every test here runs processes or clusters
+
 
 def mounted_tmpfs(where: Path, size: str, read_only: bool = False) -> Iterator[Path]:
     where.mkdir(parents=True, exist_ok=True)

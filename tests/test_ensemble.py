@@ -101,6 +101,7 @@ def test_ensemble_with_an_unknown_member_is_a_usage_error(photo: Path, tmp_path:
     assert r.exit_code == 2 and "no-such-model" in r.output and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_annotating_does_not_change_the_table(clip, tmp_path: Path) -> None:
     """Colour models cut faces from the decoded planes whether or not the whole frame is also converted to draw."""
     from conftest import one_face

@@ -34,6 +34,7 @@ def png_bomb(path: Path, width: int, height: int) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
 
 
+@pytest.mark.slow
 def test_a_decompression_bomb_is_refused_from_its_header_in_bounded_memory(tmp_path: Path) -> None:
     bomb = tmp_path / "in" / "bomb.png"
     bomb.parent.mkdir()
@@ -114,6 +115,7 @@ def test_min_face_never_raises_a_scan_beyond_the_cap() -> None:
     assert small_size(1280, 720, 640, min_face=24) == (864, 480)  # unchanged below the cap
 
 
+@pytest.mark.slow
 def test_an_allocation_failure_does_not_poison_the_inputs_after_it(tmp_path: Path, monkeypatch) -> None:
     """Like onnxruntime's arena after a huge request, the cached classifier keeps failing once it has failed; the
     failed input must drop it, so the next inputs get a fresh one."""

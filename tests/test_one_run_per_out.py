@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from conftest import write_clip
 from typer.testing import CliRunner
 
@@ -54,6 +55,7 @@ def test_two_webcam_sessions_in_the_same_second_get_different_files(tmp_path: Pa
     assert first[0] != second[0] and first[1] != second[1]
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_lose_nothing(tmp_path: Path) -> None:
     """Whichever way the two runs interleave, every table present is whole and has its manifest row."""
     import subprocess

@@ -45,6 +45,7 @@ def test_an_argument_that_does_not_exist_is_still_a_pattern(tmp_path: Path) -> N
 
 
 # --- 4. outputs never collide and never land on inputs -------------------------------------------------------------
+@pytest.mark.slow
 def test_the_same_name_under_several_roots_gives_separate_tables(tmp_path: Path) -> None:
     roots = [tmp_path / f"r{k}" for k in (1, 2, 3)]
     for k, root in enumerate(roots):
@@ -118,6 +119,7 @@ def test_outputs_that_would_land_on_inputs_are_a_usage_error(tmp_path: Path, how
     assert snapshot(rec) == before
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="only Linux allows file names that are not UTF-8")
 def test_names_that_are_not_utf8_or_hold_a_newline_are_analysed(tmp_path: Path) -> None:
     src = tmp_path / "in"

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "3be5138579d1e51d3fe825a7074abb234d13b589"
+REFERENCE = "e9f14776f1a49d698aea1c20fe404b885bedf697"
 
 pytestmark = pytest.mark.slow
 

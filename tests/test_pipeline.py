@@ -55,6 +55,7 @@ def test_two_faces_are_ordered_largest_first(clip) -> None:
     assert (df[df["face"] == 0]["x"] > 190).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 3, 64])
 def test_results_do_not_depend_on_batch_size(clip, batch_size: int) -> None:
     path, _ = clip(size=(400, 240), n=13, faces=lambda i: [(10 + 2 * i, 60, 80), (200, 30, 120)])
@@ -88,6 +89,7 @@ def test_batched_classification_equals_one_at_a_time(clip) -> None:
         assert np.ptp(np.log(batched), axis=0).max() > 1e-3  # different faces and frames: rows not all the same
 
 
+@pytest.mark.slow
 def test_haar_detector_finds_the_face_where_it_was_pasted(clip) -> None:
     path, _ = clip(n=5, faces=lambda i: [(100 + 4 * i, 40, 140)])
     df = fer_batch.analyze_video(path, detector="haar")
@@ -128,6 +130,7 @@ def test_table_metadata_and_load(clip, tmp_path) -> None:
     assert loaded["video"].unique().tolist() == ["clip.mp4"]
 
 
+@pytest.mark.slow
 def test_region_tracking_follows_what_full_scans_find(clip) -> None:
     """Between full scans the detector looks only around tracked faces: boxes and labels must not drift."""
     from fer_batch.analysis.track import iou_matrix
@@ -147,6 +150,7 @@ def test_region_tracking_follows_what_full_scans_find(clip) -> None:
     assert fast.dropna(subset=["track_id"]).groupby("face")["track_id"].nunique().max() == 1
 
 
+@pytest.mark.slow
 def test_a_face_that_appears_is_found_by_the_next_full_scan(clip) -> None:
     path, _ = clip(n=30, fps=10, faces=lambda i: [(40, 40, 100)] + ([(200, 60, 90)] if i >= 12 else []))
     df = fer_batch.analyze_video(path, scan_interval=0.5)
@@ -180,6 +184,7 @@ def test_phone_clip_boxes_are_in_the_displayed_frame(tmp_path, rotation: int) ->
     assert (cx.between(100, 140) & cy.between(140, 180)).all()  # the face's centre in the displayed frame
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_threads(clip) -> None:
     """Scans, regions and the classifier run in threads of their own, with intra-op threads split by ``threads``;
     neither changes a table."""
@@ -212,6 +217,7 @@ def test_an_error_while_finishing_a_window_fails_the_video_and_leaves_no_table(c
     assert not table.exists() and list(table.parent.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_stream_that_breaks_keeps_the_windows_before_the_damage(clip, monkeypatch) -> None:
     """Windows handed over before the decoder fails are finished and written, and the video is partial."""
     from fer_batch.errors import StreamBroken

@@ -145,6 +145,7 @@ def table(clip: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_cli_render_from_table(clip: Path, table: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.mp4"
     res = CliRunner().invoke(app, ["render", str(clip), str(table), "-o", str(out)])
@@ -162,6 +163,7 @@ def test_cli_render_from_table(clip: Path, table: Path, tmp_path: Path) -> None:
     assert edge > 40 and corner < 8
 
 
+@pytest.mark.slow
 def test_cli_render_scale(clip: Path, table: Path, tmp_path: Path) -> None:
     out = tmp_path / "half.mp4"
     res = CliRunner().invoke(app, ["render", str(clip), str(table), "-o", str(out), "--scale", "0.5"])
@@ -247,6 +249,7 @@ def test_output_size_and_palette() -> None:
     assert len(set(colours)) == 4
 
 
+@pytest.mark.slow
 def test_planes_path_draws_what_the_bgr_path_draws(clip: Path, tmp_path: Path) -> None:
     """Frames handed over as 4:2:0 planes (only the drawn rectangle converted) look like frames drawn on BGR."""
     import fer_batch.media.reader as decode

@@ -111,6 +111,7 @@ def _decode(uri: str) -> np.ndarray:
     return img
 
 
+@pytest.mark.slow
 def test_page_shows_every_video_its_tracks_and_the_failure(run: Path) -> None:
     page = Page((run / REPORT).read_text(encoding="utf-8"))
     df = fer_batch.load(run)
@@ -134,6 +135,7 @@ def test_page_shows_every_video_its_tracks_and_the_failure(run: Path) -> None:
     assert broken["path"] in failures and broken["error"] in failures
 
 
+@pytest.mark.slow
 def test_a_photo_shows_its_faces_and_their_probabilities(run: Path) -> None:
     """One analysed frame has no time line: each face gets its thumbnail (cut from the image) and its label."""
     text = (run / REPORT).read_text(encoding="utf-8")
@@ -179,6 +181,7 @@ def test_nothing_comes_from_the_network(run: Path) -> None:
     assert sorted(v.split("#")[0] for v in videos) == want
 
 
+@pytest.mark.slow
 def test_a_large_run_gets_an_index_and_a_page_per_video(run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
@@ -267,6 +270,7 @@ def test_grab_frames_equals_the_analysed_frames(tmp_path: Path) -> None:
         assert np.abs(got[t][..., ::-1].astype(int) - ref.astype(int)).mean() < 0.5
 
 
+@pytest.mark.slow
 def test_cli_report_and_analyze_report(run: Path, tmp_path: Path, clip) -> None:  # noqa: ANN001
     copy = tmp_path / "copy"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns(REPORT))
@@ -328,6 +332,7 @@ VIDEOS = """Promise.all([...document.querySelectorAll("video")].map(v => new Pro
 })))"""
 
 
+@pytest.mark.slow
 def test_report_in_chromium(run: Path, chromium: str, tmp_path: Path) -> None:
     from browser import Browser
 

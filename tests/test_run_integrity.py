@@ -6,10 +6,13 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import one_face, write_clip
 from typer.testing import CliRunner
 
 import fer_batch
+
+pytestmark = pytest.mark.slow  # every test here runs processes or clusters
 
 cli = CliRunner()
 

@@ -80,6 +80,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_corpus_each_file_gets_the_right_status(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     missing = tmp_path / "nope.mp4"
@@ -123,6 +124,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_resume_skips_complete_tables_and_redoes_changed_ones(clip, tmp_path: Path) -> None:
     a, _ = clip("a.mp4", n=5, faces=one_face)
     clip("b.mp4", n=5)
@@ -167,6 +169,7 @@ def test_outputs_mirror_the_input_tree_and_stay_inside_out(tmp_path: Path) -> No
     assert videos == {"day1/s1.mp4", "s1.mov", "s1.mp4"}
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_identical_tables(clip, tmp_path: Path) -> None:
     for k in range(3):
         clip(f"v{k}.mp4", n=6, faces=lambda i, k=k: [(20 + 10 * k, 30, 90)])
@@ -180,6 +183,7 @@ def test_parallel_jobs_give_identical_tables(clip, tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_same_tables(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -229,6 +229,7 @@ def test_help_loads_no_heavy_module() -> None:
     assert heavy_modules_after(code) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -249,6 +250,7 @@ def test_option_errors_answer_before_heavy_modules_load(args: list[str]) -> None
     assert heavy_modules_after(code) == []
 
 
+@pytest.mark.slow
 def test_import_fer_batch_is_light_until_the_api_is_used() -> None:
     assert heavy_modules_after("import fer_batch") == []
     assert "pandas" in heavy_modules_after("import fer_batch\nfer_batch.load")

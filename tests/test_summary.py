@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
+from fer_batch.outputs.aggregate import MIN_TRACK_S
 from fer_batch.outputs.summary import SUMMARY, downsample, frame_durations, summarize, summarize_table, timeline_path
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -46,8 +47,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def expected_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """The summary's definition, computed again with plain pandas groupbys over the loaded tables."""
+def expected_summary(df: pd.DataFrame, min_track_s: float = MIN_TRACK_S) -> pd.DataFrame:
+    """The summary's definition, computed again with plain pandas groupbys over the loaded tables: visibility over
+    every face row; means and shares over the rows of tracks visible >= ``min_track_s``, labelled by the arg-max of
+    the smoothed probabilities (the run used --smooth)."""
     frames = df.groupby(["video", "frame"], as_index=False)["time_s"].first()
     frames["duration_s"] = frames.groupby("video")["time_s"].diff(-1).abs()
     medians = frames.groupby("video")["time_s"].apply(lambda t: t.diff().median())
@@ -55,8 +58,11 @@ def expected_summary(df: pd.DataFrame) -> pd.DataFrame:
     per_video = frames.groupby("video").agg(analysed_frames=("frame", "size"), duration_s=("duration_s", "sum"))
 
     faces = df[df["face"].notna()].merge(frames[["video", "frame", "duration_s"]], on=["video", "frame"])
-    faces["emotion"] = faces["emotion"].astype(str)
+    faces["label"] = faces[[f"{k}_smooth" for k in LABELS]].idxmax(axis=1).str.removesuffix("_smooth")
     faces["track_id"] = faces["track_id"].astype("Int64")
+    seen = faces.groupby(["video", "track_id"])["duration_s"].sum().rename("seen")
+    faces = faces.merge(seen, left_on=["video", "track_id"], right_index=True, how="left")
+    faces["counts"] = faces["seen"] >= min_track_s
 
     def aggregate(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         g = rows.groupby(keys)
@@ -64,15 +70,17 @@ def expected_summary(df: pd.DataFrame) -> pd.DataFrame:
             frames=("frame", "nunique"), faces=("frame", "size"), first_s=("time_s", "min"), last_s=("time_s", "max")
         )
         out["time_visible_s"] = rows.drop_duplicates(keys + ["frame"]).groupby(keys)["duration_s"].sum()
-        out = out.join(g[LABELS].mean().add_prefix("mean_"))
-        share = pd.crosstab([rows[k] for k in keys], rows["emotion"], normalize="index")
+        kept = rows[rows["counts"]]
+        out["share_rows"] = kept.groupby(keys).size().reindex(out.index, fill_value=0)
+        out = out.join(kept.groupby(keys)[LABELS].mean().add_prefix("mean_"))
+        share = pd.crosstab([kept[k] for k in keys], kept["label"], normalize="index")
         share = share.reindex(columns=LABELS, fill_value=0.0).add_prefix("share_")
         out = out.join(share)
         out["emotion"] = share.idxmax(axis=1).str.removeprefix("share_")
         return out.reset_index()
 
     tracks = aggregate(faces[faces["track_id"].notna()], ["video", "track_id"])
-    tracks["scope"] = "track"
+    tracks["scope"], tracks["counted"] = "track", tracks["time_visible_s"] >= min_track_s
     videos = aggregate(faces, ["video"])
     videos["scope"], videos["track_id"] = "video", pd.NA
     both = pd.concat([videos, tracks], ignore_index=True).merge(per_video.reset_index(), on="video")
@@ -84,12 +92,17 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["video", "scope", "track_id"], na_position="first").reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_summary_equals_a_pandas_groupby(run_dir: Path) -> None:
     got = summarize(run_dir)
     df = fer_batch.load(run_dir)
     want = expected_summary(df)
-    assert set(got.columns) == set(want.columns)
-    pd.testing.assert_frame_equal(_sorted(got)[list(want.columns)], _sorted(want), check_dtype=False, atol=1e-9)
+    assert set(got.columns) == set(want.columns) | {"tracks", "counted_tracks", "headline"}
+    got_rows = _sorted(got)[list(want.columns)]
+    got_rows["counted"] = got_rows["counted"].astype(object).where(got_rows["scope"] == "track", np.nan)
+    pd.testing.assert_frame_equal(got_rows, _sorted(want), check_dtype=False, atol=1e-9)
+    short = got[(got["scope"] == "track") & (got["counted"] == False)]  # noqa: E712 - a nullable column
+    assert len(short) and (short["time_visible_s"] < MIN_TRACK_S).all()  # the clip has a track too short to count
     # the written file holds the same numbers, and load() never mistakes it for a video's table
     pd.testing.assert_frame_equal(pd.read_parquet(run_dir / SUMMARY), got)
     assert set(fer_batch.load(run_dir)["video"]) == {"astronaut.mp4", "sub/gaps.mp4"}
@@ -123,7 +136,7 @@ def test_summarize_table_by_hand() -> None:
             "emotion": pd.Categorical(["a", "b", "b", None, "a"], categories=["a", "b"]),
         }
     )  # fmt: skip
-    s = summarize_table(df).set_index("scope", append=True)
+    s = summarize_table(df, min_track_s=0).set_index("scope", append=True)  # every track counts
     video, t0, t1 = s.iloc[0], s.iloc[1], s.iloc[2]
     # durations 0.5, 0.5, 1.0 and the median step 0.5 for the last frame
     assert (video["analysed_frames"], video["duration_s"]) == (4, 2.5)
@@ -136,6 +149,7 @@ def test_summarize_table_by_hand() -> None:
     assert len(s) == 3  # the face without a track is in the video row only
 
 
+@pytest.mark.slow
 def test_timeline_png_per_video(run_dir: Path) -> None:
     import matplotlib.image
 
@@ -153,6 +167,7 @@ def test_timeline_path_stays_inside(tmp_path: Path) -> None:
     assert timeline_path(tmp_path, "/abs/y.mov") == tmp_path / "abs" / "y.mov.timeline.png"
 
 
+@pytest.mark.slow
 def test_without_matplotlib_writes_parquet_and_one_notice(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -181,6 +196,7 @@ def test_cli_summary(run_dir: Path, tmp_path: Path) -> None:
     assert CliRunner().invoke(app, ["summary", str(tmp_path / "missing")]).exit_code == 2
 
 
+@pytest.mark.slow
 def test_cli_starts_without_matplotlib() -> None:
     """matplotlib is a dependency, but only the code that draws imports it: the CLI does not start slower."""
     code = "import sys, fer_batch, fer_batch.cli, fer_batch.outputs.summary; print('matplotlib' in sys.modules)"

@@ -227,6 +227,7 @@ def _ids_of(df: pd.DataFrame, person: Callable[[int], tuple[int, int, int]]) -> 
     return ids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("detect_every", [1, 3])
 def test_two_people_keep_their_ids(analysed: Callable[..., pd.DataFrame], detect_every: int) -> None:
     df = analysed(detect_every=detect_every)
@@ -241,6 +242,7 @@ def test_two_people_keep_their_ids(analysed: Callable[..., pd.DataFrame], detect
     assert sorted(dominant) == [0, 1]
 
 
+@pytest.mark.slow
 def test_detect_every_carries_boxes_on_every_analysed_frame(two_faces: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -269,6 +271,7 @@ def test_detect_every_carries_boxes_on_every_analysed_frame(two_faces: Path, tmp
     assert df.loc[carried.index, "happy"].notna().all()
 
 
+@pytest.mark.slow
 def test_smoothing_leaves_raw_columns_identical(analysed: Callable[..., pd.DataFrame]) -> None:
     plain, smooth = analysed(detect_every=1), analysed(smooth=0.3)
     labels = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -284,6 +287,7 @@ def test_smoothing_leaves_raw_columns_identical(analysed: Callable[..., pd.DataF
     assert not np.allclose(smooth["happy"].dropna(), smooth["happy_smooth"].dropna())
 
 
+@pytest.mark.slow
 def test_two_real_people_crossing_keep_their_ids(shared_media: Path, tmp_path: Path) -> None:
     """Two real heads (from the two-person photo) walk through each other on one line; the right one passes in
     front, hiding the other for a few frames. Each keeps its id on >= 90% of the frames where it is visible."""

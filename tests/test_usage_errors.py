@@ -130,6 +130,7 @@ def test_a_spec_that_is_not_json_is_one_usage_error(video: Path, tmp_path: Path,
     assert r.exit_code == 2 and "missing.json" in one_error_line(r.output)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", ["50", "nan", "0", "-1"])
 def test_render_refuses_a_scale_out_of_range(video: Path, tmp_path: Path, scale: str) -> None:
     table = tmp_path / "t.parquet"

@@ -79,6 +79,7 @@ def _no_leftovers(out: Path) -> None:
     assert not [p.name for p in out.iterdir() if TMP_MARK in p.name]
 
 
+@pytest.mark.slow
 def test_ten_seconds_at_real_time_pace(clip11: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     """The one long test: the CLI end to end, a 10 s run, preview asked for on a machine without a display."""
@@ -121,6 +122,7 @@ def _slow_process(monkeypatch: pytest.MonkeyPatch, sleep_s: float = 0.0, interru
     monkeypatch.setattr(Analyzer, "process", process)
 
 
+@pytest.mark.slow
 def test_slow_analysis_skips_to_newest_frame_records_all(clip2: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     _slow_process(monkeypatch, sleep_s=0.25)  # 2.5 frame intervals per analysis
@@ -147,6 +149,7 @@ def test_keyboard_interrupt_mid_run_keeps_a_complete_table(clip2: Path, tmp_path
     assert r.recording is not None and len(_recording(r.recording)[1]) == r.frames_captured >= 3
 
 
+@pytest.mark.slow
 def test_ctrl_c_finishes_table_and_recording(clip11: Path, tmp_path: Path) -> None:
     """A real SIGINT to the CLI process once it is recording: exit 0, table and recording complete."""
     out = tmp_path / "out"
@@ -203,6 +206,7 @@ def test_sigterm_stops_like_ctrl_c(clip2: Path, tmp_path: Path, monkeypatch: pyt
     _no_leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_missing_camera_index_exits_1_with_one_line(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "fer_batch.cli", "webcam", "--camera", "99", "--out", str(tmp_path / "o")]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "DISPLAY": ""})

@@ -17,7 +17,10 @@ from conftest import REPO, write_clip
 import fer_batch
 from fer_batch.runs import workers
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads worker processes from /proc")
+pytestmark = [
+    pytest.mark.slow,  # every test here runs processes
+    pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads worker processes from /proc"),
+]
 
 
 def killer_pool(victim: str, jobs: int, started: object):

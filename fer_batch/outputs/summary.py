@@ -1,18 +1,15 @@
 """Per-video and per-track summaries of a run: ``DIR/summary.parquet`` and one timeline PNG per video.
 
-Definitions (the numbers must be reproducible with a plain pandas groupby over the tables):
+Definitions: ``fer_batch.aggregate`` (its video and track levels are the rows here, one code path with
+``fer-batch export --by video|track``). The headline rules, so that noise is never headlined:
 
-- A video's analysed frames are its distinct ``frame`` values. Each one lasts until the next analysed frame
-  (``next time_s - time_s``); the last one lasts the median of those steps (0 for a single frame, e.g. a photo).
-- ``frames`` counts the analysed frames in which the track appears, ``faces`` its rows (the same number: one
-  row per frame), ``time_visible_s`` sums the durations of those frames, ``first_s``/``last_s`` are the first
-  and last ``time_s`` in which it appears.
-- ``mean_<label>`` is the mean probability over those rows; ``share_<label>`` the fraction of those rows whose
-  ``emotion`` (the arg-max label) is ``<label>``; ``emotion`` the label with the largest share.
-- Rows with ``scope == "track"`` hold one track each; the row with ``scope == "video"`` (``track_id`` null) is
-  the same over every face row of the video: ``frames`` and ``time_visible_s`` count the frames with at least
-  one face, ``faces`` all face rows.
-  Rows without a face, or a face without a track, never enter a track row.
+- a track visible for less than ``min_track_s`` (default ``MIN_TRACK_S``) is listed (``counted`` false) but
+  its rows are left out of its video's shares;
+- shares count only rows whose ``quality`` (where the table has it) is at least ``min_quality`` (default
+  ``HEADLINE_MIN_QUALITY``); ``share_rows`` says how many face-rows they rest on;
+- a table made with ``--smooth`` has its shares counted on the arg-max of the ``<label>_smooth`` columns;
+- ``emotion`` is the label with the largest share (tied labels joined by ``/``), null when nothing counts;
+  ``headline`` (video rows) says it per counted track when there are several, and "no reliable face" when none.
 
 Why a separate step: the tables are the product; a summary is a cheap, re-runnable view of them.
 """
@@ -33,9 +30,19 @@ import pyarrow.parquet as pq
 from fer_batch._atomic import atomic_path
 from fer_batch.errors import describe
 from fer_batch.options import flag_arg, path_arg
+from fer_batch.outputs.aggregate import (
+    HEADLINE_MIN_QUALITY,
+    MIN_TRACK_S,
+    TIE,
+    Level,
+    aggregate,
+    frame_durations,
+    labels_of,
+)
 from fer_batch.outputs.table import tables, to_pandas
 
 log = logging.getLogger(__name__)
+__all__ = ["frame_durations", "labels_of", "summarize", "summarize_table"]  # the first two live in aggregate
 
 SUMMARY = "summary.parquet"
 MAX_TRACKS_PLOTTED = 12  # a crowd video gets its longest-visible tracks plotted, not a wall of tiny panels
@@ -53,54 +60,30 @@ LABEL_COLORS = {
 }
 
 
-def labels_of(df: pd.DataFrame) -> list[str]:
-    """The probability columns of a table: those between ``det_score`` and ``emotion``, in order."""
-    cols = list(df.columns)
-    return cols[cols.index("det_score") + 1 : cols.index("emotion")]
+def summarize_table(df: pd.DataFrame, *, min_quality: float = HEADLINE_MIN_QUALITY,
+                    min_track_s: float = MIN_TRACK_S) -> pd.DataFrame:  # fmt: skip
+    """Summary rows of one video's table: one ``scope="video"`` row, then one per track in id order.
 
-
-def frame_durations(df: pd.DataFrame) -> pd.Series:
-    """Duration (s) of each analysed frame of one video, indexed by ``frame`` (see the module docstring)."""
-    times = df.groupby("frame", sort=True)["time_s"].first()
-    steps = np.diff(times.to_numpy(np.float64))
-    last = float(np.median(steps)) if len(steps) else 0.0
-    return pd.Series(np.append(steps, last), index=times.index, name="duration_s")
-
-
-def _stats(rows: pd.DataFrame, labels: list[str], durations: pd.Series) -> dict[str, Any]:
-    n = len(rows)
-    emotion = rows["emotion"].astype(object)
-    share = {label: float((emotion == label).sum()) / n if n else np.nan for label in labels}
-    frames_seen = rows["frame"].unique()
-    out: dict[str, Any] = {
-        "frames": len(frames_seen),
-        "faces": n,
-        "first_s": float(rows["time_s"].min()) if n else np.nan,
-        "last_s": float(rows["time_s"].max()) if n else np.nan,
-        "time_visible_s": float(durations.loc[frames_seen].sum()),
-    }
-    out.update({f"mean_{label}": float(rows[label].mean()) if n else np.nan for label in labels})
-    out.update({f"share_{label}": share[label] for label in labels})
-    out["emotion"] = max(labels, key=lambda k: share[k]) if n else None
-    return out
-
-
-def summarize_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Summary rows of one video's table: one ``scope="video"`` row, then one per track in id order."""
+    The numbers are ``aggregate``'s video and track levels (one code path with ``fer-batch export``), with the
+    headline rules: shares over rows of quality >= ``min_quality`` in tracks visible >= ``min_track_s`` s, from the
+    smoothed columns where the table has them.
+    """
     labels = labels_of(df)
-    rows: list[dict[str, Any]] = []
-    for video, vdf in df.groupby("video", sort=True):
-        durations = frame_durations(vdf)
-        faces = vdf[vdf["face"].notna()]
-        base = {"video": video, "analysed_frames": len(durations), "duration_s": float(durations.sum())}
-        rows.append({**base, "scope": "video", "track_id": pd.NA, **_stats(faces, labels, durations)})
-        tracked = faces[faces["track_id"].notna()]
-        for tid, tdf in tracked.groupby("track_id", sort=True):
-            rows.append({**base, "scope": "track", "track_id": int(tid), **_stats(tdf, labels, durations)})
-    out = pd.DataFrame(rows)
+    smoothed = has_smooth(df, labels)
+    videos = aggregate(df, Level.VIDEO, min_quality=min_quality, min_track_s=min_track_s, smoothed=smoothed)
+    tracks = aggregate(df, Level.TRACK, min_quality=min_quality, min_track_s=min_track_s, smoothed=smoothed)
+    base = videos[["video", "analysed_frames", "duration_s"]]
+    tracks = tracks.merge(base, on="video", how="left")
+    rows = []
+    for video, vrow in videos.groupby("video", sort=True):
+        rows += [vrow.assign(scope="video", track_id=pd.NA), tracks[tracks["video"] == video].assign(scope="track")]
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     if len(out):
         out["track_id"] = out["track_id"].astype(pd.Int64Dtype())
-        out[["frames", "faces"]] = out[["frames", "faces"]].astype(np.int64)
+        out[["frames", "faces", "share_rows"]] = out[["frames", "faces", "share_rows"]].astype(np.int64)
+        out["counted"] = out["counted"].astype("boolean")
+        out[["tracks", "counted_tracks"]] = out[["tracks", "counted_tracks"]].astype(pd.Int64Dtype())
+        out = out[["video", "scope", "track_id", *[c for c in out.columns if c not in ("video", "scope", "track_id")]]]
     return out
 
 
@@ -125,7 +108,8 @@ def read_table(path: Path) -> pd.DataFrame | None:
     return to_pandas(table)
 
 
-def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.DataFrame:
+def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True, min_quality: float = HEADLINE_MIN_QUALITY,
+              min_track_s: float = MIN_TRACK_S) -> pd.DataFrame:  # fmt: skip
     """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
 
     Tables are read one at a time, so a run of many long videos is summarised in bounded memory. The PNGs need
@@ -143,7 +127,7 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True) -> pd.Data
         df = read_table(path)
         if df is None:
             continue
-        part = summarize_table(df)
+        part = summarize_table(df, min_quality=min_quality, min_track_s=min_track_s)
         parts.append(part)
         if plot is not None:
             for video, vdf in df.groupby("video", sort=True):
@@ -248,7 +232,7 @@ def plot_timeline(vdf: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
         draw_track(ax, times, track_rows(vdf, times, int(track["track_id"])), labels, colors, smooth)
         ax.set_ylabel("p")
         ax.set_title(
-            f"track {int(track['track_id'])}: {track['time_visible_s']:.1f} s visible, mostly {track['emotion']}",
+            f"track {int(track['track_id'])}: {track['time_visible_s']:.1f} s visible, {track_says(track)}",
             fontsize=9,
             loc="left",
         )
@@ -272,20 +256,31 @@ def plot_timeline(vdf: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=100)
 
 
+def track_says(track: pd.Series) -> str:
+    """A track's headline: its top label(s), or why it has none."""
+    if not track["counted"]:
+        return "too short to count"
+    return f"mostly {track['emotion']}" if isinstance(track["emotion"], str) else "no reliable rows"
+
+
 def short_table(summary: pd.DataFrame) -> str:
     """The few columns a terminal has room for: one line per video and per track."""
     if not len(summary):
         return "(no tables)"
     rows = []
     for _, r in summary.iterrows():
-        label = r["emotion"]
-        share = r[f"share_{label}"] if isinstance(label, str) else np.nan
+        label = r["emotion"] if isinstance(r["emotion"], str) else None
+        share = r[f"share_{label.split(TIE)[0]}"] if label else np.nan
+        if r["scope"] == "track" and not r["counted"]:
+            label = "(not counted)"
+        elif r["scope"] == "video" and r["counted_tracks"] > 1:  # several people: their own rows say it
+            label, share = "(per track)", np.nan
         rows.append({
             "video": r["video"],
             "track": "all" if r["scope"] == "video" else str(int(r["track_id"])),
             "frames": int(r["frames"]),
             "visible_s": round(float(r["time_visible_s"]), 2),
-            "emotion": label if isinstance(label, str) else "-",
+            "emotion": label or "-",
             "share": "-" if np.isnan(share) else f"{share:.0%}",
         })  # fmt: skip
-    return pd.DataFrame(rows).to_string(index=False)
+    return str(pd.DataFrame(rows).to_string(index=False))

@@ -65,7 +65,7 @@ def share_bar(shares: dict[str, float], colors: dict[str, str]) -> str:
             text = f"{esc(label)} {v:.0%}" if v >= 0.15 else ""
             parts.append(f'<span style="width:{100 * v:.2f}%;background:{colors[label]};color:{_ink(colors[label])}"'
                          f' title="{esc(label)} {v:.1%}">{text}</span>')  # fmt: skip
-    return f'<div class="bar">{"".join(parts) or "<i>no face</i>"}</div>'
+    return f'<div class="bar">{"".join(parts) or "<i>no reliable face</i>"}</div>'
 
 
 def legend(colors: dict[str, str]) -> str:

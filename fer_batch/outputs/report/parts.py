@@ -40,9 +40,14 @@ from fer_batch.outputs.summary import (
     labels_of,
     summarize_table,
     track_rows,
+    track_says,
 )
 
 log = logging.getLogger(__name__)
+SHARE_DEFINITION = ('<p class="muted">A label\'s <b>share</b> is the fraction of face-rows (one face in one analysed '
+                    "frame) whose most probable emotion is that label, counting only rows of quality at or above "
+                    "the headline threshold in tracks visible for at least the minimum time; shorter tracks are "
+                    "listed but not counted. Tables made with --smooth use the smoothed probabilities.</p>")
 
 @dataclass(frozen=True)
 class Entry:
@@ -55,6 +60,7 @@ class Entry:
     duration_s: float = 0.0  # analysed video time
     tracks: int = 0
     emotion: str | None = None
+    headline: str = "no reliable face"  # the summary's: per counted track, ties as ties
     shares: dict[str, float] = field(default_factory=dict)
     colors: dict[str, str] = field(default_factory=dict)
 
@@ -142,21 +148,21 @@ def index_part(entries: list[Entry]) -> str:
         if e.href is None:
             cells = f'<td colspan="4" class="muted">{esc(e.error or "")}</td>'
         else:
-            cells = (f"<td>{fmt_duration(e.duration_s)}</td><td>{e.tracks}</td><td>{esc(e.emotion or '–')}</td>"
+            cells = (f"<td>{fmt_duration(e.duration_s)}</td><td>{e.tracks}</td><td>{esc(e.headline)}</td>"
                      f"<td class=wide>{share_bar(e.shares, e.colors)}</td>")  # fmt: skip
         rows.append(f'<tr class="video-row"><td>{link(e.name, e.href)}</td>'
                     f'<td><span class="st st-{esc(e.status)}">{esc(e.status)}</span></td>{cells}</tr>')  # fmt: skip
-    head = "".join(f"<th>{h}</th>" for h in ("video", "status", "analysed", "tracks", "mostly", "emotion shares"))
-    return (f"<h2>Videos: emotion shares side by side</h2>{legend(labels)}"
+    head = "".join(f"<th>{h}</th>" for h in ("video", "status", "analysed", "tracks", "headline", "emotion shares"))
+    return (f"<h2>Videos: emotion shares side by side</h2>{SHARE_DEFINITION}{legend(labels)}"
             f'<table class="index"><tr>{head}</tr>{"".join(rows)}</table>')  # fmt: skip
 
 
 def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str, href: str, page_dir: Path,
-                  thumbnails: int) -> tuple[str, Entry]:  # fmt: skip
+                  thumbnails: int, rules: dict[str, float] | None = None) -> tuple[str, Entry]:  # fmt: skip
     """A video's part of the report (its header, player, shares and one row per track) and its index row."""
     labels = labels_of(df)
     colors = html_colors(labels)
-    summ = summarize_table(df) if len(df) else pd.DataFrame()
+    summ = summarize_table(df, **(rules or {})) if len(df) else pd.DataFrame()
     video = summ[summ["scope"] == "video"].iloc[0] if len(summ) else None
     tracks = summ[summ["scope"] == "track"] if len(summ) else pd.DataFrame()
     shown = shown_tracks(tracks)
@@ -165,7 +171,8 @@ def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str
     shares = {lb: float(video[f"share_{lb}"]) for lb in labels} if video is not None else {}
     entry = Entry(name=name, status=status, error=error, href=href, tracks=len(tracks), shares=shares, colors=colors,
                   duration_s=float(video["duration_s"]) if video is not None else 0.0,
-                  emotion=video["emotion"] if video is not None and isinstance(video["emotion"], str) else None)
+                  emotion=video["emotion"] if video is not None and isinstance(video["emotion"], str) else None,
+                  headline=str(video["headline"]) if video is not None else "no reliable face")
     anchor = href[1:] if href.startswith("#") else "video"
     parts = [f'<section class="video" id="{esc(anchor)}" data-video="{esc(name)}">', video_header(entry, meta)]
     whole = f"<div><h3>Whole video: emotion shares</h3>{legend(colors)}{share_bar(shares, colors)}</div>"
@@ -203,7 +210,7 @@ def video_header(e: Entry, meta: dict[str, Any]) -> str:
     facts = [f"source {src}" if src else None, f"{fmt_duration(e.duration_s)} analysed",
              f"{meta.get('frames_analysed', '?')} of {meta.get('frames_decoded', '?')} frames",
              f"{meta.get('width', '?')}×{meta.get('height', '?')} px", tracks,
-             f"mostly {e.emotion}" if e.emotion else "no face"]  # fmt: skip
+             e.headline]  # fmt: skip
     out = (f'<h2>{esc(e.name)} <span class="st st-{esc(e.status)}">{esc(e.status)}</span></h2>'
            f'<p class="muted">{esc(" · ".join(f for f in facts if f))}</p>')  # fmt: skip
     if e.error:
@@ -263,7 +270,7 @@ def track_timeline(df: pd.DataFrame, times: pd.Series, t: pd.Series, labels: lis
     and the shares of its arg-max labels."""
     frames = int(t["frames"])
     seen = (f"{t['time_visible_s']:.1f} s visible ({t['first_s']:.1f}–{t['last_s']:.1f} s), {frames} "
-            f"frame{'' if frames == 1 else 's'}, mostly {esc(str(t['emotion']))}")  # fmt: skip
+            f"frame{'' if frames == 1 else 's'}, {esc(track_says(t))}")  # fmt: skip
     span = (float(times.min()), float(max(times.max(), times.min() + 1e-3)))
     png = timeline_png(times, track_rows(df, times, int(t["track_id"])), labels, colors, smooth, span)
     shares = {lb: float(t[f"share_{lb}"]) for lb in labels}

@@ -28,6 +28,7 @@ from fer_batch._atomic import atomic_path
 from fer_batch._text import utf8
 from fer_batch.errors import describe
 from fer_batch.options import int_arg, path_arg
+from fer_batch.outputs.aggregate import HEADLINE_MIN_QUALITY, MIN_TRACK_S
 from fer_batch.outputs.report.html import (
     _str,
     page,
@@ -58,12 +59,15 @@ PAGE_NAME = re.compile(r"^\d{4}-.*\.html$")
 
 
 def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PER_TRACK,
-                 pages_above: int = PAGES_ABOVE) -> Path:  # fmt: skip
+                 pages_above: int = PAGES_ABOVE, min_quality: float = HEADLINE_MIN_QUALITY,
+                 min_track_s: float = MIN_TRACK_S) -> Path:  # fmt: skip
     """Write ``run_dir/report.html`` (and ``report_pages/`` for large runs); return the page's path.
 
     Tables are read one at a time, so a large run is reported in bounded memory. Raises ``FileNotFoundError``
-    when the folder holds neither tables nor a manifest.
+    when the folder holds neither tables nor a manifest. ``min_quality`` and ``min_track_s``: the summary's
+    headline rules (``fer_batch.outputs.summary``).
     """
+    rules = {"min_quality": min_quality, "min_track_s": min_track_s}
     root = Path(path_arg("write_report", "run_dir", run_dir))
     int_arg("write_report", "thumbnails", thumbnails)
     int_arg("write_report", "pages_above", pages_above)
@@ -93,7 +97,7 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
         name = str(df["video"].iloc[0]) if len(df) else path.stem
         href = f"{PAGES_DIR}/{page_name(k, name)}" if split else f"#v{k}"
         page_dir = root / PAGES_DIR if split else root
-        section, entry = video_section(df, meta, path, name, href, page_dir, thumbnails)
+        section, entry = video_section(df, meta, path, name, href, page_dir, thumbnails, rules)
         entries.append(entry)
         if split:
             back = f'<p><a href="{rel_href(root / REPORT, page_dir)}">&larr; the whole run</a></p>'
