@@ -12,8 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fer_batch._progress import Display
+from fer_batch._progress import progress as progress_of
 from fer_batch.errors import DecodeError, UsageError, describe
-from fer_batch.options import Options, flag_arg, path_arg, paths_arg
+from fer_batch.options import AUTO, Options, Scale, flag_arg, path_arg, paths_arg
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.runner import run_many
@@ -21,15 +23,20 @@ from fer_batch.runs.runner import run_many
 log = logging.getLogger(__name__)
 
 
-def analyze_video(path: str | os.PathLike[str], **options: Any) -> pd.DataFrame:
-    """Analyse one video or photo and return its table (nothing is written).
+def analyze_video(path: str | os.PathLike[str], *, progress: bool = False, **options: Any) -> pd.DataFrame:
+    """Analyse one video or photo and return its table (nothing is written); ``progress``: show a bar of its frames
+    (a notebook bar in Jupyter).
 
     Raises ``DecodeError`` when the input cannot be decoded at all; a stream that breaks midway returns the
     frames before the damage, with ``df.attrs["status"] == "partial"`` and the reason in ``df.attrs["error"]``.
     """
     p = Path(path_arg("analyze_video", "path", path))
     opts = Options.from_kwargs(**options)
-    result, sink = run_video(p, opts, video_name=p.name)
+    frames = progress_of(Display.for_api(progress), p.name, "frame")
+    try:
+        result, sink = run_video(p, opts, video_name=p.name, progress=frames)
+    finally:
+        frames.close()
     if sink is None:
         raise DecodeError(f"{p}: {result.error}")
     df = sink.to_pandas()
@@ -45,8 +52,10 @@ def analyze_many(
     jobs: int = 1,
     resume: bool = True,
     quiet: bool = True,
+    progress: bool = False,
     segment_seconds: float | None = None,
     annotate: bool = False,
+    annotate_scale: Scale = AUTO,
     **options: Any,
 ) -> list[VideoResult]:
     """Analyse files, folders and globs into ``out`` (one table each plus ``manifest.parquet``).
@@ -54,7 +63,10 @@ def analyze_many(
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);
     by default inputs run in this process, or in a pool of ``jobs`` processes. ``segment_seconds`` splits long
     videos into time ranges analysed as separate tasks and joined into one table. ``annotate`` also writes each
-    input's ``<name>.annotated.mp4`` (H.264, audio kept).
+    input's ``<name>.annotated.mp4`` (H.264, audio kept), ``annotate_scale`` times the displayed size (``"auto"``:
+    small videos enlarged by a whole factor so the labels are legible). ``progress=True`` shows progress as it goes:
+    in Jupyter a notebook bar (tqdm.auto), at a terminal a bar, else plain lines on stderr; none by default
+    (``quiet=False``, kept from earlier versions, means the same).
     """
     paths = paths_arg("analyze_many", "paths", paths)
     if not isinstance(out, (str, os.PathLike)):
@@ -66,8 +78,9 @@ def analyze_many(
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(f"analyze_many: executor must be a concurrent.futures.Executor (e.g. a Dask client's "
                         f"get_executor()), got {type(executor).__name__}")  # fmt: skip
-    return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor,
-                    resume=resume, quiet=quiet, segment_seconds=segment_seconds, annotate=annotate)  # fmt: skip
+    return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor, resume=resume,
+                    display=Display.for_api(progress or not quiet), segment_seconds=segment_seconds,
+                    annotate=annotate, annotate_scale=annotate_scale)  # fmt: skip
 
 
 def load(out: str | os.PathLike[str]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from enum import Enum
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Literal, Union
 
 from fer_batch.errors import UsageError
 
@@ -25,6 +25,7 @@ RETIRED = frozenset({"annotate"})
 MAX_FPS = 10_000.0  # above any camera; the sampler is O(1) per frame whatever the rate
 MIN_SEGMENT_S = 1.0  # shorter segments would be mostly pre-roll (and 1e-300 s would never finish planning)
 MAX_RENDER_SCALE = 4.0  # render --scale: beyond this the output is only larger, never sharper
+AUTO: Literal["auto"] = "auto"  # --annotate-scale / render --scale: enlarge small videos so the drawn text is legible
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
 
 
@@ -207,6 +208,24 @@ CHECKS: dict[str, Check] = {
 }
 _unchecked = {f.name for f in fields(Options)} - set(CHECKS)
 assert not _unchecked, f"Options fields without a check: {_unchecked}"
+
+
+Scale = Union[float, Literal["auto"]]  # the annotated video's size relative to the displayed frame
+
+
+def check_scale(name: str, value: Any) -> Scale:
+    """``auto`` or a number in (0, MAX_RENDER_SCALE]; text from the command line ("2", "auto") is parsed."""
+    if isinstance(value, str):
+        if value.strip().lower() == AUTO:
+            return AUTO
+        try:
+            value = float(value)
+        except ValueError:
+            raise UsageError(f"{cli_name(name)} must be auto or a number > 0 and <= {MAX_RENDER_SCALE:g}, "
+                             f"got {value!r}") from None  # fmt: skip
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < float(value) <= MAX_RENDER_SCALE:
+        raise UsageError(f"{cli_name(name)} must be auto or a number > 0 and <= {MAX_RENDER_SCALE:g}, got {value!r}")
+    return float(value)
 
 
 def check_run(jobs: Any = 1, segment_seconds: Any = None) -> None:

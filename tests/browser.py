@@ -116,12 +116,16 @@ class Browser:
         raw, self._buf = self._buf.split(b"\0", 1)
         return json.loads(raw)
 
-    def open(self, url: str, timeout: float = 60) -> str:
-        """Load ``url`` in a new tab and wait for its load event; returns the tab's session id."""
+    def open(self, url: str, timeout: float = 60, phone: tuple[int, int] | None = None) -> str:
+        """Load ``url`` in a new tab and wait for its load event; returns the tab's session id. ``phone``: the
+        (width, height) of a phone's screen in CSS px, emulated as a mobile device (the page's viewport tag counts)."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable", session=session)
+        if phone is not None:
+            self.call("Emulation.setDeviceMetricsOverride", {"width": phone[0], "height": phone[1],
+                      "deviceScaleFactor": 1, "mobile": True}, session)  # fmt: skip
         self.call("Page.navigate", {"url": url}, session)
         self.wait_event("Page.loadEventFired", session, timeout)
         return session

@@ -45,13 +45,14 @@ def test_a_bad_input_is_named_the_others_finish_and_the_exit_code_says_so(tmp_pa
     good = tmp_path / "in" / "good.mp4"
     good.parent.mkdir()
     write_clip(good, n=3, faces=one_face)
-    missing = tmp_path / "in" / "missing.mp4"
+    broken = tmp_path / "in" / "broken.mp4"  # a path that does not exist is a usage error instead (exit 2)
+    broken.write_bytes(b"\0" * 1000)
     out = tmp_path / "out"
-    r = runner.invoke(app, ["analyze", str(good), str(missing), "--out", str(out), "-q"])
+    r = runner.invoke(app, ["analyze", str(good), str(broken), "--out", str(out), "-q"])
     assert r.exit_code == 1
-    assert [line for line in r.output.splitlines() if "missing.mp4" in line and "failed" in line]
+    assert [line for line in r.output.splitlines() if "broken.mp4" in line and "failed" in line]
     statuses = pd.read_parquet(out / "manifest.parquet").set_index("path")["status"]
-    assert statuses[str(good)] == "ok" and statuses[str(missing)] == "failed"
+    assert statuses[str(good)] == "ok" and statuses[str(broken)] == "failed"
     assert (out / "good.parquet").exists()
 
 

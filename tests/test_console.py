@@ -96,4 +96,24 @@ def test_ctrl_c_says_what_was_finished_and_how_to_go_on(tmp_path: Path) -> None:
     assert last.startswith("interrupted: ") and "ok=1" in last and "run the same command again" in last
     assert not [p for p in out.rglob("*") if p.name.startswith("a") and ".tmp" in p.name]
     again = run_cli("analyze", str(src), "--out", str(out))
-    assert again.returncode == 0 and "skipped=1" in again.stderr.splitlines()[-1], again.stderr
+    assert again.returncode == 0 and "skipped=1" in again.stdout.splitlines()[-1], again.stdout + again.stderr
+    assert "skipped=1" not in again.stderr  # the run's summary is its result: stdout only
+
+
+@pytest.mark.slow
+def test_a_log_gets_plain_progress_lines_and_stdout_the_summary(tmp_path: Path) -> None:
+    """``analyze … 2>run.log | tee summary.txt``: a line per input at its start and end on stderr, no carriage
+    return or bar; the summary on stdout only; ``--quiet``: nothing but the summary's absence."""
+    clips = [tmp_path / f"c{k}.mp4" for k in range(2)]
+    for c in clips:
+        write_clip(c, n=12, faces=one_face)
+    out = tmp_path / "out"
+    r = run_cli("analyze", *map(str, clips), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"ok=2 partial=0 failed=0 skipped=0; manifest: {out / 'manifest.parquet'}\n"
+    assert "\r" not in r.stderr and "█" not in r.stderr and "%|" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith(str(tmp_path))]
+    assert lines == [f"{clips[0]}: started (12 frames)", lines[1], f"{clips[1]}: started (12 frames)", lines[3]]
+    assert lines[1].startswith(f"{clips[0]}: ok (12 frames") and lines[3].startswith(f"{clips[1]}: ok (12 frames")
+    quiet = run_cli("analyze", *map(str, clips), "--out", str(tmp_path / "q"), "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == "", quiet.stderr

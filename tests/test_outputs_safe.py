@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
+from fer_batch.options import UsageError
 
 cli = CliRunner()
 
@@ -139,5 +140,6 @@ def test_names_that_are_not_utf8_or_hold_a_newline_are_analysed(tmp_path: Path) 
 def test_an_empty_argument_is_not_the_current_folder(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     write_clip(tmp_path / "here.mp4", n=3)
-    res = fer_batch.analyze_many([""], tmp_path / "out")
-    assert [(r.path, r.status, r.error) for r in res] == [("", "failed", "empty path")]
+    with pytest.raises(UsageError, match="empty path"):
+        fer_batch.analyze_many([""], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "e9f14776f1a49d698aea1c20fe404b885bedf697"
+REFERENCE = "3c6c425f648f98f554bb2f3f394db259d67674dc"
 
 pytestmark = pytest.mark.slow
 

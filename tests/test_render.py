@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from fer_batch.cli import app
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.options import Options
-from fer_batch.outputs.draw import FER_COLOURS, palette
+from fer_batch.outputs.palette import FER_COLOURS, bgr, bgr_colours
 from fer_batch.outputs.render import Renderer, output_size
 from fer_batch.runs.one_input import run_video
 from fer_batch.types import Decoded, Faces
@@ -133,7 +133,7 @@ def test_run_video_annotates(clip: Path, tmp_path: Path) -> None:
                           annotate_path=out)  # fmt: skip
     assert result.status == "ok", result.error
     assert result.faces > 0
-    check_output(out, clip, size=(320, 240))
+    check_output(out, clip, size=(640, 480))  # auto scale: a 240-px video is written twice as large
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
@@ -148,7 +148,7 @@ def table(clip: Path) -> Path:
 @pytest.mark.slow
 def test_cli_render_from_table(clip: Path, table: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.mp4"
-    res = CliRunner().invoke(app, ["render", str(clip), str(table), "-o", str(out)])
+    res = CliRunner().invoke(app, ["render", str(clip), str(table), "-o", str(out), "--scale", "1"])
     assert res.exit_code == 0, res.output
     check_output(out, clip, size=(320, 240))
     # boxes are drawn: the rendered frames differ from the source where a face is, and not in the corner
@@ -158,7 +158,7 @@ def test_cli_render_from_table(clip: Path, table: Path, tmp_path: Path) -> None:
         fa = next(f for i, f in enumerate(a.decode(video=0)) if i == row.frame).to_ndarray(format="bgr24")
         fb = next(f for i, f in enumerate(b.decode(video=0)) if i == row.frame).to_ndarray(format="bgr24")
     x1, y1 = int(row.x), int(row.y)
-    edge = np.abs(fa[y1 : y1 + int(row.h), x1].astype(int) - fb[y1 : y1 + int(row.h), x1]).mean()
+    edge = np.abs(fa[y1 : y1 + int(row.h), x1 - 2].astype(int) - fb[y1 : y1 + int(row.h), x1 - 2]).mean()  # outline
     corner = np.abs(fa[-8:, -8:].astype(int) - fb[-8:, -8:]).mean()
     assert edge > 40 and corner < 8
 
@@ -211,15 +211,15 @@ def test_latest_result_stays_between_sampled_frames(clip: Path, tmp_path: Path) 
     face = Faces(frame=np.array([0]), boxes=np.array([[100, 60, 200, 180]], np.float32), scores=np.ones(1, np.float32),
                  landmarks=np.zeros((1, 5, 2), np.float32), track_id=np.array([7]),
                  probs=np.array([[0, 0, 0, 1, 0, 0, 0]], np.float32))  # fmt: skip
-    with Renderer(clip, out, info, LABELS) as rend:
+    with Renderer(clip, out, info, LABELS, scale=1) as rend:
         window = _decoded(info, times, [True, False, False, True, False, False])
         rend.write(window[:2], face)  # frame 0 has a face
         rend.write(window[2:], Faces())  # frame 3 is analysed and has none
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
     assert len(frames) == 6
-    happy = np.array(FER_COLOURS["happy"])
-    left_edge = [np.abs(f[90:150, 100].astype(int) - happy).sum(axis=1).mean() for f in frames]
+    happy = np.array(bgr(FER_COLOURS["happy"]))
+    left_edge = [np.abs(f[90:150, 98].astype(int) - happy).sum(axis=1).mean() for f in frames]  # the outline
     assert all(d < 60 for d in left_edge[:3])  # the happy-coloured box on frames 0, 1, 2
     assert all(d > 200 for d in left_edge[3:])  # gone from frame 3 on
 
@@ -229,7 +229,7 @@ def test_odd_size_pcm_audio_is_padded_and_reencoded(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "odd.mkv", size=(161, 121), audio="pcm_s16le", rate=48000)
     info = probe(src)
     out = tmp_path / "odd.mp4"
-    with Renderer(src, out, info, LABELS) as rend:
+    with Renderer(src, out, info, LABELS, scale=1) as rend:
         with av.open(str(src)) as c:
             items = [Decoded(index=i, time_s=float(f.pts * f.time_base), analyse=False,
                              bgr=f.to_ndarray(format="bgr24")) for i, f in enumerate(c.decode(video=0))]  # fmt: skip
@@ -244,8 +244,8 @@ def test_output_size_and_palette() -> None:
     assert output_size(321, 241, 1.0) == (322, 242, 321, 241)
     assert output_size(1280, 720, 0.5) == (640, 360, 640, 360)
     assert output_size(1281, 721, 0.5)[:2] == (640, 360)
-    colours = palette(["calm", "excited", "bored", "Happy"])
-    assert colours[3] == FER_COLOURS["happy"]
+    colours = bgr_colours(["calm", "excited", "bored", "Happy"])
+    assert colours[3] == bgr(FER_COLOURS["happy"])
     assert len(set(colours)) == 4
 
 
@@ -256,7 +256,7 @@ def test_planes_path_draws_what_the_bgr_path_draws(clip: Path, tmp_path: Path) -
     from fer_batch.runs.one_input import run_video
 
     planes, bgr = tmp_path / "planes.mp4", tmp_path / "bgr.mp4"
-    assert run_video(clip, Options(), video_name="c", annotate_path=planes)[0].status == "ok"
+    assert run_video(clip, Options(), video_name="c", annotate_path=planes, annotate_scale=1)[0].status == "ok"
     original = decode.FrameReader.__init__
 
     def bgr_only(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -266,7 +266,7 @@ def test_planes_path_draws_what_the_bgr_path_draws(clip: Path, tmp_path: Path) -
 
     decode.FrameReader.__init__ = bgr_only  # type: ignore[method-assign]
     try:
-        assert run_video(clip, Options(), video_name="c", annotate_path=bgr)[0].status == "ok"
+        assert run_video(clip, Options(), video_name="c", annotate_path=bgr, annotate_scale=1)[0].status == "ok"
     finally:
         decode.FrameReader.__init__ = original  # type: ignore[method-assign]
     with av.open(str(planes)) as a, av.open(str(bgr)) as b:

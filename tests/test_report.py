@@ -358,3 +358,44 @@ def test_report_in_chromium(run: Path, chromium: str, tmp_path: Path) -> None:
     assert all(u.startswith(("file:", "data:")) for u in requests), [u[:80] for u in requests]
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[0] > 1000 and img.std() > 20  # a long page with something drawn on it
+
+
+# where the page is wider than the screen, and what sticks out of it other than inside a box that scrolls
+FIT = """(() => {
+  const view = document.documentElement.clientWidth;
+  const scrolls = e => { for (let p = e.parentElement; p; p = p.parentElement) {
+    if (getComputedStyle(p).overflowX === "auto") return p.getBoundingClientRect().right <= view + 0.5; }
+    return false; };
+  return {
+    page: document.documentElement.scrollWidth, view,
+    cut: [...document.body.querySelectorAll("*")].filter(e => {
+      const r = e.getBoundingClientRect();
+      return (r.right > view + 0.5 || r.left < -0.5) && !scrolls(e); }).map(e => e.tagName + "." + e.className),
+    timelines: [...document.querySelectorAll("img.timeline")].map(i => i.getBoundingClientRect().width),
+    players: [...document.querySelectorAll("video")].map(v => v.getBoundingClientRect().width),
+  };
+})()"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [390, 1280])
+def test_report_fits_a_phone_and_a_desktop(run: Path, chromium: str, tmp_path: Path, width: int) -> None:
+    """At a phone's 390 px nothing is cut: the page is exactly as wide as the screen, tables scroll inside their
+    own box, timelines and players scale to the width. The one-page report and a per-video page, both."""
+    from browser import Browser
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    write_report(copy, pages_above=1)
+    pages = [run / REPORT, copy / REPORT, next((copy / PAGES_DIR).glob("*.html"))]
+    with Browser(chromium, tmp_path / "profile", size=(width, 900)) as browser:
+        for k, path in enumerate(pages):
+            tab = browser.open(path.resolve().as_uri(), phone=(width, 844) if width < 600 else None)
+            fit = browser.evaluate(tab, FIT)
+            browser.screenshot(tab, tmp_path / f"report-{width}-{k}.png")  # to look at: pytest --basetemp
+            assert fit["view"] == width, fit
+            assert fit["page"] == width, (path.name, fit)
+            assert fit["cut"] == [], (path.name, fit["cut"])
+            assert all(0.5 * min(width - 60, 720) <= w <= min(width, 720) for w in fit["timelines"]), fit
+            assert all(w <= width for w in fit["players"]), fit
+            assert browser.console_errors(tab) == []

@@ -30,12 +30,21 @@ def test_a_source_replaced_while_it_is_read_is_not_recorded_as_done(tmp_path: Pa
     table = tmp_path / "out" / "v.parquet"
     swapped = []
 
-    def swap(_: int) -> None:
-        if not swapped:
-            os.replace(other, src)  # what a sync client or a re-export does
-            swapped.append(True)
+    class Swap:
+        """A ``Progress`` whose first window replaces the source."""
 
-    result, _ = run_video(src, Options(batch_size=4), video_name="v.mp4", table_path=table, progress=swap)
+        def start(self, total: int | None = None) -> None:
+            pass
+
+        def advance(self, n: int = 1) -> None:
+            if not swapped:
+                os.replace(other, src)  # what a sync client or a re-export does
+                swapped.append(True)
+
+        def close(self) -> None:
+            pass
+
+    result, _ = run_video(src, Options(batch_size=4), video_name="v.mp4", table_path=table, progress=Swap())
     assert swapped and result.status == "failed" and "changed while" in result.error
     assert not table.exists() and not list(table.parent.glob("*tmp*"))
     res = fer_batch.analyze_many(src, tmp_path / "out")  # the next run analyses the new file

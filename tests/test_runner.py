@@ -85,14 +85,16 @@ def test_corpus_each_file_gets_the_right_status(corpus: Path, tmp_path: Path) ->
     out = tmp_path / "out"
     missing = tmp_path / "nope.mp4"
     before = snapshot(corpus)
-    result = runner.invoke(app, ["analyze", str(corpus), str(missing), str(corpus / "empty_folder"), "--out",
-                                 str(out), "--quiet"])  # fmt: skip
+    typo = runner.invoke(app, ["analyze", str(corpus), str(missing), "--out", str(out), "--quiet"])
+    assert typo.exit_code == 2 and typo.output.strip() == f"error: {missing}: no such file or directory", typo.output
+    assert not out.exists()  # a path that names nothing is a typing mistake, answered before any work
+    result = runner.invoke(app, ["analyze", str(corpus), str(corpus / "empty_folder"), "--out", str(out),
+                                 "--quiet"])  # fmt: skip
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     m = manifest(out)
     for name, status in EXPECTED.items():
         assert m.loc[str(corpus / name), "status"] == status, (name, m.loc[str(corpus / name)].to_dict())
-    assert m.loc[str(missing), "status"] == "failed" and "no such file" in m.loc[str(missing), "error"]
     assert "no video or image" in m.loc[str(corpus / "empty_folder"), "error"]
     assert "no video stream" in m.loc[str(corpus / "audio_only.mp4"), "error"]
     assert "stream ended" in m.loc[str(corpus / "truncated.mkv"), "error"]

@@ -250,7 +250,8 @@ def test_draw_marks_faces_and_leaves_the_frame_alone() -> None:
                   probs=np.array([[0.2, 0.8]], np.float32))  # fmt: skip
     out = draw(bgr, faces, Painter(labels, 320, 240), "camera 30.0 fps")
     assert np.all(bgr == 100)
-    assert np.any(out[60:160, 100] != 100)  # the box's left edge
+    assert np.any(out[60:160, 98] != 100)  # the outline, just left of the box
+    assert np.all(out[60:160, 100:180] == 100)  # nothing drawn over the face
     assert np.any(out[-5:, :40] != 100)  # the caption
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from fer_batch._progress import Progress, Silent
 from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analyzer
@@ -109,11 +110,13 @@ def run_webcam(
     annotate: bool = False,
     preview: bool = False,
     name: str = "webcam",
+    progress: Progress | None = None,
 ) -> WebcamResult:
     """Capture from ``source`` until ``seconds``, the source ends, Ctrl-C/SIGTERM or ``q`` in the preview.
 
     Every way of stopping finishes the table (and recording) under its final name. ``name`` fills the table's
-    ``video`` column. The source is closed when the run ends.
+    ``video`` column. The source is closed when the run ends. ``progress`` counts the analysed frames (its caller
+    closes it).
     """
     number(0, lo_open=True, optional=True)("seconds", seconds)
     out = Path(out)
@@ -122,18 +125,19 @@ def run_webcam(
     table_path, rec_path = output_paths(out, annotate, started_at)
     with release(table_path):
         return _session(source, options, table_path, rec_path, seconds=seconds, preview=preview, name=name,
-                        started_at=started_at)  # fmt: skip
+                        started_at=started_at, progress=progress or Silent())  # fmt: skip
 
 
 def _session(source: CaptureSource, options: Options, table_path: Path, rec_path: Path | None, *,
-             seconds: float | None, preview: bool, name: str, started_at: datetime) -> WebcamResult:  # fmt: skip
+             seconds: float | None, preview: bool, name: str, started_at: datetime,
+             progress: Progress) -> WebcamResult:  # fmt: skip
     """One capture session into names already claimed (see ``run_webcam``)."""
     try:
         analyzer = Analyzer(options)
     except BaseException:
         source.close()
         raise
-    live = LiveAnalysis(analyzer, options, name, Preview.create() if preview else None)
+    live = LiveAnalysis(analyzer, options, name, Preview.create() if preview else None, progress)
     recorder = Recorder(rec_path, analyzer.labels, live.overlay, source.fps) if rec_path is not None else None
     stop, mailbox = threading.Event(), LatestFrame()
     capture = Capture(source, live.t0, mailbox, recorder, stop, seconds)
@@ -144,11 +148,13 @@ def _session(source: CaptureSource, options: Options, table_path: Path, rec_path
         if recorder is not None:
             recorder.start()
         capture.start()
+        progress.start()
         try:
             stopped_by = live.loop(sink, capture, signals, seconds)
         except KeyboardInterrupt:  # raised outside the signal handler's reach (e.g. from within a library call)
             stopped_by = "interrupt"
         finally:
+            progress.close()  # before the lines that say how it ended
             recording = _stop_all(capture, recorder, live.window)
         if stopped_by is None or (stopped_by == "seconds" and capture.ended == "source"):
             stopped_by = "error" if capture.error is not None else (capture.ended or "source")
@@ -166,8 +172,10 @@ class LiveAnalysis:
     """The analysis loop: always the newest captured frame, its rows to the table, its faces to the overlay that
     the recorder draws and to the preview."""
 
-    def __init__(self, analyzer: Analyzer, options: Options, name: str, window: Preview | None) -> None:
+    def __init__(self, analyzer: Analyzer, options: Options, name: str, window: Preview | None,
+                 progress: Progress | None = None) -> None:  # fmt: skip
         self.analyzer, self.options, self.name, self.window = analyzer, options, name, window
+        self.progress = progress or Silent()
         self.overlay = Overlay()
         self.rate = Rate()
         self.analysed = self.faces = 0
@@ -208,6 +216,7 @@ class LiveAnalysis:
         sink.write(window_table(self.name, found.frames.index, found.frames.time_s, found.faces, labels,
                                 found.smoothed))  # fmt: skip
         self.analysed += 1
+        self.progress.advance()
         self.faces += len(found.faces)
         self.rate.tick(time.monotonic() - self.t0)
         caption = f"camera {camera_fps:4.1f} fps  analysis {self.rate.fps:4.1f} fps"

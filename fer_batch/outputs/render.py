@@ -2,7 +2,9 @@
 
 Output (``h264.H264Writer``): one output frame per source frame, the source's video time base and PTS, no display
 matrix (frames arrive already rotated, so the file is stored at the displayed size). ``scale`` = 1 keeps the
-displayed size (an odd side is padded by one pixel); other scales round to the nearest even size.
+displayed size (an odd side is padded by one pixel); other scales round to the nearest even size. ``auto`` (the
+default) enlarges small videos by a whole factor (``auto_scale``) so the labels drawn on them are legible and have
+room beside the faces.
 
 Drawing (``draw.Painter``) and encoding run in a writer thread fed through a bounded queue, so they overlap the
 analysis of the next window; the file gets its final name only on a clean exit. ``render_table`` draws a saved
@@ -12,6 +14,7 @@ table onto its video without running any model.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from fractions import Fraction
@@ -23,9 +26,10 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
+from fer_batch._progress import Progress, Silent
 from fer_batch.media.probe import VideoInfo, open_input, probe, video_stream
 from fer_batch.media.reader import FrameReader, ReaderImages
-from fer_batch.options import Options
+from fer_batch.options import AUTO, MAX_RENDER_SCALE, Options, Scale, check_scale
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.h264 import AudioSource, H264Writer
 from fer_batch.outputs.table import faces_from_table, read_table_meta
@@ -36,6 +40,25 @@ log = logging.getLogger(__name__)
 
 FALLBACK_TIME_BASE = Fraction(1, 90000)
 RENDER_WINDOW = 16  # frames handed to the renderer at a time by render_table
+
+
+MIN_SHORT_SIDE = 360  # px: auto scale enlarges smaller videos, so a face has room beside it for 12-px text
+
+
+def auto_scale(width: int, height: int) -> int:
+    """The whole factor (1 to MAX_RENDER_SCALE) that brings the shorter side to at least MIN_SHORT_SIDE.
+
+    Why: text is never drawn smaller than 12 px (``draw.MIN_FONT``), which on a 176x144 frame would leave no room
+    beside a face; a whole factor keeps every source pixel a square block, and a video already that large is
+    written at its own size.
+    """
+    return int(min(MAX_RENDER_SCALE, max(1, math.ceil(MIN_SHORT_SIDE / max(1, min(width, height))))))
+
+
+def resolve_scale(scale: Scale, width: int, height: int) -> float:
+    """The factor a ``--scale``/``--annotate-scale`` value means for a displayed frame of this size."""
+    value = check_scale("scale", scale)
+    return float(auto_scale(width, height)) if value == AUTO else float(value)
 
 
 def output_size(width: int, height: int, scale: float) -> tuple[int, int, int, int]:
@@ -57,13 +80,11 @@ class Renderer:
     audio to the analysed range.
     """
 
-    def __init__(self, source_path: Path, out_path: Path, info: VideoInfo, labels: list[str], *, scale: float = 1.0,
+    def __init__(self, source_path: Path, out_path: Path, info: VideoInfo, labels: list[str], *, scale: Scale = AUTO,
                  crf: int = 23, preset: str = "superfast", threads: int | None = None, queue_size: int = 8,
                  start: float | None = None, end: float | None = None) -> None:  # fmt: skip
-        if not scale > 0:
-            raise ValueError("--scale must be positive")
         self.source_path, self.path, self.info, self.labels = Path(source_path), Path(out_path), info, list(labels)
-        self.scale, self.crf, self.preset = float(scale), crf, preset
+        self.scale, self.crf, self.preset = resolve_scale(scale, info.width, info.height), crf, preset
         self.start, self.end = start, end
         self.enc_w, self.enc_h, self.draw_w, self.draw_h = output_size(info.width, info.height, self.scale)
         self.painter = Painter(self.labels, self.draw_w, self.draw_h)
@@ -210,9 +231,10 @@ class Renderer:
         return image
 
 
-def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0,
-                 max_pixels: int | None = None) -> int:  # fmt: skip
-    """Render ``video`` with the faces of a saved table (no model runs); returns the frames written.
+def render_table(video: Path, table: Path, out: Path, *, scale: Scale = AUTO, max_pixels: int | None = None,
+                 progress: Progress | None = None) -> int:  # fmt: skip
+    """Render ``video`` with the faces of a saved table (no model runs); returns the frames written. ``progress``
+    is told the frames as they are encoded (its caller closes it).
 
     The table's ``frame`` column keys faces to decode indexes; a frame listed there counts as analysed (rows
     with a null ``face`` are analysed frames without faces), so the latest result stays on screen between them.
@@ -224,11 +246,13 @@ def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0,
     frame_ids = tbl.column("frame").to_numpy(zero_copy_only=False).astype(np.int64).tolist()
     times = dict(zip(frame_ids, tbl.column("time_s").to_numpy(zero_copy_only=False).tolist(), strict=True))
     info = probe(video, max_pixels)
-    enc_w, enc_h, _, _ = output_size(info.width, info.height, scale)
+    enc_w, enc_h, _, _ = output_size(info.width, info.height, resolve_scale(scale, info.width, info.height))
     if max_pixels is not None and enc_w * enc_h > max_pixels:
-        raise ValueError(f"--scale {scale:g} makes {enc_w}x{enc_h} frames, more than --max-pixels {max_pixels}")
+        raise ValueError(f"--scale {scale} makes {enc_w}x{enc_h} frames, more than --max-pixels {max_pixels}")
     # every=huge: the reader marks (almost) no frame for analysis, so it makes no detector images; the table decides
     reader = FrameReader(video, info, Options(every=1 << 62), images=ReaderImages.RENDER)
+    progress = progress or Silent()
+    progress.start(info.frames or (round(info.duration_s * info.fps) if info.duration_s and info.fps else None))
     with Renderer(video, out, info, labels, scale=scale) as rend:
         window: list[Decoded] = []
         for d in reader:
@@ -239,9 +263,11 @@ def render_table(video: Path, table: Path, out: Path, *, scale: float = 1.0,
             window.append(d)
             if len(window) >= RENDER_WINDOW:
                 rend.write(window, Faces.concat([by_frame[x.index] for x in window if x.index in by_frame]))
+                progress.advance(len(window))
                 window = []
         if window:
             rend.write(window, Faces.concat([by_frame[x.index] for x in window if x.index in by_frame]))
+            progress.advance(len(window))
     return rend.frames_written
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
+from fer_batch._progress import Progress, Silent
 from fer_batch.errors import describe
 from fer_batch.options import flag_arg, path_arg
 from fer_batch.outputs.aggregate import (
@@ -39,6 +40,7 @@ from fer_batch.outputs.aggregate import (
     frame_durations,
     labels_of,
 )
+from fer_batch.outputs.palette import hex_colours
 from fer_batch.outputs.table import tables, to_pandas
 
 log = logging.getLogger(__name__)
@@ -47,18 +49,6 @@ __all__ = ["frame_durations", "labels_of", "summarize", "summarize_table"]  # th
 SUMMARY = "summary.parquet"
 MAX_TRACKS_PLOTTED = 12  # a crowd video gets its longest-visible tracks plotted, not a wall of tiny panels
 MAX_POINTS = 2000  # points per line on a timeline; longer videos are averaged into this many time bins
-
-# colours per FER2013 label, chosen to read as the emotion; other labels take matplotlib's tab10 in order
-LABEL_COLORS = {
-    "angry": "#d62728",
-    "disgust": "#8c564b",
-    "fear": "#9467bd",
-    "happy": "#ffbf00",
-    "sad": "#1f77b4",
-    "surprise": "#ff7f0e",
-    "neutral": "#7f7f7f",
-}
-
 
 def summarize_table(df: pd.DataFrame, *, min_quality: float = HEADLINE_MIN_QUALITY,
                     min_track_s: float = MIN_TRACK_S) -> pd.DataFrame:  # fmt: skip
@@ -109,12 +99,12 @@ def read_table(path: Path) -> pd.DataFrame | None:
 
 
 def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True, min_quality: float = HEADLINE_MIN_QUALITY,
-              min_track_s: float = MIN_TRACK_S) -> pd.DataFrame:  # fmt: skip
+              min_track_s: float = MIN_TRACK_S, progress: Progress | None = None) -> pd.DataFrame:  # fmt: skip
     """Summarise every table of a run into ``run_dir/summary.parquet`` (and timeline PNGs); return the summary.
 
     Tables are read one at a time, so a run of many long videos is summarised in bounded memory. The PNGs need
     matplotlib (a dependency; an install made with ``--no-deps`` may lack it): without it only the Parquet file is
-    written.
+    written. ``progress`` is told the tables as they are done (its caller closes it).
     """
     root = Path(path_arg("summarize", "run_dir", run_dir))
     flag_arg("summarize", "plots", plots)
@@ -123,8 +113,11 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True, min_qualit
         raise FileNotFoundError(f"{root}: no tables found")
     plot = _plotter() if plots else None
     parts = []
+    progress = progress or Silent()
+    progress.start(len(paths))
     for path in paths:
         df = read_table(path)
+        progress.advance()  # counted as it starts: plotting is most of a table's time, and it follows at once
         if df is None:
             continue
         part = summarize_table(df, min_quality=min_quality, min_track_s=min_track_s)
@@ -156,9 +149,8 @@ def _plotter() -> Any:
 
 
 def label_colors(labels: list[str]) -> dict[str, str]:
-    """A colour per label: the fixed FER2013 ones, then tab10 for any other."""
-    extra = iter(f"C{i}" for i in range(100))
-    return {label: LABEL_COLORS.get(label) or next(extra) for label in labels}
+    """A colour per label (``"#rrggbb"``), the same as the annotated video's and the report's."""
+    return hex_colours(labels)
 
 
 def has_smooth(vdf: pd.DataFrame, labels: list[str]) -> bool:

@@ -14,11 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from fer_batch._text import utf8
+from fer_batch._text import one_line, utf8
 from fer_batch._version import __version__
 from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fer_batch.options import Options
+from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.table import RESERVED, TableMeta, read_table_meta
 from fer_batch.runs.one_input import VideoResult
 
@@ -33,12 +33,16 @@ class Job:
     name: str  # path relative to its input root, as the table's ``video`` column shows it
     table: Path
     annotated: Path | None
+    annotate_scale: Scale = AUTO  # the annotated video's size relative to the displayed frame
 
 
 def expand_inputs(
     paths: Iterable[str | os.PathLike[str]], out: Path | None = None
 ) -> tuple[list[tuple[Path, Path]], list[VideoResult]]:
-    """(file, root) pairs for every media file the arguments name, and failures for those that name nothing.
+    """(file, root) pairs for every media file the arguments name, and failures for those that name no media.
+
+    An argument that names nothing at all (no such path, a pattern that matches nothing, an empty string) is a
+    ``UsageError``: a typing mistake, answered before any work, not a damaged input.
 
     An argument that exists is that file or folder, whatever characters its name holds (``take[1].mp4``); only an
     argument that does not exist is expanded as a pattern. Folders are searched recursively for known extensions
@@ -51,13 +55,14 @@ def expand_inputs(
     for raw in paths:
         arg = str(raw)
         if not arg.strip():  # Path("") would be the current folder
-            missing.append(VideoResult(path=arg, status="failed", error="empty path"))
-            continue
+            raise UsageError(f"{arg!r}: an empty path names no input")
         literal = Path(arg)
         pattern = glob.has_magic(arg) and not (literal.exists() or literal.is_symlink())
         matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))] if pattern else [literal]
         if not matches:
-            missing.append(VideoResult(path=arg, status="failed", error="no file matches this pattern"))
+            raise UsageError(f"{one_line(arg)}: no such file or directory, and no file matches it as a pattern")
+        if not pattern and not (literal.exists() or literal.is_symlink()):
+            raise UsageError(f"{one_line(arg)}: no such file or directory")
         for p in matches:
             if out is not None and is_within(p, out):
                 if pattern:
@@ -112,7 +117,7 @@ def root_labels(roots: list[Path]) -> dict[Path, Path]:
     return {r: resolved[r].relative_to(common) for r in roots}
 
 
-def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list[Job]:
+def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool, annotate_scale: Scale = AUTO) -> list[Job]:
     """Output paths under ``out``: each file's path below its root, under the root's label when there are several
     roots (``root_labels``). Outputs are unique per input, never leave ``out`` and never land on an input.
 
@@ -134,7 +139,7 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool) -> list
         for target in (table, annotated):
             if target is not None and target.resolve() in inputs:
                 raise UsageError(f"--out {out}: the output {target} would overwrite an input; choose another --out")
-        jobs.append(Job(source=f, name=rel.as_posix(), table=table, annotated=annotated))
+        jobs.append(Job(source=f, name=rel.as_posix(), table=table, annotated=annotated, annotate_scale=annotate_scale))
     return jobs
 
 

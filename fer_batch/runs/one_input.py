@@ -9,20 +9,21 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fer_batch._progress import Progress
 from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
 from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, describe
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.media.reader import FrameReader, ReaderImages
-from fer_batch.options import Options
+from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_table
 from fer_batch.types import Decoded
 
@@ -84,9 +85,10 @@ def run_video(
     video_name: str,
     table_path: Path | None = None,
     annotate_path: Path | None = None,
-    progress: Callable[[int], None] | None = None,
+    annotate_scale: Scale = AUTO,
+    progress: Progress | None = None,
 ) -> tuple[VideoResult, MemorySink | None]:
-    """Analyse one input; write its table (and annotated video) or collect it in memory.
+    """Analyse one input; write its table (and annotated video, at ``annotate_scale``) or collect it in memory.
 
     Decoding errors never escape: the result says ``failed`` (nothing written) or ``partial`` (the frames
     before the damage are in the table, which records the reason). A source replaced or changed while it was
@@ -102,6 +104,8 @@ def run_video(
         result.wall_s = time.perf_counter() - t0
         return result, None
     result.duration_s = info.duration_s
+    if progress is not None:
+        progress.start(expected_frames(info, options))
     analyzer = Analyzer(options)
     images = ReaderImages.ANALYSED if analyzer.classifier.needs_color else ReaderImages.NONE
     sizes = window_sizes(info, options.batch_size, annotate_path is not None)
@@ -114,7 +118,7 @@ def run_video(
     )
     try:
         with sink:
-            with _renderer(path, annotate_path, info, analyzer.labels, options) as rend:
+            with _renderer(path, annotate_path, info, analyzer.labels, options, annotate_scale) as rend:
                 _analyse(reader, sizes, WindowStages(analyzer, video_name, sink, rend, result, progress))
                 if result.frames_decoded == 0:
                     raise DecodeError(result.error or "no frame could be decoded")
@@ -132,6 +136,18 @@ def run_video(
     if result.status != "failed" and table_path is not None:
         result.table = str(table_path)
     return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
+
+
+def expected_frames(info: VideoInfo, options: Options) -> int | None:
+    """About how many frames the reader will decode (a progress bar's total), or None when the header cannot say."""
+    if info.is_image:
+        return 1
+    if not (info.fps and info.duration_s):
+        return info.frames or None
+    if options.start is None and options.end is None:
+        return info.frames or round(info.duration_s * info.fps)
+    end = min(options.end if options.end is not None else info.duration_s, info.duration_s)
+    return max(0, round((end - (options.start or 0.0)) * info.fps))
 
 
 class WindowStages:
@@ -156,7 +172,7 @@ class WindowStages:
     """
 
     def __init__(self, analyzer: Analyzer, video_name: str, sink: ParquetSink | MemorySink, rend: Any,
-                 result: VideoResult, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+                 result: VideoResult, progress: Progress | None) -> None:  # fmt: skip
         self.analyzer, self.video_name, self.sink, self.rend = analyzer, video_name, sink, rend
         self.result, self.progress = result, progress
         self._finishing: Future[None] | None = None
@@ -197,7 +213,7 @@ class WindowStages:
         if self.rend is not None:
             self.rend.write(window, found.faces)
         if self.progress is not None:
-            self.progress(len(window))
+            self.progress.advance(len(window))
 
     def wait(self) -> None:
         """Until the window handed off last is finished; its error, if any, is raised here."""
@@ -247,14 +263,16 @@ def window_sizes(info: VideoInfo, batch_size: int, render: bool) -> WindowSizes:
     return WindowSizes(batch=batch, hold=hold, queue=queue)
 
 
-def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: list[str], options: Options) -> Any:
+def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: list[str], options: Options,
+              scale: Scale) -> Any:  # fmt: skip
     """The annotated video's writer, or a context that does nothing."""
     if annotate_path is None:
         return nullcontext()
     from fer_batch.outputs.render import Renderer
 
     queue = int(max(1, min(8, (WINDOW_BYTES // 2) // max(1, info.width * info.height * 1.5))))  # frames, by bytes
-    return Renderer(path, annotate_path, info, labels, start=options.start, end=options.end, queue_size=queue)
+    return Renderer(path, annotate_path, info, labels, scale=scale, start=options.start, end=options.end,
+                    queue_size=queue)  # fmt: skip
 
 
 def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:

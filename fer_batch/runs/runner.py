@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -20,13 +19,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from fer_batch._atomic import atomic_path, remove_stale
+from fer_batch._progress import Display, Progress, Silent, progress
 from fer_batch._text import utf8
 from fer_batch.analysis.models import cores
 from fer_batch.errors import ManifestError, UsageError, describe
-from fer_batch.options import Options, check_run
+from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
 from fer_batch.outputs.table import MANIFEST
 from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, Provenance, expand_inputs, plan_jobs, redo_reason
@@ -52,26 +51,25 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def analyze_one(job: Job, options: Options, show_progress: bool = False) -> VideoResult:
+def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> VideoResult:
     """The unit of work: one input → its table (and annotated video) → a result record.
 
-    Catches everything an input can cause, so one bad file never stops a folder run.
+    Catches everything an input can cause, so one bad file never stops a folder run. ``display``: how this input's
+    frames are shown as they go (its end is the driver's to announce).
     """
     for final in (job.table, job.annotated):
         if final is not None:
             remove_stale(final)  # left by a killed run
-    bar = None
+    frames = progress(display, str(job.source), "frame", final=False)  # named as its end line names it
     try:
-        if show_progress:
-            bar = tqdm(desc=job.name, unit="frame", leave=False, dynamic_ncols=True)
         result, _ = run_video(job.source, options, video_name=job.name, table_path=job.table,
-                              annotate_path=job.annotated, progress=bar.update if bar else None)  # fmt: skip
+                              annotate_path=job.annotated, annotate_scale=job.annotate_scale,
+                              progress=frames)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
         result = VideoResult(path=str(job.source), status="failed", error=describe(e))
     finally:
-        if bar is not None:
-            bar.close()
+        frames.close()
     result.path = str(job.source)
     return result
 
@@ -158,9 +156,11 @@ def run_many(
     executor: Executor | None = None,
     resume: bool = True,
     quiet: bool = False,
+    display: Display | None = None,
     on_result: Callable[[VideoResult], None] | None = None,
     segment_seconds: float | None = None,
     annotate: bool = False,
+    annotate_scale: Scale = AUTO,
 ) -> list[VideoResult]:
     """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``).
 
@@ -168,10 +168,12 @@ def run_many(
     process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
     worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
     split into time ranges run as separate tasks, then joined (``fer_batch.runs.segments``). ``annotate`` also writes
-    each input's ``.annotated.mp4``. Bad arguments, an unusable ``out`` and an ``out`` another run is writing to
-    raise ``UsageError`` before any work.
+    each input's ``.annotated.mp4``, at ``annotate_scale`` (``auto``: small videos enlarged). ``display``: where
+    progress goes (default: bars on a terminal, else lines, nothing when ``quiet``). Bad arguments, an unusable
+    ``out`` and an ``out`` another run is writing to raise ``UsageError`` before any work.
     """
     check_run(jobs, segment_seconds)
+    annotate_scale = check_scale("annotate_scale", annotate_scale)
     if not str(out).strip():
         raise UsageError("--out must not be empty")
     check_model(options)
@@ -181,7 +183,7 @@ def run_many(
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
     prepare_out(out)
     with OutputLock(out):
-        planned = plan_jobs(files, out, annotate)
+        planned = plan_jobs(files, out, annotate, annotate_scale)
         todo = to_do(planned, options, resume)
         if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
             jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
@@ -191,8 +193,9 @@ def run_many(
             executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
         else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
             job_options = options
-        run = FolderRun(out, executor, job_options, interactive=sys.stderr.isatty() and not quiet,
-                        on_result=on_result)  # fmt: skip
+        if display is None:
+            display = Display.for_stream(quiet=quiet)
+        run = FolderRun(out, executor, job_options, display=display, on_result=on_result)
         waiting = set(todo)
         for result in failures + [_skipped(job) for job in planned if job not in waiting]:
             run.done(result)
@@ -257,17 +260,20 @@ class FolderRun:
     is retried once, alone, then marked failed (``WORKER_DIED``).
     """
 
-    def __init__(self, out: Path, executor: Executor, options: Options, *, interactive: bool,
+    def __init__(self, out: Path, executor: Executor, options: Options, *, display: Display,
                  on_result: Callable[[VideoResult], None] | None) -> None:  # fmt: skip
-        self.executor, self.options, self.interactive, self.on_result = executor, options, interactive, on_result
+        self.executor, self.options, self.display, self.on_result = executor, options, display, on_result
         self.inline = isinstance(executor, InlineExecutor)
+        # an input's own progress: a bar only in this process (bars from several workers would overwrite each
+        # other; the driver's bar counts tasks), lines from wherever the input runs (a worker shares our stderr)
+        self.task_display = display if self.inline or display is Display.LINES else Display.SILENT
         self.pool = executor if isinstance(executor, WorkerPool) else None
         self.manifest = ManifestWriter(out)
         self.results: list[VideoResult] = []
         self.segments: dict[Job, list[Segment]] = {}
         self.pending: dict[Future[VideoResult], Task] = {}
         self.part_results: dict[Job, dict[int, VideoResult]] = {}
-        self.bar: tqdm | None = None  # progress over tasks, on a terminal
+        self.bar: Progress = Silent()  # progress over tasks, as a bar (lines say each input's start and end)
 
     def done(self, result: VideoResult) -> None:
         """One input's final result: to the list, the manifest and the caller."""
@@ -286,8 +292,10 @@ class FolderRun:
     def execute(self, todo: list[Job], resume: bool) -> None:
         """Submit every task, harvesting results already in as it goes, then wait for the rest."""
         total = sum(len(self.segments.get(j, [None])) for j in todo)
-        bar = self.bar = tqdm(total=total, desc="inputs+segments" if self.segments else "inputs", unit="task",
-                              disable=not self.interactive, dynamic_ncols=True)  # fmt: skip
+        if self.display.is_bar:
+            self.bar = progress(self.display, "inputs+segments" if self.segments else "inputs", "task", leave=True)
+        bar = self.bar
+        bar.start(total)
         try:
             for job in todo:
                 self._start(job, resume)
@@ -304,17 +312,16 @@ class FolderRun:
 
     def _start(self, job: Job, resume: bool) -> None:
         if job not in self.segments:
-            args = (job, self.options, True) if self.inline and self.interactive else (job, self.options)
-            self._submit(Task(("whole", job, 0), analyze_one, args))
+            self._submit(Task(("whole", job, 0), analyze_one, (job, self.options, self.task_display)))
             return
         for i, seg in enumerate(self.segments[job]):
             res = finished_part(seg) if resume else None
             if res is not None:  # a finished part of a stopped run
                 fut: Future[VideoResult] = Future()
                 fut.set_result(res)
-                self.pending[fut] = Task(("part", job, i), analyze_one, (seg.job, seg.options))
+                self.pending[fut] = Task(("part", job, i), analyze_one, (seg.job, seg.options, self.task_display))
             else:
-                self._submit(Task(("part", job, i), analyze_one, (seg.job, seg.options)))
+                self._submit(Task(("part", job, i), analyze_one, (seg.job, seg.options, self.task_display)))
 
     def _submit(self, task: Task) -> None:
         self.pending[self.executor.submit(task.fn, *task.args)] = task
@@ -368,8 +375,8 @@ class FolderRun:
 
     def _deliver(self, task: Task, res: VideoResult) -> None:
         kind, job, k = task.tag
-        if kind != "join" and self.bar is not None:
-            self.bar.update()
+        if kind != "join":
+            self.bar.advance()
         if kind == "part":
             self._part_done(job, k, res)
             return

@@ -45,10 +45,8 @@ def link(text: str, href: str | None) -> str:
 
 
 def html_colors(labels: list[str]) -> dict[str, str]:
-    """The summary's colour per label, as CSS hex."""
-    from matplotlib.colors import to_hex
-
-    return {label: to_hex(c) for label, c in label_colors(labels).items()}
+    """The colour per label (``outputs.palette``), as CSS hex."""
+    return label_colors(labels)
 
 
 def _ink(hex_color: str) -> str:
@@ -85,7 +83,8 @@ CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0 auto;max-width:1180px;
 padding:16px 24px 48px;background:#fafafa}
 h1{font-size:22px;margin:8px 0 2px}h2{font-size:18px;margin:28px 0 6px}h3{font-size:14px;margin:14px 0 4px}
-h4{margin:0;font-size:14px}.muted{color:#666}.note{background:#fff4e0;border-left:3px solid #f0a020;padding:4px 8px}
+h4{margin:0;font-size:14px}p,li,h2,figcaption{overflow-wrap:anywhere}
+.muted{color:#666}.note{background:#fff4e0;border-left:3px solid #f0a020;padding:4px 8px}
 .ok{color:#2a7a2a}a{color:#1a5fb4}
 .facts{display:flex;flex-wrap:wrap;gap:8px;margin:12px 0}.fact{background:#fff;border:1px solid #ddd;border-radius:6px;
 padding:6px 12px;min-width:90px}.fact b{display:block;font-size:18px}.fact span{color:#666;font-size:12px}
@@ -93,19 +92,23 @@ padding:6px 12px;min-width:90px}.fact b{display:block;font-size:18px}.fact span{
 .st-ok{background:#d7f0d7}.st-partial{background:#ffe2a8}.st-failed{background:#f6c6c6}.st-skipped{background:#dde6f5}
 table{border-collapse:collapse;background:#fff}td,th{border-bottom:1px solid #e4e4e4;padding:4px 8px;text-align:left;
 vertical-align:middle}table.kv{margin:6px 0;font-size:13px}table.kv th{color:#555;font-weight:600;white-space:nowrap}
-table.index{width:100%}td.wide{width:45%}ul.failures li{margin:2px 0}
+.scroll{overflow-x:auto;max-width:100%}table.index{width:100%}td.wide{width:45%;min-width:120px}
+ul.failures li{margin:2px 0}
 .bar{display:flex;height:18px;border-radius:3px;overflow:hidden;background:#eee;font-size:11px;line-height:18px;
 min-width:120px}.bar span{white-space:nowrap;overflow:hidden;text-align:center}.bar i{color:#888;padding:0 6px}
 .legend{display:flex;flex-wrap:wrap;gap:10px;font-size:12px;margin:4px 0}.legend i{display:inline-block;width:10px;
 height:10px;margin-right:4px;border-radius:2px}
 section.video{background:#fff;border:1px solid #ddd;border-radius:8px;padding:4px 16px 12px;margin:24px 0}
-.overview{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.overview>div{flex:1;min-width:300px}
+.overview{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.overview>div{flex:1;min-width:min(300px,100%)}
 figure.player{margin:0}figure.player figcaption{font-size:11px;color:#666}
 video.annotated{width:400px;max-width:100%;background:#000;border-radius:4px;display:block}
-.track{display:grid;grid-template-columns:300px 1fr;gap:12px;border-top:1px solid #eee;padding:8px 0}
+.track{display:grid;grid-template-columns:minmax(0,300px) minmax(0,1fr);gap:12px;border-top:1px solid #eee;
+padding:8px 0}
 .who p{margin:2px 0;font-size:12px;color:#444}.strip{display:flex;gap:4px;flex-wrap:wrap}
 .strip figure{margin:0;text-align:center;font-size:10px;color:#666}.thumb{height:64px;border-radius:3px;display:block}
-img.timeline{width:100%;max-width:720px;display:block}
+img.timeline{width:100%;max-width:720px;height:auto;display:block}
+@media (max-width:640px){body{padding:8px 10px 32px}section.video{padding:4px 10px 10px}
+.track{grid-template-columns:minmax(0,1fr)}}
 """
 
 

@@ -126,8 +126,8 @@ def settings_part(settings: Counter[str]) -> str:
         rows += [("face detector", model_id(det)), ("provider", str(s.get("provider")))]
         opts = s.get("options") or {}
         rows.append(("options", ", ".join(f"{k}={v}" for k, v in opts.items())))
-        blocks.append("<table class=kv>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-                      + "</table>")  # fmt: skip
+        blocks.append("<div class=scroll><table class=kv>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>"
+                      for k, v in rows) + "</table></div>")  # fmt: skip
     title = "Settings" if len(blocks) == 1 else f"Settings ({len(blocks)} different ones in this folder)"
     return f"<h2>{title}</h2>" + "".join(blocks)
 
@@ -154,7 +154,7 @@ def index_part(entries: list[Entry]) -> str:
                     f'<td><span class="st st-{esc(e.status)}">{esc(e.status)}</span></td>{cells}</tr>')  # fmt: skip
     head = "".join(f"<th>{h}</th>" for h in ("video", "status", "analysed", "tracks", "headline", "emotion shares"))
     return (f"<h2>Videos: emotion shares side by side</h2>{SHARE_DEFINITION}{legend(labels)}"
-            f'<table class="index"><tr>{head}</tr>{"".join(rows)}</table>')  # fmt: skip
+            f'<div class=scroll><table class="index"><tr>{head}</tr>{"".join(rows)}</table></div>')  # fmt: skip
 
 
 def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str, href: str, page_dir: Path,

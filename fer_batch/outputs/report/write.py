@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
+from fer_batch._progress import Progress, Silent
 from fer_batch._text import utf8
 from fer_batch.errors import describe
 from fer_batch.options import int_arg, path_arg
@@ -60,8 +61,9 @@ PAGE_NAME = re.compile(r"^\d{4}-.*\.html$")
 
 def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PER_TRACK,
                  pages_above: int = PAGES_ABOVE, min_quality: float = HEADLINE_MIN_QUALITY,
-                 min_track_s: float = MIN_TRACK_S) -> Path:  # fmt: skip
-    """Write ``run_dir/report.html`` (and ``report_pages/`` for large runs); return the page's path.
+                 min_track_s: float = MIN_TRACK_S, progress: Progress | None = None) -> Path:  # fmt: skip
+    """Write ``run_dir/report.html`` (and ``report_pages/`` for large runs); return the page's path. ``progress``
+    is told the tables as they are done (its caller closes it).
 
     Tables are read one at a time, so a large run is reported in bounded memory. Raises ``FileNotFoundError``
     when the folder holds neither tables nor a manifest. ``min_quality`` and ``min_track_s``: the summary's
@@ -80,7 +82,11 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
     sections: list[str] = []
     settings: Counter[str] = Counter()
     written: set[str] = set()
+    progress = progress or Silent()
+    progress.start(len(paths))
     for k, path in enumerate(paths):
+        if k:
+            progress.advance()  # the table before this one is done
         meta = read_metadata(path)
         if meta is None and is_foreign(path):  # someone else's Parquet file in the folder: named, not reported
             log.warning("%s: skipped, not a fer-batch table", path)
@@ -106,6 +112,8 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
             written.add(Path(href).name)
         else:
             sections.append(section)
+    if paths:
+        progress.advance()
     entries += failed_entries(manifest)
     body = run_part(root, manifest, entries, settings) + "".join(sections)
     write_atomic(root / REPORT, page(f"{root.resolve().name} — fer-batch report", body))
