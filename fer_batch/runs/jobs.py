@@ -7,6 +7,7 @@ resume rule; keeping them below all three lets imports run one way (jobs → seg
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.table import RESERVED, TableMeta, read_table_meta
 from fer_batch.runs.one_input import VideoResult
+
+log = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
@@ -306,3 +309,21 @@ def _is_its_video(path: Path, recorded: dict | None) -> bool:
         return False
     return recorded is not None and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
 
+
+PROVENANCE_WORDS = ("written by", "made with another", "made with other labels")  # ``Provenance.mismatch``
+
+
+def to_do(planned: list[Job], options: Options, resume: bool) -> list[Job]:
+    """The jobs whose table is not kept; one line for each existing table made again, saying why."""
+    if not resume:
+        return list(planned)
+    provenance = Provenance.of(options)
+    todo = []
+    for job in planned:
+        why = redo_reason(job, options, provenance)
+        if why:  # another version or other models: said even under --quiet, results would otherwise mix
+            level = logging.WARNING if why.startswith(PROVENANCE_WORDS) else logging.INFO
+            log.log(level, "%s: analysed again (%s)", utf8(str(job.source)), why)
+        if why is not None:
+            todo.append(job)
+    return todo

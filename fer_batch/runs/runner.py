@@ -28,7 +28,7 @@ from fer_batch.errors import ManifestError, UsageError, describe
 from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
 from fer_batch.outputs.table import MANIFEST
 from fer_batch.runs.cluster import prepare_executor
-from fer_batch.runs.jobs import Job, Provenance, expand_inputs, plan_jobs, redo_reason
+from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.outdir import OutputLock, prepare_out
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
@@ -200,9 +200,7 @@ def run_many(
         for result in failures + [_skipped(job) for job in planned if job not in waiting]:
             run.done(result)
         try:
-            if segment_seconds is not None:
-                run.plan_segments(todo, segment_seconds)
-            clean_all_leftovers(planned, run.segments, resume)  # what a killed run left that this run will not use
+            run.plan_segments(todo, segment_seconds, planned, resume)
             run.execute(todo, resume)
         except KeyboardInterrupt:
             if own and isinstance(executor, WorkerPool):
@@ -216,25 +214,6 @@ def run_many(
         cause = run.manifest.error
         raise ManifestError(cause.errno, f"{run.manifest.path}: not written ({describe(cause)})", run.results)
     return run.results
-
-
-PROVENANCE_WORDS = ("written by", "made with another", "made with other labels")  # ``Provenance.mismatch``
-
-
-def to_do(planned: list[Job], options: Options, resume: bool) -> list[Job]:
-    """The jobs whose table is not kept; one line for each existing table made again, saying why."""
-    if not resume:
-        return list(planned)
-    provenance = Provenance.of(options)
-    todo = []
-    for job in planned:
-        why = redo_reason(job, options, provenance)
-        if why:  # another version or other models: said even under --quiet, results would otherwise mix
-            level = logging.WARNING if why.startswith(PROVENANCE_WORDS) else logging.INFO
-            log.log(level, "%s: analysed again (%s)", utf8(str(job.source)), why)
-        if why is not None:
-            todo.append(job)
-    return todo
 
 
 def _skipped(job: Job) -> VideoResult:
@@ -282,12 +261,13 @@ class FolderRun:
         if self.on_result is not None:
             self.on_result(result)
 
-    def plan_segments(self, todo: list[Job], seconds: float) -> None:
-        for job in todo:
+    def plan_segments(self, todo: list[Job], seconds: float | None, planned: list[Job], resume: bool) -> None:
+        for job in todo if seconds is not None else []:
             if job.annotated is None:  # an annotated video is rendered in one pass
                 parts = plan_segments(job, self.options, seconds)
                 if parts:
                     self.segments[job] = parts
+        clean_all_leftovers(planned, self.segments, resume)  # what a killed run left that this one will not use
 
     def execute(self, todo: list[Job], resume: bool) -> None:
         """Submit every task, harvesting results already in as it goes, then wait for the rest."""
