@@ -140,7 +140,7 @@ def as_probabilities(out: np.ndarray, kind: str, model: str) -> np.ndarray:
         raise ModelOutputError(f"model {model} gave non-finite outputs ({bad}) for a face")
     if kind == "logits":
         e = np.exp(out - out.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float32)
     sums = out.sum(axis=1)
     worst = float(sums[np.argmax(np.abs(sums - 1))]) if len(out) else 1.0
     if abs(worst - 1) > SUM_TOLERANCE or out.min(initial=0) < -SUM_TOLERANCE or out.max(initial=0) > 1 + SUM_TOLERANCE:

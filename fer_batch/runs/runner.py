@@ -262,11 +262,10 @@ class FolderRun:
             self.on_result(result)
 
     def plan_segments(self, todo: list[Job], seconds: float | None, planned: list[Job], resume: bool) -> None:
-        for job in todo if seconds is not None else []:
-            if job.annotated is None:  # an annotated video is rendered in one pass
-                parts = plan_segments(job, self.options, seconds)
-                if parts:
-                    self.segments[job] = parts
+        for job in todo:  # an annotated video is rendered in one pass; without seconds nothing is split
+            parts = plan_segments(job, self.options, seconds) if seconds and job.annotated is None else None
+            if parts:
+                self.segments[job] = parts
         clean_all_leftovers(planned, self.segments, resume)  # what a killed run left that this one will not use
 
     def execute(self, todo: list[Job], resume: bool) -> None:

@@ -13,11 +13,12 @@ from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
 CASCADE = "haarcascade_frontalface_default.xml"
+CASCADE_PATH = Path(cv2.data.haarcascades) / CASCADE
 
 
 def cascade_sha256() -> str:
     """The checksum of OpenCV's cascade file, which a table records (it changes with OpenCV's data)."""
-    return file_sha256((Path(cv2.data.haarcascades) / CASCADE).resolve())
+    return file_sha256(CASCADE_PATH.resolve())
 
 
 class HaarDetector:
@@ -26,7 +27,7 @@ class HaarDetector:
     id = "haar-frontalface-default"
 
     def __init__(self, options: Options) -> None:
-        path = Path(cv2.data.haarcascades) / CASCADE
+        path = CASCADE_PATH
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise RuntimeError(f"{path}: OpenCV could not load its Haar cascade")

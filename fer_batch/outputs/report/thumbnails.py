@@ -52,12 +52,11 @@ def cut_thumbnails(df: pd.DataFrame, shown: pd.DataFrame, meta: dict[str, Any],
     if per_track <= 0 or not len(shown):
         return {}, None
     wanted = thumb_times(df, shown, per_track)
-    problem = source_problem(meta)
-    if problem:
+    problem, src = source_problem(meta), source_path(meta)
+    if problem or src is None:
         return {}, f"No thumbnails: {problem}."
-    src = source_path(meta)
     try:
-        frames = grab_frames(Path(src), sorted({t.time_s for t in wanted}), int(meta.get("rotation") or 0))
+        frames = grab_frames(src, sorted({t.time_s for t in wanted}), int(meta.get("rotation") or 0))
     except (DecodeError, OSError, av.error.FFmpegError) as e:
         return {}, f"No thumbnails: {src} could not be decoded ({describe(e)})."
     out: dict[int, list[Thumb]] = {}
