@@ -144,6 +144,7 @@ class FrameReader:
         seek = self.options.start is not None and self.options.start > 0
         while True:  # at most twice: seeking, then (if the seek cannot be trusted) from the beginning
             self.damaged, self._damage_reason = 0, ""
+            self._last_duration = 0.0  # the last decoded frame's own duration (s), where the container gives one
             try:
                 container = open_input(self.path)
             except av.error.FFmpegError as e:
@@ -187,6 +188,7 @@ class FrameReader:
                     clock.last = float(frame.pts * stream.time_base)
                     continue
             t = clock.time(frame.pts)
+            self._last_duration = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 0
             i, index = index, index + 1
             self.decoded = index
             if start is not None and t < start - 1e-9:
@@ -300,7 +302,8 @@ class FrameReader:
         else:
             return
         last_t, dt = clock.last, clock.dt
-        if last_t is not None and last_t - begin + dt < total - max(END_SLACK_S, END_SLACK_FRAMES * dt):
+        shown_for = max(dt, self._last_duration)  # a variable-rate stream's last frame may stay on screen longer
+        if last_t is not None and last_t - begin + shown_for < total - max(END_SLACK_S, END_SLACK_FRAMES * dt):
             frames = f" ({count} of {self.info.frames} frames)" if self.info.frames else ""
             raise StreamBroken(f"stream ended at {last_t - begin:.2f} s of {total:.2f} s{frames}")
 
