@@ -140,3 +140,34 @@ def test_long_valid_names_work_with_their_temporary_files(tmp_path: Path) -> Non
     left.write_bytes(b"killed")
     remove_stale(final)
     assert not left.exists()
+
+
+def long_last_frame(path: Path, n: int = 20, hold: float = 2.0) -> None:
+    """A complete MP4 whose last frame stays on screen ``hold`` seconds (screen recordings, slides)."""
+    tb = fractions.Fraction(1, 1000)
+    with av.open(str(path), "w", format="mp4") as out:
+        s = out.add_stream("libx264", rate=10, options={"bf": "0"})
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        s.time_base = s.codec_context.time_base = tb
+        packets = []
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i * 4, np.uint8), format="rgb24")
+            f.pts, f.time_base = i * 100, tb
+            packets += s.encode(f)
+        packets += s.encode()
+        for p in packets:
+            p.duration = 100
+        packets[-1].duration = round(hold * 1000)
+        for p in packets:
+            out.mux(p)
+
+
+def test_a_last_frame_that_stays_on_screen_is_not_a_missing_end(tmp_path: Path) -> None:
+    src = tmp_path / "in" / "slides.mp4"
+    src.parent.mkdir()
+    long_last_frame(src)
+    with av.open(str(src)) as c:
+        vs = c.streams.video[0]
+        assert abs(float(vs.duration * vs.time_base) - 3.9) < 0.01  # 20 frames, the last shown for 2 s
+    res = run_many([src], tmp_path / "out", Options(detector="none"), quiet=True)
+    assert [(r.status, r.error) for r in res] == [("ok", None)]
