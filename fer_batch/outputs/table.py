@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
 from fer_batch._atomic import AtomicPath
-from fer_batch.analysis.quality import LANDMARK_COLUMNS, POSE_COLUMNS
+from fer_batch.columns import LANDMARK_COLUMNS, POSE_COLUMNS, SIGNAL_COLUMNS
 from fer_batch.types import Faces
 
 if TYPE_CHECKING:  # pandas only where a table is turned into a DataFrame: importing it costs 0.3 s a process
@@ -121,9 +121,6 @@ def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
-# how far a row can be trusted (``fer_batch.analysis.quality``): null on rows without a face, pose and landmarks
-# also null where the detector gives no landmarks (``--detector none``, Haar)
-SIGNAL_COLUMNS = ("quality", *POSE_COLUMNS, *LANDMARK_COLUMNS, "sharpness")
 
 
 def window_table(
