@@ -72,7 +72,8 @@ def reference(files: list[Path], threads: int | None) -> tuple[float, float, np.
         box = np.array([0, 0, bgr.shape[1], bgr.shape[0]], np.float32)
         for k, m in enumerate(clf.members):
             crops[k].append(crop_one(gray if m.color == "gray" else bgr, box, nan, m.crop, (m.width, m.height)))
-    stacks = [np.stack(c)[..., ::-1] if m.color == "rgb" else np.stack(c) for m, c in zip(clf.members, crops)]
+    stacks = [np.stack(c)[..., ::-1] if m.color == "rgb" else np.stack(c)
+              for m, c in zip(clf.members, crops, strict=True)]
     probs = sum(clf.predict_crops(k, s) for k, s in enumerate(stacks)) / len(clf.members)
     return time.perf_counter() - t0, cpu_self() - c0, np.asarray(probs)
 

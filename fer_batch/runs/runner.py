@@ -9,47 +9,28 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from fer_batch._atomic import atomic_path, remove_stale
+from fer_batch._atomic import remove_stale
 from fer_batch._progress import Display, Progress, Silent, progress
-from fer_batch._text import utf8
 from fer_batch.analysis.models import cores
 from fer_batch.errors import ManifestError, UsageError, describe
 from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
-from fer_batch.outputs.table import MANIFEST
 from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
+from fer_batch.runs.manifest import ManifestWriter
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.outdir import OutputLock, prepare_out
+from fer_batch.runs.photos import analyze_photos, batchable, photo_batches
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import WorkerPool
 
 log = logging.getLogger(__name__)
-
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("frames_decoded", pa.int64()),
-        ("frames_analysed", pa.int64()),
-        ("faces", pa.int64()),
-        ("duration_s", pa.float64()),
-        ("wall_s", pa.float64()),
-        ("table", pa.string()),
-    ]
-)
-
 
 def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> VideoResult:
     """The unit of work: one input → its table (and annotated video) → a result record.
@@ -77,62 +58,6 @@ def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -
 def local_executor(jobs: int) -> WorkerPool:
     """A pool of ``jobs`` worker processes that survives one of them dying (see ``fer_batch.runs.workers``)."""
     return WorkerPool(jobs)
-
-
-class ManifestWriter:
-    """Rewrites ``manifest.parquet`` atomically as results arrive, so a crash leaves the rows so far.
-
-    Rows of earlier runs into the same folder are kept (their tables are there too); this run's rows replace
-    those of the same input. A write that fails (a full disk) is retried with the next row and at the end.
-
-    Written at most once a second while results arrive (and always at the end): a folder of thousands of photos
-    finishes inputs faster than a whole manifest can be rewritten and synced for each. The tables, not the
-    manifest, are what ``--resume`` trusts, so a crash loses at most a second of manifest rows and no work.
-    """
-
-    INTERVAL_S = 1.0
-
-    def __init__(self, out: Path) -> None:
-        self.path = out / MANIFEST
-        self.rows: dict[str, VideoResult] = self._earlier()
-        self.error: OSError | None = None
-        self._written = float("-inf")
-
-    def _earlier(self) -> dict[str, VideoResult]:
-        try:
-            table = pq.read_table(self.path)
-        except FileNotFoundError:
-            return {}
-        except (OSError, pa.ArrowException) as e:
-            log.warning("%s: unreadable (%s); a new manifest replaces it", self.path, describe(e)[:120])
-            return {}
-        names = [n for n in MANIFEST_SCHEMA.names if n in table.column_names]
-        if "path" not in names or "status" not in names:
-            return {}
-        return {row["path"]: VideoResult(**row) for row in table.select(names).to_pylist()}
-
-    def add(self, result: VideoResult) -> None:
-        self.rows[result.path] = result
-        if time.monotonic() - self._written >= self.INTERVAL_S:
-            self.write()
-
-    def write(self) -> None:
-        cols = {name: [_stored(asdict(r)[name]) for r in self.rows.values()] for name in MANIFEST_SCHEMA.names}
-        try:
-            with atomic_path(self.path) as tmp:
-                pq.write_table(pa.table(cols, schema=MANIFEST_SCHEMA), tmp)
-        except OSError as e:
-            if self.error is None:
-                log.warning("%s: not written (%s); trying again with the next result", self.path, describe(e))
-            self.error = e
-        else:
-            self.error = None
-            self._written = time.monotonic()
-
-
-def _stored(value: Any) -> Any:
-    """A manifest cell: strings (paths from the file system, errors naming them) as valid UTF-8."""
-    return utf8(value) if isinstance(value, str) else value
 
 
 class InlineExecutor(Executor):
@@ -225,9 +150,10 @@ class Task:
     """One unit of work as submitted, so it can be submitted again after its worker died."""
 
     tag: tuple[str, Job, int]  # kind (whole | part | join), job, segment index
-    fn: Callable[..., VideoResult]
+    fn: Callable[..., Any]
     args: tuple[Any, ...]
     retried: bool = False
+    batch: list[Job] | None = None  # the photos of a ``photos`` task, whose result is one per photo
 
 
 class FolderRun:
@@ -276,8 +202,12 @@ class FolderRun:
         bar = self.bar
         bar.start(total)
         try:
-            for job in todo:
-                self._start(job, resume)
+            for unit in self._units(todo):
+                if isinstance(unit, list):
+                    self._submit(Task(("photos", unit[0], 0), analyze_photos,
+                                      (unit, self.options, self.task_display, analyze_one), batch=unit))  # fmt: skip
+                else:
+                    self._start(unit, resume)
                 if self.inline or len(self.pending) % 32 == 0:  # results in reach the manifest while submitting
                     self._harvest(block=False)
             while self.pending:
@@ -288,6 +218,22 @@ class FolderRun:
             raise
         finally:
             bar.close()
+
+    def _units(self, todo: list[Job]) -> list[Job | list[Job]]:
+        """The jobs in order, runs of consecutive photos gathered into batches (``runs.photos``), at least one batch
+        per worker where there are enough photos."""
+        workers = self.pool.jobs if self.pool is not None else 1 if self.inline else cores()
+        units: list[Job | list[Job]] = []
+        run: list[Job] = []
+        for job in todo + [None]:  # type: ignore[list-item]  # None ends the last run
+            if job is not None and job not in self.segments and batchable(job):
+                run.append(job)
+                continue
+            units += photo_batches(run, workers) if len(run) > 1 else run
+            run = []
+            if job is not None:
+                units.append(job)
+        return units
 
     def _start(self, job: Job, resume: bool) -> None:
         if job not in self.segments:
@@ -330,13 +276,20 @@ class FolderRun:
                 broken.append((fut, task))
             else:
                 self._deliver(task, _result_of(fut, task))
-        started = [task for fut, task in broken if self.pool.started(fut)]
+        started = [alone for fut, task in broken if self.pool.started(fut) for alone in self._singles(task)]
         queued = [task for fut, task in broken if not self.pool.started(fut)]
         self.pool.rebuild()
         for task in started:
             self._deliver(task, self._retry_alone(task))
         for task in queued:
             self._submit(task)
+
+    def _singles(self, task: Task) -> list[Task]:
+        """A task as tasks of one input each: a batch of photos whose worker died is retried photo by photo, so
+        only the photo that kills its worker is marked failed."""
+        if task.batch is None:
+            return [task]
+        return [Task(("whole", j, 0), analyze_one, (j, self.options, self.task_display)) for j in task.batch]
 
     def _retry_alone(self, task: Task) -> VideoResult:
         assert self.pool is not None
@@ -352,7 +305,13 @@ class FolderRun:
             return VideoResult(path=str(job.source), status="failed", error=WORKER_DIED)
         return _result_of(fut, task)
 
-    def _deliver(self, task: Task, res: VideoResult) -> None:
+    def _deliver(self, task: Task, res: VideoResult | list[VideoResult]) -> None:
+        if task.batch is not None:
+            each = res if isinstance(res, list) else [_failed_as(res, j) for j in task.batch]
+            for j, r in zip(task.batch, each, strict=True):
+                self._deliver(Task(("whole", j, 0), analyze_one, ()), r)
+            return
+        assert isinstance(res, VideoResult)
         kind, job, k = task.tag
         if kind != "join":
             self.bar.advance()
@@ -375,6 +334,11 @@ class FolderRun:
 
 
 WORKER_DIED = "worker died (killed or out of memory)"
+
+
+def _failed_as(res: VideoResult, job: Job) -> VideoResult:
+    """A batch's failure (its worker failed it) as one of its photos' results."""
+    return VideoResult(path=str(job.source), status=res.status, error=res.error)
 
 
 def _result_of(fut: Future[VideoResult], task: Task) -> VideoResult:
