@@ -64,8 +64,9 @@ class AtomicPath:
         else:
             self.discard()
 
-    def commit(self) -> Path:
-        """Make the temporary file durable and give it its final name (replacing any file there)."""
+    def commit(self, sync_folder: bool = True) -> Path:
+        """Make the temporary file durable and give it its final name (replacing any file there). ``sync_folder``
+        False: the caller syncs the folder (``sync_folder``) before reporting the file written, once for many."""
         try:
             with open(self.tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -73,7 +74,8 @@ class AtomicPath:
         except BaseException:
             self.discard()
             raise
-        _fsync_dir(self.final.parent)
+        if sync_folder:
+            _fsync_dir(self.final.parent)
         return self.final
 
     def discard(self) -> None:
@@ -94,6 +96,25 @@ def remove_stale(final: str | os.PathLike[str]) -> None:
         for stale in final.parent.glob(f"*{glob.escape(name)}{TMP_MARK}*"):
             if pattern.fullmatch(stale.name):
                 stale.unlink(missing_ok=True)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make the renames into ``folder`` of commits made with ``sync_folder=False`` durable."""
+    _fsync_dir(folder)
+
+
+def stale_folders(finals: list[Path]) -> set[Path]:
+    """The folders among those of ``finals`` that hold any temporary file at all (one listing each): only their
+    files need ``remove_stale``, which lists a folder for every file (quadratic over a folder of photos)."""
+    found = set()
+    for folder in {Path(f).parent for f in finals}:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        if any(TMP_MARK in n for n in names):
+            found.add(folder)
+    return found
 
 
 def _fsync_dir(folder: Path) -> None:

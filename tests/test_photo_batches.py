@@ -122,3 +122,14 @@ def test_resume_stays_exact_per_photo(tmp_path: Path) -> None:
     assert {s for n, s in again.items() if n not in ("broken.png", "empty.jpg")} == {"skipped"}
     df = fer_batch.load(out)
     assert df["video"].value_counts().max() == 1  # one row per photo, none twice
+
+
+def test_temporary_files_a_killed_batch_left_are_removed(tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / ".face0.parquet.tmp-123-deadbeef").write_bytes(b"PAR1 half written")
+    (out / ".scene.parquet.tmp-9-0badf00d").write_bytes(b"PAR1")
+    results = runner.run_many([folder], out, Options(detector="none", device="cpu"), quiet=True)
+    assert sum(r.status == "ok" for r in results) == 11
+    assert not list(out.rglob("*.tmp-*"))

@@ -17,8 +17,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from fer_batch._atomic import remove_stale
+from fer_batch._atomic import remove_stale, stale_folders, sync_folder
 from fer_batch._progress import Display, progress
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analysis, Analyzer
@@ -71,8 +72,10 @@ def analyze_photos(jobs: list[Job], options: Options, display: Display, single: 
     results: dict[int, VideoResult] = {}
     photos: dict[int, _Photo] = {}
     analyzer = Analyzer(options)
+    stale = stale_folders([job.table for job in jobs])
     for k, job in enumerate(jobs):
-        remove_stale(job.table)  # left by a killed run
+        if job.table.parent in stale:
+            remove_stale(job.table)  # left by a killed run
         try:
             got = _read(job, options, analyzer)
         except Exception:  # noqa: BLE001 — not an input failure (memory, a bug): the one-photo path says what
@@ -98,6 +101,8 @@ def analyze_photos(jobs: list[Job], options: Options, display: Display, single: 
             results[k] = _write(photo, faces, analyzer, options, share, display)
         except Exception:  # noqa: BLE001 — as above: the one-photo path gives its outcome and message
             results[k] = single(jobs[k], options, display)
+    for folder in {Path(r.table).parent for r in results.values() if r.table is not None}:
+        sync_folder(folder)  # the tables' renames durable before any is reported written
     return [results[k] for k in range(len(jobs))]
 
 
@@ -137,7 +142,7 @@ def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, sh
         keep = faces.quality >= options.min_quality
         faces, smoothed = faces.take(keep), None if smoothed is None else smoothed[keep]
     try:
-        with ParquetSink(job.table, analyzer.labels, options.smooth is not None) as sink:
+        with ParquetSink(job.table, analyzer.labels, options.smooth is not None, sync_folder=False) as sink:
             sink.write(window_table(job.name, frames.index, frames.time_s, faces, analyzer.labels, smoothed))
             result.faces = len(faces)
             if not same_file(photo.source, os.stat(job.source)):
