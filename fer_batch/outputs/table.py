@@ -233,8 +233,10 @@ class ParquetSink:
     """
 
     def __init__(self, path: Path, labels: list[str], smooth: bool = False, *,
-                 table_schema: pa.Schema | None = None, sync_folder: bool = True) -> None:  # fmt: skip
+                 table_schema: pa.Schema | None = None, sync_folder: bool = True,
+                 compression: str = "zstd") -> None:  # fmt: skip
         self.path = Path(path)
+        self.compression = compression  # "none" for a photo's few rows: zstd's setup per column costs more
         self.sync_folder = sync_folder  # False: the caller makes the rename durable (one folder sync for many)
         self.schema = table_schema if table_schema is not None else schema(labels, smooth)
         self._target = AtomicPath(self.path)
@@ -247,7 +249,7 @@ class ParquetSink:
     def __enter__(self) -> ParquetSink:
         self._target.__enter__()
         try:  # a failure (or a stop signal) between the file's creation and the with-block leaves no file
-            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression=self.compression)
         except BaseException:
             self._target.discard()
             raise

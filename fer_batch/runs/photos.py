@@ -142,7 +142,8 @@ def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, sh
         keep = faces.quality >= options.min_quality
         faces, smoothed = faces.take(keep), None if smoothed is None else smoothed[keep]
     try:
-        with ParquetSink(job.table, analyzer.labels, options.smooth is not None, sync_folder=False) as sink:
+        with ParquetSink(job.table, analyzer.labels, options.smooth is not None, sync_folder=False,
+                         compression="none") as sink:  # fmt: skip
             sink.write(window_table(job.name, frames.index, frames.time_s, faces, analyzer.labels, smoothed))
             result.faces = len(faces)
             if not same_file(photo.source, os.stat(job.source)):
