@@ -8,11 +8,13 @@ holds the old file or the whole new one, never a torn one. A failure removes the
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import hashlib
 import logging
 import os
 import re
+import sys
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -64,9 +66,8 @@ class AtomicPath:
         else:
             self.discard()
 
-    def commit(self, sync_folder: bool = True) -> Path:
-        """Make the temporary file durable and give it its final name (replacing any file there). ``sync_folder``
-        False: the caller syncs the folder (``sync_folder``) before reporting the file written, once for many."""
+    def commit(self) -> Path:
+        """Make the temporary file durable and give it its final name (replacing any file there)."""
         try:
             with open(self.tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -74,8 +75,7 @@ class AtomicPath:
         except BaseException:
             self.discard()
             raise
-        if sync_folder:
-            _fsync_dir(self.final.parent)
+        _fsync_dir(self.final.parent)
         return self.final
 
     def discard(self) -> None:
@@ -98,9 +98,51 @@ def remove_stale(final: str | os.PathLike[str]) -> None:
                 stale.unlink(missing_ok=True)
 
 
-def sync_folder(folder: Path) -> None:
-    """Make the renames into ``folder`` of commits made with ``sync_folder=False`` durable."""
-    _fsync_dir(folder)
+def commit_many(targets: list[AtomicPath]) -> list[OSError | None]:
+    """``commit`` for many files at once: one sync of their file system (Linux ``syncfs``) in place of an fsync each,
+    then the renames, then one sync per folder; each target's failure (its final name left as it was) in its place.
+
+    Why: a folder of photos writes a table per photo, and an fsync per table cost more wall time than the networks
+    (some 3 ms a table on a busy disk). The rule stays ``commit``'s: data durable before the rename, the rename
+    durable before anyone is told.
+    """
+    errors: list[OSError | None] = [None] * len(targets)
+    if not _syncfs({t.tmp.parent for t in targets}):
+        for i, t in enumerate(targets):
+            try:
+                with open(t.tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            except OSError as e:
+                errors[i] = e
+    for i, t in enumerate(targets):
+        try:
+            if errors[i] is None:
+                os.replace(t.tmp, t.final)
+        except OSError as e:
+            errors[i] = e
+        if errors[i] is not None:
+            t.discard()
+    for folder in {t.final.parent for t, e in zip(targets, errors, strict=True) if e is None}:
+        _fsync_dir(folder)
+    return errors
+
+
+def _syncfs(folders: set[Path]) -> bool:
+    """Sync the file systems holding ``folders`` (Linux); False where that cannot be done (then fsync each file)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                if libc.syncfs(fd) != 0:
+                    return False
+            finally:
+                os.close(fd)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def stale_folders(finals: list[Path]) -> set[Path]:

@@ -233,13 +233,13 @@ class ParquetSink:
     """
 
     def __init__(self, path: Path, labels: list[str], smooth: bool = False, *,
-                 table_schema: pa.Schema | None = None, sync_folder: bool = True,
+                 table_schema: pa.Schema | None = None, commit: bool = True,
                  compression: str = "zstd") -> None:  # fmt: skip
         self.path = Path(path)
         self.compression = compression  # "none" for a photo's few rows: zstd's setup per column costs more
-        self.sync_folder = sync_folder  # False: the caller makes the rename durable (one folder sync for many)
+        self.commit = commit  # False: a clean exit leaves ``target`` for the caller to commit (``commit_many``)
         self.schema = table_schema if table_schema is not None else schema(labels, smooth)
-        self._target = AtomicPath(self.path)
+        self._target = self.target = AtomicPath(self.path)
         self.tmp = self._target.tmp
         self.meta: TableMeta | None = None  # set by the writer before a clean exit; the footer records it
         self._pending: list[pa.Table] = []
@@ -286,7 +286,8 @@ class ParquetSink:
             raise
         self._writer = None
         if exc_type is None:
-            self._target.commit(sync_folder=self.sync_folder)
+            if self.commit:
+                self._target.commit()
         else:
             self._target.discard()
 

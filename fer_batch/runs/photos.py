@@ -17,9 +17,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from fer_batch._atomic import remove_stale, stale_folders, sync_folder
+from fer_batch._atomic import AtomicPath, commit_many, remove_stale, stale_folders
 from fer_batch._progress import Display, progress
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analysis, Analyzer
@@ -96,14 +95,29 @@ def analyze_photos(jobs: list[Job], options: Options, display: Display, single: 
         for k in photos:
             results[k] = single(jobs[k], options, display)
         photos = {}
-    for (k, photo), faces in zip(photos.items(), found, strict=True):
-        try:
-            results[k] = _write(photo, faces, analyzer, options, share, display)
-        except Exception:  # noqa: BLE001 — as above: the one-photo path gives its outcome and message
-            results[k] = single(jobs[k], options, display)
-    for folder in {Path(r.table).parent for r in results.values() if r.table is not None}:
-        sync_folder(folder)  # the tables' renames durable before any is reported written
+    pending: dict[int, AtomicPath] = {}  # tables written, to be committed together
+    try:
+        for (k, photo), faces in zip(photos.items(), found, strict=True):
+            try:
+                results[k], target = _write(photo, faces, analyzer, options, share, display)
+            except Exception:  # noqa: BLE001 — as above: the one-photo path gives its outcome and message
+                results[k], target = single(jobs[k], options, display), None
+            if target is not None:
+                pending[k] = target
+    except BaseException:  # stopped: no temporary table outlives the batch
+        for target in pending.values():
+            target.discard()
+        raise
+    _commit(pending, results)
     return [results[k] for k in range(len(jobs))]
+
+
+def _commit(pending: dict[int, AtomicPath], results: dict[int, VideoResult]) -> None:
+    """The batch's tables under their final names, durable, before any is reported; one that fails fails its photo."""
+    for (k, _), e in zip(pending.items(), commit_many(list(pending.values())), strict=True):
+        if e is not None:
+            r = results[k]
+            r.status, r.error, r.table, r.faces = "failed", describe(e, with_file=True), None, 0
 
 
 def _read(job: Job, options: Options, analyzer: Analyzer) -> _Photo | VideoResult | None:
@@ -128,8 +142,9 @@ def _read(job: Job, options: Options, analyzer: Analyzer) -> _Photo | VideoResul
 
 
 def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, share: float,
-           display: Display) -> VideoResult:  # fmt: skip
-    """A classified photo's table, with the metadata and result a one-photo run gives it."""
+           display: Display) -> tuple[VideoResult, AtomicPath | None]:  # fmt: skip
+    """A classified photo's table under its temporary name (None where it failed), with the metadata and result a
+    one-photo run gives it."""
     t1 = time.perf_counter()
     job, frames = photo.job, photo.detected.frames
     bar = progress(display, str(job.source), "frame", final=False)
@@ -142,18 +157,18 @@ def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, sh
         keep = faces.quality >= options.min_quality
         faces, smoothed = faces.take(keep), None if smoothed is None else smoothed[keep]
     try:
-        with ParquetSink(job.table, analyzer.labels, options.smooth is not None, sync_folder=False,
+        with ParquetSink(job.table, analyzer.labels, options.smooth is not None, commit=False,
                          compression="none") as sink:  # fmt: skip
             sink.write(window_table(job.name, frames.index, frames.time_s, faces, analyzer.labels, smoothed))
             result.faces = len(faces)
             if not same_file(photo.source, os.stat(job.source)):
                 raise DecodeError("the file changed while it was read (replaced or rewritten); run again")
             sink.meta = metadata(job.source, options, photo.info, analyzer, result, photo.source)
-        result.table = str(job.table)
+        result.table, target = str(job.table), sink.target
     except INPUT_FAILURES as e:
-        result.status, result.error, result.faces = "failed", describe(e, with_file=True), 0
+        result.status, result.error, result.faces, target = "failed", describe(e, with_file=True), 0, None
     bar.advance(1)
     bar.close()
     result.wall_s = photo.seconds + share + (time.perf_counter() - t1)
-    return result
+    return result, target
 
