@@ -171,7 +171,8 @@ class Classifier:
         of them scored in one batch: a folder of photos pays for batched network calls, not one call per photo.
         Each face's probabilities are those it gets alone (the networks score each crop on its own)."""
         crops = [[m.crops(fr, fa) for fr, fa in items] for m in self.members]
-        each = [self.predict_crops(k, np.concatenate(c)) if sum(map(len, c)) else None for k, c in enumerate(crops)]
+        joined = [c[0] if len(c) == 1 else np.concatenate(c) for c in crops]  # a video's window: no copy
+        each = [self.predict_crops(k, c) if len(c) else None for k, c in enumerate(joined)]
         ends = np.cumsum([0] + [len(fa) for _, fa in items])
         return [self._scored(fr, fa, [e[ends[i] : ends[i + 1]] for e in each if e is not None])
                 for i, (fr, fa) in enumerate(items)]  # fmt: skip
