@@ -484,6 +484,7 @@ def export(
 
 
 def main() -> None:
+    numeric_warnings_to_debug()  # every command, including those that set up no logging (export, models)
     app()
 
 
