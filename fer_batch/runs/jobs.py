@@ -20,7 +20,7 @@ from fer_batch._version import __version__
 from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import AUTO, Options, Scale
-from fer_batch.outputs.table import RESERVED, TableMeta, read_table_meta
+from fer_batch.outputs.table import RESERVED, TableMeta, has_signal_columns, read_table_meta
 from fer_batch.runs.one_input import VideoResult
 
 log = logging.getLogger(__name__)
@@ -290,6 +290,8 @@ def redo_reason(job: Job, options: Options, provenance: Provenance | None = None
         return why
     if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
         return "its annotated video is missing or was not written with it"
+    if not has_signal_columns(job.table):
+        return "written by an older fer-batch (no quality columns)"
     return None
 
 
