@@ -292,8 +292,6 @@ def redo_reason(job: Job, options: Options, provenance: Provenance | None = None
         return "written before the trust columns (quality, pose, landmarks, sharpness)"
     if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
         return "its annotated video is missing or was not written with it"
-    if not has_signal_columns(job.table):
-        return "written by an older fer-batch (no quality columns)"
     return None
 
 
