@@ -67,7 +67,8 @@ def scrub(value: object) -> object:
 
 def parquet_view(path: Path) -> tuple[object, object]:
     table = pq.read_table(path)
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    stored = {**(table.schema.metadata or {}), **(pq.read_metadata(path).metadata or {})}  # the file's own record too
+    meta = {k.decode(): v.decode() for k, v in stored.items()}
     parsed = {k: scrub(json.loads(v)) if v[:1] in "{[" else v for k, v in meta.items()}
     data = table.replace_schema_metadata(None)
     if "wall_s" in data.column_names:
