@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "bb9bc7cd027ab14efea88caec704d69eb8946ce2"
+REFERENCE = "1a8f8423404f5ea7e8419413da11bc9669ae09b6"
 
 pytestmark = pytest.mark.slow
 
