@@ -98,8 +98,12 @@ def scratch(tmp: Path) -> dict[str, str]:
     (tmp / "shared" / "long").mkdir(parents=True)
     shutil.copytree(tmp / "home" / "recordings", tmp / "shared" / "recordings")
     write_clip(tmp / "shared" / "long" / "talk.mp4", n=30, faces=one_face)
-    # an events file (BIDS-style) for commands that name one
-    (tmp / "study1_events.tsv").write_text("onset\tduration\ttrial_type\n0.0\t1.0\tbaseline\n1.0\t1.0\tstimulus\n")
+    # events (BIDS-style): a file for commands that name one, and one beside each recording, where `export --by
+    # event` looks when none is named
+    events = "onset\tduration\ttrial_type\n0.0\t1.0\tbaseline\n1.0\t1.0\tstimulus\n"
+    (tmp / "study1_events.tsv").write_text(events)
+    for video in (tmp / "home" / "recordings").rglob("*.mp4"):
+        video.with_name(video.stem + "_events.tsv").write_text(events)
     return {"~/recordings": str(tmp / "home" / "recordings"), "/shared/": str(tmp / "shared") + "/",
             "/scratch/": str(tmp / "scratch") + "/"}  # fmt: skip
 
