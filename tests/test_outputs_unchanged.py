@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "3c6c425f648f98f554bb2f3f394db259d67674dc"
+REFERENCE = "72e2515c10f0781fe650a14c8102851e0f3eb539"
 
 pytestmark = pytest.mark.slow
 
