@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 import fer_batch  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
+from fer_batch.outputs.table import SIGNAL_COLUMNS  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "expressions"
 DEFAULT_SETS = ("fer2013-privatetest", "ckplus48", "muxspace-dev")
@@ -82,8 +83,13 @@ def predictions(root: Path, config: dict[str, Any], jobs: int) -> tuple[pd.DataF
         if bad:
             raise SystemExit(f"{len(bad)} images failed, e.g. {bad[0].path}: {bad[0].error}")
         df = fer_batch.load(Path(tmp) / "out")
-    labels = [c for c in df.columns[10:] if c != "emotion" and not c.endswith("_smooth")]
+    labels = label_columns(df)
     return df, labels, wall
+
+
+def label_columns(df: pd.DataFrame) -> list[str]:
+    """The probability columns of a table: those after ``det_score`` that are neither derived nor trust signals."""
+    return [c for c in df.columns[10:] if c != "emotion" and not c.endswith("_smooth") and c not in SIGNAL_COLUMNS]
 
 
 def score_labels(
@@ -137,7 +143,7 @@ def steadiness_ck(df: pd.DataFrame, labels: list[str]) -> float:
 def steadiness_clip(config: dict[str, Any]) -> float:
     """Mean L1 change along the longest track of the bundled sample clip, at default detector settings."""
     df = fer_batch.analyze_video(REPO / "samples" / "astronaut.mp4", **config).dropna(subset=["track_id"])
-    labels = [c for c in df.columns[10:] if c != "emotion" and not c.endswith("_smooth")]
+    labels = label_columns(df)
     track = df["track_id"].value_counts().idxmax()
     p = df[df["track_id"] == track].sort_values("frame")[labels].to_numpy(np.float64)
     return float(np.abs(np.diff(p, axis=0)).sum(axis=1).mean())

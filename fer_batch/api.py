@@ -10,12 +10,13 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fer_batch._progress import Display
 from fer_batch._progress import progress as progress_of
 from fer_batch.errors import DecodeError, UsageError, describe
-from fer_batch.options import AUTO, Options, Scale
+from fer_batch.options import AUTO, Options, Scale, number
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.runner import run_many
@@ -77,11 +78,14 @@ def analyze_many(
                     annotate=annotate, annotate_scale=annotate_scale)  # fmt: skip
 
 
-def load(out: str | os.PathLike[str]) -> pd.DataFrame:
+def load(out: str | os.PathLike[str], *, min_quality: float = 0.0) -> pd.DataFrame:
     """All tables of a run concatenated, in path order (``video`` tells them apart).
 
     A table that cannot be read (cut short by a full disk, not Parquet) is left out with one warning line.
+    ``min_quality``: leave out the rows of faces whose ``quality`` is below it (rows without a face stay: they say
+    a frame was analysed), as ``analyze --min-quality`` does when writing.
     """
+    number(0, 1)("min_quality", min_quality)
     paths = tables(out)
     if not paths:
         raise FileNotFoundError(f"{out}: no tables found")
@@ -94,4 +98,10 @@ def load(out: str | os.PathLike[str]) -> pd.DataFrame:
     if not parts:
         raise FileNotFoundError(f"{out}: no readable tables found")
     # custom models may have other label columns; unify by name, dictionary columns included
-    return to_pandas(pa.concat_tables(parts, promote_options="permissive"))
+    table = pa.concat_tables(parts, promote_options="permissive")
+    if min_quality > 0:
+        if "quality" not in table.column_names:
+            raise UsageError(f"{out}: min_quality={min_quality:g}, but its tables have no quality column (older run)")
+        face, q = table.column("face"), table.column("quality")
+        table = table.filter(pc.or_(pc.is_null(face), pc.greater_equal(q.fill_null(0), min_quality)))
+    return to_pandas(table)

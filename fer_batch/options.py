@@ -134,6 +134,7 @@ class Options:
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # onnxruntime intra-op threads; None = the cores this job owns
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger frames are refused from the header, before any decoding
+    min_quality: float = 0.0  # faces whose ``quality`` is below this are left out of the tables (0: none)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -196,6 +197,7 @@ CHECKS: dict[str, Check] = {
     "device": choice("auto", "cpu", "cuda"),
     "threads": number(1, 1024, integer=True, optional=True),
     "max_pixels": number(1, integer=True),
+    "min_quality": number(0, 1),
 }
 _unchecked = {f.name for f in fields(Options)} - set(CHECKS)
 assert not _unchecked, f"Options fields without a check: {_unchecked}"

@@ -113,7 +113,8 @@ class Faces:
 
     ``frame`` holds the decode index of the frame each face belongs to, ``boxes`` are ``x1, y1, x2, y2`` in pixels
     of the displayed frame, ``track_id`` is -1 where no tracker assigned one and ``probs`` is ``None`` until the
-    classifier has run.
+    classifier has run. ``pose`` (yaw, pitch, roll in degrees; NaN without landmarks), ``sharpness`` and
+    ``quality`` (``fer_batch.quality``) are filled by the classifier too.
     """
 
     frame: np.ndarray = field(default_factory=lambda: _empty((0,), np.int64))
@@ -122,6 +123,9 @@ class Faces:
     landmarks: np.ndarray = field(default_factory=lambda: _empty((0, 5, 2), np.float32))
     track_id: np.ndarray = field(default_factory=lambda: _empty((0,), np.int64))
     probs: np.ndarray | None = None
+    pose: np.ndarray | None = None  # (n, 3) float32
+    sharpness: np.ndarray | None = None  # (n,) float32
+    quality: np.ndarray | None = None  # (n,) float32
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -139,6 +143,9 @@ class Faces:
             landmarks=self.landmarks[order],
             track_id=self.track_id[order],
             probs=None if self.probs is None else self.probs[order],
+            pose=None if self.pose is None else self.pose[order],
+            sharpness=None if self.sharpness is None else self.sharpness[order],
+            quality=None if self.quality is None else self.quality[order],
         )
 
     def of_frame(self, index: int) -> Faces:
@@ -160,12 +167,19 @@ class Faces:
         parts = [p for p in parts if len(p)]
         if not parts:
             return Faces()
-        with_probs = [p.probs for p in parts if p.probs is not None]
+
+        def joined(name: str) -> np.ndarray | None:  # only where every part has it
+            have = [getattr(p, name) for p in parts if getattr(p, name) is not None]
+            return np.concatenate(have) if len(have) == len(parts) else None
+
         return Faces(
             frame=np.concatenate([p.frame for p in parts]),
             boxes=np.concatenate([p.boxes for p in parts]),
             scores=np.concatenate([p.scores for p in parts]),
             landmarks=np.concatenate([p.landmarks for p in parts]),
             track_id=np.concatenate([p.track_id for p in parts]),
-            probs=np.concatenate(with_probs) if len(with_probs) == len(parts) else None,
+            probs=joined("probs"),
+            pose=joined("pose"),
+            sharpness=joined("sharpness"),
+            quality=joined("quality"),
         )

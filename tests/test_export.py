@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import fer_batch
 from fer_batch.cli import app
 from fer_batch.outputs.summary import summarize
-from fer_batch.outputs.table import META_KEY, schema
+from fer_batch.outputs.table import META_KEY, SIGNAL_COLUMNS, schema
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 FPS = 10
@@ -57,9 +57,8 @@ def fake_rows(video: str, n: int, seed: int, quality: bool = False) -> pd.DataFr
 
 def write_table(path: Path, df: pd.DataFrame, source: Path) -> None:
     """``df`` as a fer-batch table: the real schema (dictionary ``emotion``) and metadata naming its source."""
-    sch = schema(LABELS)
-    if "quality" in df.columns:
-        sch = sch.append(pa.field("quality", pa.float32()))
+    # the trust columns (#21) only where ``df`` has them: a table without ``quality`` stands for an older one
+    sch = pa.schema([f for f in schema(LABELS) if f.name in df.columns or f.name not in SIGNAL_COLUMNS])
     table = pa.Table.from_pandas(df[sch.names], schema=sch, preserve_index=False)
     meta = {"version": "test", "options": {}, "source": {"path": str(source)}}
     path.parent.mkdir(parents=True, exist_ok=True)

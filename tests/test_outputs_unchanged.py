@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "72e2515c10f0781fe650a14c8102851e0f3eb539"
+REFERENCE = "bb9bc7cd027ab14efea88caec704d69eb8946ce2"
 
 pytestmark = pytest.mark.slow
 

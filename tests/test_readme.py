@@ -93,17 +93,15 @@ def scratch(tmp: Path) -> dict[str, str]:
     (tmp / "home" / "recordings" / "day1").mkdir(parents=True)
     for name, n in (("day1/p01.mp4", 12), ("p02.mp4", 8)):
         write_clip(tmp / "home" / "recordings" / name, n=n, faces=one_face)
+        sidecar = (tmp / "home" / "recordings" / name).with_name(Path(name).stem + "_events.tsv")
+        sidecar.write_text("onset\tduration\ttrial_type\n0.0\t0.5\tbaseline\n0.5\t0.5\tstimulus\n")  # export --by event
     write_clip(tmp / "interview.mp4", n=16, faces=one_face, audio=True)
     shutil.copytree(REPO / "samples", tmp / "samples")
     (tmp / "shared" / "long").mkdir(parents=True)
     shutil.copytree(tmp / "home" / "recordings", tmp / "shared" / "recordings")
     write_clip(tmp / "shared" / "long" / "talk.mp4", n=30, faces=one_face)
-    # events (BIDS-style): a file for commands that name one, and one beside each recording, where `export --by
-    # event` looks when none is named
-    events = "onset\tduration\ttrial_type\n0.0\t1.0\tbaseline\n1.0\t1.0\tstimulus\n"
-    (tmp / "study1_events.tsv").write_text(events)
-    for video in (tmp / "home" / "recordings").rglob("*.mp4"):
-        video.with_name(video.stem + "_events.tsv").write_text(events)
+    # an events file (BIDS-style) for commands that name one
+    (tmp / "study1_events.tsv").write_text("onset\tduration\ttrial_type\n0.0\t1.0\tbaseline\n1.0\t1.0\tstimulus\n")
     return {"~/recordings": str(tmp / "home" / "recordings"), "/shared/": str(tmp / "shared") + "/",
             "/scratch/": str(tmp / "scratch") + "/"}  # fmt: skip
 

@@ -77,6 +77,8 @@ def expected_summary(df: pd.DataFrame, min_track_s: float = MIN_TRACK_S) -> pd.D
         share = share.reindex(columns=LABELS, fill_value=0.0).add_prefix("share_")
         out = out.join(share)
         out["emotion"] = share.idxmax(axis=1).str.removeprefix("share_")
+        if "quality" in rows:  # tables with #21's columns: the mean quality of every face row
+            out["quality"] = g["quality"].mean()
         return out.reset_index()
 
     tracks = aggregate(faces[faces["track_id"].notna()], ["video", "track_id"])

@@ -139,3 +139,19 @@ def test_ctrl_c_with_workers_stops_them_and_leaves_no_temporary_file(tmp_path: P
     time.sleep(0.5)
     assert not [p for p in pids if alive(p)]
     assert not list(out.glob(".*.tmp-*"))
+
+
+@pytest.mark.slow
+def test_thousands_of_inputs_do_not_fill_the_start_reports_and_hang() -> None:
+    """Each task reports its start through a pipe; unread, 3 576 reports filled it and a run of 3 589 photos hung."""
+    from concurrent.futures import wait
+
+    pool = workers.WorkerPool(2)
+    try:
+        futures = [pool.submit(abs, -k) for k in range(8000)]
+        done, pending = wait(futures, timeout=120)
+        assert not pending, f"{len(pending)} tasks never finished"
+        assert sorted(f.result() for f in done) == list(range(8000))
+        assert pool.started(futures[-1])
+    finally:
+        pool.stop()

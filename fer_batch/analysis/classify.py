@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_batch.analysis import models
+from fer_batch.analysis import models, quality
 from fer_batch.analysis.crop import WHOLE, CropSpec, Planes, crop_one
 from fer_batch.options import Options
 from fer_batch.planes import Luma
@@ -105,6 +105,8 @@ class Classifier:
         self.id = "+".join(s.id for s in specs)
         self.sha256 = specs[0].sha256 if len(specs) == 1 else models.combined_sha256([s.sha256 for s in specs])
         self.session = self.members[0].session  # the provider in use is the same for every member
+        # fitted for the bundled ensemble with its own crops: another crop margin moves every feature it reads
+        self.calibration = quality.calibration_for(self.id, self.tta) if options.crop_margin is None else None
 
     @property
     def needs_color(self) -> bool:
@@ -118,6 +120,7 @@ class Classifier:
             "labels": self.labels,
             "tta": self.tta,
             "members": [{"id": m.spec.id, "sha256": m.spec.sha256, "crop": m.crop.as_dict()} for m in self.members],
+            "quality": quality.describe(self.calibration),
         }
 
     def predict_crops(self, member: int, crops: np.ndarray) -> np.ndarray:
@@ -144,10 +147,21 @@ class Classifier:
         return self.predict_crops(0, crops)
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
+        """``faces`` with probabilities, and the signals of how far to trust them: pose, sharpness, quality."""
         if not len(faces):
-            return faces.replace(probs=np.zeros((0, len(self.labels)), dtype=np.float32))
-        total = sum(self.predict_crops(k, m.crops(frames, faces)) for k, m in enumerate(self.members))
-        return faces.replace(probs=(total / len(self.members)).astype(np.float32))
+            empty = np.zeros(0, dtype=np.float32)
+            return faces.replace(probs=np.zeros((0, len(self.labels)), dtype=np.float32),
+                                 pose=np.zeros((0, 3), np.float32), sharpness=empty, quality=empty)  # fmt: skip
+        each = [self.predict_crops(k, m.crops(frames, faces)) for k, m in enumerate(self.members)]
+        total = each[0].copy()
+        for more in each[1:]:  # in member order, as the tables always summed them
+            total += more
+        probs = (total / len(self.members)).astype(np.float32)
+        pos = {int(f): j for j, f in enumerate(frames.index)}
+        look = quality.Look.of([(frames.gray[pos[int(f)]], b) for f, b in zip(faces.frame, faces.boxes, strict=True)])
+        angles = quality.pose(faces.landmarks)
+        q = quality.quality(probs, each, faces.boxes, angles, look, self.calibration)
+        return faces.replace(probs=probs, pose=angles, sharpness=look.sharpness, quality=q)
 
 
 def _common_labels(specs: list[models.ModelSpec]) -> list[str]:

@@ -27,6 +27,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from fer_batch.analysis.quality import RELIABLE
 from fer_batch.errors import UsageError
 from fer_batch.options import Level, number
 from fer_batch.outputs.events import read_events
@@ -34,8 +35,9 @@ from fer_batch.outputs.events import read_events
 __all__ = ["Level", "aggregate", "frame_durations", "labels_of"]
 
 # The quality a face row needs to enter the summary's and the report's shares (``quality`` = calibrated probability
-# that ``emotion`` is right). One constant: set from the calibration measurements in BENCHMARKS.md.
-HEADLINE_MIN_QUALITY = 0.0
+# that ``emotion`` is right): the one reliable threshold, chosen from the calibration measurements in BENCHMARKS.md
+# ("Quality") and used by the report's and the annotated video's marks too.
+HEADLINE_MIN_QUALITY = RELIABLE
 # Tracks visible for less than this many seconds are listed but not counted in a video's headline shares. Why 1 s:
 # false faces (a cartoon's one-frame detection, a 5-frame 23-px face in a street) live for well under a second,
 # while every person in the sample and the test recordings stays for several (measured: README, "Summaries").

@@ -13,6 +13,7 @@ from enum import Enum
 import cv2
 import numpy as np
 
+from fer_batch.analysis.quality import RELIABLE
 from fer_batch.outputs.palette import bgr_colours
 from fer_batch.types import Faces
 
@@ -56,6 +57,7 @@ class Kind(Enum):
     """What an ``Op`` draws."""
 
     BOX = "box"  # the face's outline, just outside its box
+    DASHED = "dashed"  # the outline in dashes: a face whose quality is below ``RELIABLE`` (no label, no chart)
     LABEL = "label"  # top label, score and track id, outside every face's box
     BARS = "bars"  # the probability chart, outside every face's box
 
@@ -125,10 +127,13 @@ class Painter:
         top = probs.argmax(axis=1) if probs is not None else np.full(len(faces), -1)
         colours = [self.colours[k] if k >= 0 else (255, 255, 255) for k in top]
         rects: list[Rect] = [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes]
-        ops = [Op(Kind.BOX, r, c) for r, c in zip(rects, colours, strict=True)]
+        # a face below the reliable quality: a dashed outline and no label or chart (its emotion is not to be read)
+        doubtful = faces.quality < RELIABLE if faces.quality is not None else np.zeros(len(faces), bool)
+        ops = [Op(Kind.DASHED if d else Kind.BOX, r, c) for r, c, d in zip(rects, colours, doubtful, strict=True)]
         r = self.ring
         taken: list[Rect] = [(x1 - r, y1 - r, x2 + r, y2 + r) for x1, y1, x2, y2 in rects]  # faces and outlines
         order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")
+        order = order[~doubtful[order]]
         for rank, i in enumerate(order):
             face_h = rects[i][3] - rects[i][1]
             text = f"{self.labels[top[i]]} {probs[i, top[i]]:.2f}" if probs is not None else "face"
@@ -157,6 +162,8 @@ class Painter:
             rect = (x1 - ox, y1 - oy, x2 - ox, y2 - oy)
             if op.kind is Kind.BOX:
                 self._outline(img, rect, op.colour)
+            elif op.kind is Kind.DASHED:
+                self._outline(img, rect, op.colour, dashed=True)
             elif op.kind is Kind.LABEL:
                 self._label(img, op.text, rect, op.colour)
             elif op.probs is not None:
@@ -200,14 +207,22 @@ class Painter:
                     return rect
         return None
 
-    def _outline(self, img: np.ndarray, rect: Rect, colour: tuple[int, int, int]) -> None:
+    def _outline(self, img: np.ndarray, rect: Rect, colour: tuple[int, int, int], dashed: bool = False) -> None:
         """A frame ``style.box`` px wide around ``rect``, one pixel away from it: no pixel of the box (nor, in
-        4:2:0, any chroma sample shared with one) changes."""
+        4:2:0, any chroma sample shared with one) changes. ``dashed``: in dashes and gaps of four widths each."""
         x1, y1, x2, y2 = rect
         r = self.ring
+        dash = max(4, 4 * self.style.box)
         for a, b in (((x1 - r, y1 - r), (x2 + r - 1, y1 - 2)), ((x1 - r, y2 + 1), (x2 + r - 1, y2 + r - 1)),
                      ((x1 - r, y1 - r), (x1 - 2, y2 + r - 1)), ((x2 + 1, y1 - r), (x2 + r - 1, y2 + r - 1))):
-            cv2.rectangle(img, a, b, colour, -1)  # fmt: skip
+            if not dashed:
+                cv2.rectangle(img, a, b, colour, -1)  # fmt: skip
+                continue
+            along = 0 if b[0] - a[0] >= b[1] - a[1] else 1  # the band's long axis
+            for start in range(a[along], b[along] + 1, 2 * dash):
+                p, q = list(a), list(b)
+                p[along], q[along] = start, min(start + dash - 1, b[along])
+                cv2.rectangle(img, (p[0], p[1]), (q[0], q[1]), colour, -1)
 
     def _label(self, img: np.ndarray, text: str, rect: Rect, colour: tuple[int, int, int]) -> None:
         s = self.style

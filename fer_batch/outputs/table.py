@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
 from fer_batch._atomic import AtomicPath
+from fer_batch.analysis.quality import LANDMARK_COLUMNS, POSE_COLUMNS
 from fer_batch.types import Faces
 
 if TYPE_CHECKING:  # pandas only where a table is turned into a DataFrame: importing it costs 0.3 s a process
@@ -112,7 +113,13 @@ def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
     fields.append(pa.field("emotion", pa.dictionary(pa.int32(), pa.string())))
     if smooth:
         fields += [pa.field(f"{label}_smooth", pa.float32()) for label in labels]
+    fields += [pa.field(name, pa.float32()) for name in SIGNAL_COLUMNS]
     return pa.schema(fields)
+
+
+# how far a row can be trusted (``fer_batch.analysis.quality``): null on rows without a face, pose and landmarks
+# also null where the detector gives no landmarks (``--detector none``, Haar)
+SIGNAL_COLUMNS = ("quality", *POSE_COLUMNS, *LANDMARK_COLUMNS, "sharpness")
 
 
 def window_table(
@@ -171,27 +178,48 @@ def window_table(
     if smoothed is not None:
         for k, label in enumerate(labels):
             cols[f"{label}_smooth"] = scatter(smoothed[:, k], np.float32)
+    cols.update(_signals(faces, scatter))
     return pa.table(cols, schema=schema(labels, smoothed is not None))
+
+
+def _signals(faces: Faces, scatter: Any) -> dict[str, pa.Array]:
+    """The trust columns of a window's faces, null where a face lacks the value (NaN) or it was never computed."""
+    n = len(faces)
+    missing = np.full(n, np.nan, np.float32)
+    values = {
+        "quality": faces.quality if faces.quality is not None else missing,
+        **{name: (faces.pose[:, k] if faces.pose is not None else missing) for k, name in enumerate(POSE_COLUMNS)},
+        **{name: faces.landmarks.reshape(n, 10)[:, k] for k, name in enumerate(LANDMARK_COLUMNS)},
+        "sharpness": faces.sharpness if faces.sharpness is not None else missing,
+    }
+    return {name: scatter(v, np.float32, null=np.isnan(v)) for name, v in values.items()}
 
 
 def faces_from_table(table: pa.Table, labels: list[str]) -> Faces:
     """The faces of a saved table (its rows with a face), as ``window_table`` received them.
 
-    Boxes, ``det_score`` (NaN where null), track ids (-1 where null) and the ``labels`` probabilities come back;
-    landmarks are not stored (zeros). Rows without a face are analysed frames where none was found: not faces.
+    Boxes, ``det_score`` (NaN where null), track ids (-1 where null), the ``labels`` probabilities and, where the
+    table has them, landmarks, pose, sharpness and quality (NaN where null) come back. Rows without a face are
+    analysed frames where none was found: not faces.
     """
     sel = np.nonzero(table.column("face").is_valid().to_numpy(zero_copy_only=False))[0]
     rows = table.take(pa.array(sel, pa.int64()))
+    names = set(rows.column_names)
 
     def col(name: str, dtype: Any = np.float32) -> np.ndarray:
+        if name not in names:  # a table written before the column existed
+            return np.full(len(sel), np.nan, dtype)
         return np.asarray(rows.column(name).to_numpy(zero_copy_only=False), dtype=dtype).reshape(len(sel))
 
     x, y = col("x"), col("y")
     boxes = np.stack([x, y, x + col("w"), y + col("h")], axis=1).reshape(len(sel), 4)
     probs = np.stack([col(label) for label in labels], axis=1).reshape(len(sel), len(labels))
     track = rows.column("track_id").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    landmarks = np.stack([col(name) for name in LANDMARK_COLUMNS], axis=1).reshape(len(sel), 5, 2)
+    pose = np.stack([col(name) for name in POSE_COLUMNS], axis=1).reshape(len(sel), 3)
     return Faces(frame=col("frame", np.int64), boxes=boxes, scores=col("det_score"), track_id=track,
-                 landmarks=np.zeros((len(sel), 5, 2), np.float32), probs=np.nan_to_num(probs))  # fmt: skip
+                 landmarks=landmarks, probs=np.nan_to_num(probs), pose=pose, sharpness=col("sharpness"),
+                 quality=col("quality") if "quality" in names else None)  # fmt: skip
 
 
 class ParquetSink:
@@ -308,6 +336,15 @@ def read_table_meta(path: Path) -> TableMeta | None:
     """The ``fer_batch`` metadata of a table, or None if it is not a complete table of ours."""
     raw = read_metadata(path)
     return TableMeta.from_dict(raw) if isinstance(raw, dict) else None
+
+
+def has_signal_columns(path: Path) -> bool:
+    """Whether a table has the trust columns (``SIGNAL_COLUMNS``): tables written before them are redone on resume."""
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException):
+        return False
+    return names.issuperset(SIGNAL_COLUMNS)
 
 
 def tables(out: str | os.PathLike[str]) -> list[Path]:

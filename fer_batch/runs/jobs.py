@@ -7,6 +7,7 @@ resume rule; keeping them below all three lets imports run one way (jobs → seg
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from fer_batch._text import one_line, utf8
 from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import AUTO, Options, Scale
-from fer_batch.outputs.table import RESERVED, read_table_meta
+from fer_batch.outputs.table import RESERVED, has_signal_columns, read_table_meta
 from fer_batch.runs.one_input import VideoResult
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
@@ -139,8 +140,12 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool, annotat
 def _unique(out: Path, rel: Path, taken: set[Path]) -> Path:
     """``rel`` as a table path not taken yet: ``a.parquet``, else ``a.mp4.parquet`` (a.mp4 beside a.mov), else
     ``a.mp4~2.parquet`` and on."""
-    candidates = [out / rel.with_suffix(".parquet"), out / rel.with_name(rel.name + ".parquet")]
-    candidates += [out / rel.with_name(f"{rel.name}~{k}.parquet") for k in range(2, 10_000)]
+    # made one at a time: a list of all 10 000 candidates cost 10 000 paths per input (minutes for a folder of
+    # a few thousand photos) where the first candidate is almost always free
+    candidates = itertools.chain(
+        (out / rel.with_suffix(".parquet"), out / rel.with_name(rel.name + ".parquet")),
+        (out / rel.with_name(f"{rel.name}~{k}.parquet") for k in range(2, 10_000)),
+    )
     for table in candidates:
         if table not in taken and table.name not in RESERVED:
             taken.add(table)
@@ -149,7 +154,8 @@ def _unique(out: Path, rel: Path, taken: set[Path]) -> Path:
 
 
 def is_complete(job: Job, options: Options) -> bool:
-    """True when the job's table exists, came from the same source (size, mtime) and the same options."""
+    """True when the job's table exists, came from the same source (size, mtime) and the same options, and has the
+    columns this version writes."""
     meta = read_table_meta(job.table)
     if meta is None or meta.status not in ("ok", "partial"):
         return False
@@ -161,7 +167,7 @@ def is_complete(job: Job, options: Options) -> bool:
         same_options = False
     if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
         return False
-    return same_source and same_options
+    return same_source and same_options and has_signal_columns(job.table)  # no quality column: an older version
 
 
 def _is_its_video(path: Path, recorded: dict | None) -> bool:

@@ -203,9 +203,13 @@ class WindowStages:
         """Classify a tracked window, write its table rows, render its frames, report progress."""
         found = self.analyzer.classify(detected)
         if len(found.frames):
-            self.sink.write(window_table(self.video_name, found.frames.index, found.frames.time_s, found.faces,
-                                         self.analyzer.labels, found.smoothed))  # fmt: skip
-            self.result.faces += len(found.faces)
+            faces, smoothed = found.faces, found.smoothed
+            if self.analyzer.options.min_quality > 0 and faces.quality is not None:  # --min-quality: rows left out
+                keep = faces.quality >= self.analyzer.options.min_quality
+                faces, smoothed = faces.take(keep), None if smoothed is None else smoothed[keep]
+            self.sink.write(window_table(self.video_name, found.frames.index, found.frames.time_s, faces,
+                                         self.analyzer.labels, smoothed))  # fmt: skip
+            self.result.faces += len(faces)
         if self.rend is not None:
             self.rend.write(window, found.faces)
         if self.progress is not None:

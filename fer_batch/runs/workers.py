@@ -86,7 +86,12 @@ class WorkerPool(Executor):
         self._ids = itertools.count()
         self._id_of: dict[Future[Any], int] = {}
         self._seen: set[int] = set()
+        self._lock = threading.Lock()  # one reader of the start reports at a time
+        self._closed = False
         self.pool = make_pool(jobs, self._queue)
+        # the reports are read as they come: unread, they fill the pipe (64 KiB, some 3 500 ids) and every worker
+        # blocks on its next report, so a run of a few thousand inputs used to hang for good
+        threading.Thread(target=self._read_reports, name="task-starts", daemon=True).start()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         task_id = next(self._ids)
@@ -95,10 +100,19 @@ class WorkerPool(Executor):
         return fut
 
     def started(self, fut: Future[Any]) -> bool:
-        """Whether a worker had begun the task of ``fut`` (reports are read as they are needed)."""
-        while not self._queue.empty():
-            self._seen.add(self._queue.get())
+        """Whether a worker had begun the task of ``fut`` (every report sent so far is read first)."""
+        self._drain()
         return self._id_of.get(fut) in self._seen
+
+    def _drain(self) -> None:
+        with self._lock:
+            while not self._queue.empty():
+                self._seen.add(self._queue.get())
+
+    def _read_reports(self) -> None:
+        while not self._closed:
+            self._drain()
+            time.sleep(0.05)
 
     def rebuild(self) -> None:
         """A fresh pool in place of a broken one (its workers are gone already)."""
@@ -119,3 +133,4 @@ class WorkerPool(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        self._closed = True

@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fer_batch._version import __version__
+from fer_batch.analysis.quality import RELIABLE
 from fer_batch.outputs.report.html import (
     _str,
     data_uri,
@@ -262,12 +264,24 @@ def track_timeline(df: pd.DataFrame, times: pd.Series, t: pd.Series, labels: lis
     frames = int(t["frames"])
     seen = (f"{t['time_visible_s']:.1f} s visible ({t['first_s']:.1f}–{t['last_s']:.1f} s), {frames} "
             f"frame{'' if frames == 1 else 's'}, {esc(track_says(t))}")  # fmt: skip
+    seen += track_quality(df[df["track_id"] == t["track_id"]])
     span = (float(times.min()), float(max(times.max(), times.min() + 1e-3)))
     png = timeline_png(times, track_rows(df, times, int(t["track_id"])), labels, colors, smooth, span)
     shares = {lb: float(t[f"share_{lb}"]) for lb in labels}
     what = (f'<img class="timeline" alt="track {int(t["track_id"])}: emotions over time" src="{png}">'
             f"{share_bar(shares, colors)}")  # fmt: skip
     return seen, what
+
+
+def track_quality(rows: pd.DataFrame) -> str:
+    """How far a track can be trusted: the median size of its face (the side of the box's square, px) and the share
+    of its frames whose ``quality`` reaches ``RELIABLE``."""
+    side = np.sqrt(rows["w"].to_numpy(np.float64) * rows["h"].to_numpy(np.float64))
+    text = f"; median face {np.nanmedian(side):.0f} px" if len(side) else ""
+    if "quality" in rows and rows["quality"].notna().any():
+        share = float((rows["quality"] >= RELIABLE).mean())
+        text += f"; {share:.0%} of its frames reliable (quality ≥ {RELIABLE:g}; fainter in the timeline below)"
+    return text
 
 
 def photo_face(t: pd.Series, labels: list[str], colors: dict[str, str]) -> tuple[str, str]:
@@ -283,6 +297,12 @@ def timeline_png(times: pd.Series, rows: pd.DataFrame, labels: list[str], colors
 
     fig = Figure(figsize=(7.2, 1.45), dpi=100)
     ax = fig.add_axes((0.055, 0.24, 0.935, 0.7))
+    if "quality" in rows:  # rows below the reliable quality: only a faint line (every row), none drawn strong
+        doubtful = ~(rows["quality"] >= RELIABLE)
+        if doubtful.any():
+            faint = {lb: to_faint(c) for lb, c in colors.items()}
+            draw_track(ax, times, rows, labels, faint, smooth)
+            rows = rows.mask(doubtful)
     draw_track(ax, times, rows, labels, colors, smooth)
     ax.set_xlim(*span)
     ax.set_yticks([0, 0.5, 1])
@@ -291,3 +311,11 @@ def timeline_png(times: pd.Series, rows: pd.DataFrame, labels: list[str], colors
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return data_uri(buf.getvalue(), "image/png")
+
+
+def to_faint(colour: str) -> str:
+    """A colour mixed three parts in four with white: a row below the reliable quality, drawn behind the others."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    r, g, b = (c + (1 - c) * 0.75 for c in to_rgb(colour))
+    return str(to_hex((r, g, b)))

@@ -1,0 +1,263 @@
+"""Fit and measure ``quality``: a logistic model of "the default ensemble's ``emotion`` is right", on labelled faces.
+
+Data: only the labelled sets of ``../shared/data/expressions`` (fer2013-privatetest, ckplus48, muxspace-dev).
+fer2013-train is left out: ``fer2013-minixception`` was trained on it, so its answers there are memorised and say
+nothing about new faces. Every image goes through the real ``analyze`` path (``--detector none``: the image is the
+face) once per ensemble member, so each face's features are exactly those the pipeline computes
+(``fer_batch.analysis.quality.features``: the ensemble's top probability and margin, the members' disagreement,
+face size, sharpness, pose); the ensemble's probabilities are the members' mean, as in ``Classifier``. The images
+have no landmarks under ``--detector none``; a CenterFace run on each image gives the pose of the faces it finds
+(most of muxspace-dev), which fits the pose terms; faces without landmarks get the fitting data's mean pose.
+
+Held out two ways, per set: (a) 2-fold by subject/file (fit on one half of every set, score the other half; CK+
+split by subject so near-duplicate frames never straddle folds); (b) leave one set out (fit on the other sets).
+Reported beside the raw top probability: ECE (10 equal-width bins), AUROC (right above wrong), and accuracy kept
+versus rows kept at a few thresholds. The shipped model (``models/quality.json``) is fitted on all rows.
+
+    python benchmarks/fit_quality.py --jobs 2 --write models/quality.json [--data ../shared/data/expressions]
+    python benchmarks/fit_quality.py --verify   # the pipeline's quality column == this script's, on one set
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from accuracy import SHARED, label_columns  # noqa: E402
+
+import fer_batch  # noqa: E402
+from fer_batch.analysis import quality  # noqa: E402
+from fer_batch.media.probe import read_image  # noqa: E402
+from fer_batch.options import Options  # noqa: E402
+
+SETS = ("fer2013-privatetest", "ckplus48", "muxspace-dev")
+MEMBERS = tuple(Options.model.split("+"))
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+L2 = 1e-3
+
+
+def run(root: Path, cache: Path, **config: Any) -> pd.DataFrame:
+    """The table of every image of ``root`` under ``config`` (cached as Parquet: the runs take minutes)."""
+    key = hashlib.sha256(json.dumps([str(root), config, fer_batch.__version__], sort_keys=True).encode()).hexdigest()
+    path = cache / f"{root.name}-{key[:12]}.parquet"
+    if path.is_file():
+        return pd.read_parquet(path)
+    with tempfile.TemporaryDirectory(prefix="fer-quality-") as tmp:
+        fer_batch.analyze_many([root], Path(tmp) / "out", **config)
+        df = fer_batch.load(Path(tmp) / "out")
+    df.to_parquet(path)
+    return df
+
+
+DATA = [SHARED]  # --data replaces it
+
+
+def set_rows(name: str, cache: Path, jobs: int) -> pd.DataFrame:
+    """One row per image: label, members' probabilities, size, sharpness, and pose where CenterFace found a face."""
+    root = DATA[0] / name
+    tables = [run(root, cache, model=m, detector="none", jobs=jobs).sort_values("video") for m in MEMBERS]
+    labels = label_columns(tables[0])
+    base = tables[0].reset_index(drop=True)
+    out = pd.DataFrame({"set": name, "video": base["video"], "truth": base["video"].str.split("/").str[0],
+                        "w": base["w"], "h": base["h"], "sharpness": base["sharpness"]})  # fmt: skip
+    for k, t in enumerate(tables):
+        assert (t["video"].to_numpy() == base["video"].to_numpy()).all()
+        for c in labels:
+            out[f"m{k}_{c}"] = t[c].to_numpy(np.float64)
+    # contrast and brightness are not table columns: measured here as the pipeline does (the photo decoded as
+    # ``media.reader`` decodes it, its gray image, the face's box = the whole image); sharpness must agree
+    looks = np.array([looks_of(root / v) for v in out["video"]], np.float64).reshape(-1, 3)
+    assert np.allclose(looks[:, 0], out["sharpness"], rtol=1e-4), "sharpness measured here differs from the table's"
+    out["contrast"], out["brightness"] = looks[:, 1], looks[:, 2]
+    det = run(root, cache, model=MEMBERS[0], detector="centerface", jobs=jobs)
+    det = det[det["face"] == 0].set_index("video")[["yaw", "pitch"]]
+    out = out.join(det, on="video")
+    out.attrs["labels"] = labels
+    return out[out["truth"].isin(labels)].reset_index(drop=True)
+
+
+def looks_of(path: Path) -> tuple[float, float, float]:
+    gray = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
+    return quality.look_one(gray, np.array([0, 0, gray.shape[1], gray.shape[0]], np.float32))
+
+
+def design(df: pd.DataFrame, labels: list[str], fill: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features (as the pipeline computes them), whether the ensemble is right, and its top probability."""
+    members = [df[[f"m{k}_{c}" for c in labels]].to_numpy(np.float64) for k in range(len(MEMBERS))]
+    probs = (sum(m.astype(np.float32) for m in members) / len(members)).astype(np.float32)
+    boxes = np.stack([np.zeros(len(df)), np.zeros(len(df)), df["w"], df["h"]], axis=1)
+    angles = np.stack([df["yaw"], df["pitch"], np.full(len(df), np.nan)], axis=1)
+    look = quality.Look(*(df[c].to_numpy(np.float32) for c in ("sharpness", "contrast", "brightness")))
+    x = quality.features(probs, [m.astype(np.float32) for m in members], boxes, angles, look, fill)
+    right = np.asarray(labels)[probs.argmax(axis=1)] == df["truth"].to_numpy()
+    return x, right.astype(float), probs.max(axis=1).astype(np.float64)
+
+
+def fit(x: np.ndarray, y: np.ndarray, sets: np.ndarray) -> dict[str, Any]:
+    """L2-regularised logistic regression on standardised features (Newton's method), each set weighing the same.
+
+    Why equal weights: FER2013's 3,589 faces would otherwise pull the fit towards its own calibration (the sets
+    differ: at the same confidence, CK+'s posed faces are right more often than FER2013's web crops).
+    """
+    weight = np.array([1.0 / np.mean(sets == s) for s in sets])
+    weight /= weight.mean()
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-9] = 1.0  # a constant feature (no pose anywhere) gets a zero weight
+    z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1)
+    w = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], L2 * len(x))
+    reg[-1] = 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-z @ w))
+        grad = z.T @ (weight * (p - y)) + reg * w
+        hess = (z * (weight * p * (1 - p))[:, None]).T @ z + np.diag(reg)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return {"coef": w[:-1].tolist(), "intercept": float(w[-1]), "mean": mean.tolist(), "scale": scale.tolist()}
+
+
+def model(params: dict[str, Any], fill: tuple[float, float], fitted_on: list[str]) -> quality.Calibration:
+    return quality.Calibration.from_dict({"features": list(quality.FEATURES), "classifier": Options.model,
+                                          "tta": None, "fill_pose": list(fill), "fitted_on": fitted_on, **params})
+
+
+def fill_of(df: pd.DataFrame) -> tuple[float, float]:
+    """The mean |yaw|, |pitch| (tens of degrees) of the faces with a pose: what a face without landmarks gets."""
+    return (float(np.nanmean(np.abs(df["yaw"]))) / 10, float(np.nanmean(np.abs(df["pitch"]))) / 10)
+
+
+def ece(conf: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over ``bins`` equal-width bins of confidence."""
+    k = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(sum(abs(right[k == b].mean() - conf[k == b].mean()) * (k == b).sum() for b in range(bins)
+                     if (k == b).any()) / len(conf))  # fmt: skip
+
+
+def auroc(score: np.ndarray, right: np.ndarray) -> float:
+    """Probability that a right answer scores above a wrong one (ties count half)."""
+    ranks = pd.Series(score).rank().to_numpy()
+    pos = right.astype(bool)
+    n1, n0 = pos.sum(), (~pos).sum()
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)) if n1 and n0 else float("nan")
+
+
+def kept(score: np.ndarray, right: np.ndarray) -> list[tuple[float, float, float]]:
+    """(threshold, share of rows kept, accuracy of the rows kept) at each of ``THRESHOLDS``."""
+    out = []
+    for t in THRESHOLDS:
+        sel = score >= t
+        out.append((t, float(sel.mean()), float(right[sel].mean()) if sel.any() else float("nan")))
+    return out
+
+
+def folds(df: pd.DataFrame) -> np.ndarray:
+    """0/1 per row, by a hash of the subject (CK+: ``S010`` of ``S010_006_...``) or the file name."""
+    names = df["video"].str.split("/").str[-1]
+    unit = np.where(df["set"] == "ckplus48", names.str.split("_").str[0], names)
+    return np.array([hashlib.sha256(u.encode()).digest()[0] & 1 for u in unit])
+
+
+def held_out(df: pd.DataFrame, labels: list[str]) -> dict[str, np.ndarray]:
+    """Out-of-fold ``quality`` of every row under both protocols; "no landmarks": the 2-fold model on the test
+    faces without their pose, as ``--detector none`` (and so the checks on whole labelled images) sees them."""
+    out = {"2-fold": np.zeros(len(df)), "2-fold, no landmarks": np.zeros(len(df)), "leave-set-out": np.zeros(len(df))}
+    for protocol, groups in (("2-fold", folds(df)), ("leave-set-out", df["set"].to_numpy())):
+        for g in np.unique(groups):
+            train, test = groups != g, groups == g
+            fill = fill_of(df[train])
+            x, y, _ = design(df[train], labels, fill)
+            cal = model(fit(x, y, df["set"].to_numpy()[train]), fill, [])
+            out[protocol][test] = cal.predict(design(df[test], labels, fill)[0])
+            if protocol == "2-fold":
+                bare = df[test].assign(yaw=np.nan, pitch=np.nan)
+                out["2-fold, no landmarks"][test] = cal.predict(design(bare, labels, fill)[0])
+    return out
+
+
+def report(df: pd.DataFrame, labels: list[str], scores: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per set and score: rows, accuracy, ECE, AUROC and the kept table; printed as Markdown."""
+    _, right, top = design(df, labels, (0.0, 0.0))
+    result: dict[str, Any] = {}
+    heads = " | ".join(f"≥{t}: kept / acc" for t in THRESHOLDS)
+    print(f"| set | score | rows | accuracy | ECE | AUROC | {heads} |")
+    print("|---" * (6 + len(THRESHOLDS)) + "|")
+    for name in SETS:
+        sel = (df["set"] == name).to_numpy()
+        for label, s in (("top probability", top), *((f"quality ({k})", v) for k, v in scores.items())):
+            row = {"rows": int(sel.sum()), "accuracy": float(right[sel].mean()), "ece": ece(s[sel], right[sel]),
+                   "auroc": auroc(s[sel], right[sel]), "kept": kept(s[sel], right[sel])}  # fmt: skip
+            result.setdefault(name, {})[label] = row
+            cells = " | ".join(f"{k:.0%} / {a:.0%}" for _, k, a in row["kept"])
+            print(f"| {name} | {label} | {row['rows']} | {row['accuracy']:.3f} | {row['ece']:.3f} | "
+                  f"{row['auroc']:.3f} | {cells} |")  # fmt: skip
+    return result
+
+
+def verify(cache: Path, jobs: int, calibration: quality.Calibration) -> None:
+    """The pipeline's ``quality`` column equals this script's computation for the shipped model (ckplus48)."""
+    df = set_rows("ckplus48", cache, jobs)
+    with tempfile.TemporaryDirectory(prefix="fer-quality-") as tmp:
+        fer_batch.analyze_many([DATA[0] / "ckplus48"], Path(tmp) / "out", detector="none", jobs=jobs)
+        real = fer_batch.load(Path(tmp) / "out").set_index("video")["quality"]
+    df = df.assign(yaw=np.nan, pitch=np.nan)  # the pipeline has no landmarks under --detector none
+    x, _, _ = design(df, df.attrs["labels"], calibration.fill_pose)
+    mine = calibration.predict(x)
+    diff = np.abs(real.loc[df["video"]].to_numpy() - mine)
+    print(f"verify: max |pipeline - script| = {diff.max():.2e} over {len(diff)} faces")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "fer-quality-cache")
+    ap.add_argument("--write", type=Path, help="write the model fitted on all rows here (models/quality.json)")
+    ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--verify", action="store_true")
+    ap.add_argument("--data", type=Path, default=SHARED, help="the labelled sets' folder (../shared/data/expressions)")
+    args = ap.parse_args(argv)
+    DATA[0] = args.data
+    logging.basicConfig(level=logging.WARNING)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if args.verify:
+        cal = quality.shipped()
+        assert cal is not None, "no models/quality.json"
+        verify(args.cache, args.jobs, cal)
+        return 0
+    parts = [set_rows(name, args.cache, args.jobs) for name in SETS]
+    labels = parts[0].attrs["labels"]
+    df = pd.concat(parts, ignore_index=True)
+    print(f"faces with a CenterFace pose: {df['yaw'].notna().mean():.0%}")
+    numbers = report(df, labels, held_out(df, labels))
+    if args.write:
+        fill = fill_of(df)
+        x, y, _ = design(df, labels, fill)
+        params = fit(x, y, df["set"].to_numpy())
+        entry = {"features": list(quality.FEATURES), "classifier": Options.model, "tta": None,
+                 "fill_pose": list(fill), "fitted_on": list(SETS), **params,
+                 "script": "benchmarks/fit_quality.py"}  # fmt: skip
+        args.write.write_text(json.dumps(entry, indent=1) + "\n")
+        print(f"wrote {args.write}: " + ", ".join(f"{f}={c:+.2f}" for f, c in zip(quality.FEATURES, params["coef"],
+                                                                                     strict=True)))
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
