@@ -18,6 +18,7 @@ import typer
 
 from fer_batch._help import HelpCommand, epilog
 from fer_batch._progress import Display, LineHandler, progress
+from fer_batch._text import numeric_warnings_to_debug
 from fer_batch.errors import FerBatchError, InputError, ModelError, OutputError, UsageError, describe
 from fer_batch.options import MAX_RENDER_SCALE, Options
 
@@ -69,6 +70,7 @@ def command(name: str) -> Callable[[F], F]:
 
 
 def setup_logging(quiet: bool) -> None:
+    numeric_warnings_to_debug()
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
                         handlers=[LineHandler()])  # fmt: skip
 

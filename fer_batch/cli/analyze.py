@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -111,15 +114,16 @@ def analyze(
 
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
         try:
-            results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, display=display, on_result=announce,
-                               executor=client.get_executor() if client else None,
-                               segment_seconds=segment_seconds, annotate=annotate,
-                               annotate_scale=scale)  # fmt: skip
+            with _sigterm_unwinds():
+                results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, display=display,
+                                   on_result=announce, executor=client.get_executor() if client else None,
+                                   segment_seconds=segment_seconds, annotate=annotate,
+                                   annotate_scale=scale)  # fmt: skip
         finally:
             if client is not None:
                 client.close()
-    except KeyboardInterrupt:
-        _interrupted(Path(out), announce.finished)
+    except KeyboardInterrupt as e:
+        _interrupted(Path(out), announce.finished, terminated=isinstance(e, Terminated))
     except ManifestError as e:  # every input was tried; only the run's record could not be written
         results, manifest_error = e.results, e
     failed = [r for r in results if r.status in ("failed", "partial")]
@@ -151,10 +155,35 @@ class _Announcer:
             write_line(line)
 
 
-def _interrupted(out: Path, finished: list[str]) -> None:
-    """Ctrl-C: say what finished (its rows are in the manifest) and how to go on; exit 130, no traceback."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C: the input in progress removes its temporary files, the manifest is written."""
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While a folder run works, SIGTERM (a scheduler's stop, ``kill``) raises ``Terminated`` in the main thread
+    instead of killing the process where it stands, which would leave temporary files and say nothing."""
+
+    def handle(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not interrupt the clean-up
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread (an embedding application): its own handling stays
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(out: Path, finished: list[str], terminated: bool = False) -> None:
+    """Ctrl-C or SIGTERM: say what finished (its rows are in the manifest) and how to go on; exit 130 (143 for
+    SIGTERM), no traceback."""
     done = ", ".join(f"{s}={finished.count(s)}" for s in ("ok", "partial", "failed", "skipped") if s in finished)
-    typer.echo(f"interrupted: {len(finished)} input(s) finished ({done or 'none'}), recorded in "
-               f"{out / 'manifest.parquet'}; run the same command again to go on (finished inputs are skipped)",
-               err=True)  # fmt: skip
-    raise typer.Exit(130)
+    typer.echo(f"{'terminated' if terminated else 'interrupted'}: {len(finished)} input(s) finished "
+               f"({done or 'none'}), recorded in {out / 'manifest.parquet'}; run the same command again to go on "
+               "(finished inputs are skipped)", err=True)  # fmt: skip
+    raise typer.Exit(143 if terminated else 130)

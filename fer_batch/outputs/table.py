@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
 from fer_batch._atomic import AtomicPath
-from fer_batch.analysis.quality import LANDMARK_COLUMNS, POSE_COLUMNS
+from fer_batch.columns import LANDMARK_COLUMNS, POSE_COLUMNS, SIGNAL_COLUMNS
 from fer_batch.types import Faces
 
 if TYPE_CHECKING:  # pandas only where a table is turned into a DataFrame: importing it costs 0.3 s a process
@@ -63,8 +63,9 @@ class TableMeta:
     started_at: str | None = None
     stopped_by: str | None = None
     recording: str | None = None
-    # a table joined from segments only
-    segments: list[dict[str, Any]] | None = None
+    # how a video's table was made: the parts' [start, end) seconds when it was split (--segment-seconds), else None
+    segments: list[list[float]] | None = None
+    segment_runs: list[dict[str, Any]] | None = None  # a joined table only: each part's range, frames and wall time
 
     CAMERA: ClassVar[tuple[str, ...]] = ("frames_captured", "clock", "started_at", "stopped_by", "recording")
 
@@ -76,13 +77,16 @@ class TableMeta:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object: a camera's fields only in a camera's table, ``segments`` only in a joined one."""
+        """The JSON object: a camera's fields only in a camera's table; ``segments`` (null when not split) in a
+        file's table, ``segment_runs`` only in a joined one."""
         d = dataclasses.asdict(self)
         if self.clock is None:
             for name in self.CAMERA:
                 d.pop(name)
-        if self.segments is None:
+        else:
             d.pop("segments")
+        if self.segment_runs is None:
+            d.pop("segment_runs")
         return d
 
     @classmethod
@@ -117,9 +121,6 @@ def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
-# how far a row can be trusted (``fer_batch.analysis.quality``): null on rows without a face, pose and landmarks
-# also null where the detector gives no landmarks (``--detector none``, Haar)
-SIGNAL_COLUMNS = ("quality", *POSE_COLUMNS, *LANDMARK_COLUMNS, "sharpness")
 
 
 def window_table(
