@@ -73,7 +73,7 @@ def number(
         if integer:
             if not isinstance(value, Integral) and not float(value).is_integer():
                 raise UsageError(f"{cli_name(name)} must be {kind} {span}, got {value}")
-            value = int(value)
+            value = int(float(value))
         v = float(value)
         if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
             raise UsageError(f"{cli_name(name)} must be {kind} {span}, got {value}")

@@ -146,9 +146,9 @@ class Faces:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def replace(self, **changes: object) -> Faces:
+    def replace(self, **changes: np.ndarray | None) -> Faces:
         """A copy with some fields changed (the dataclass is frozen so stages never mutate their input)."""
-        return replace(self, **changes)
+        return replace(self, **changes)  # type: ignore[arg-type]  # each field an array; checked by __post_init__
 
     def take(self, order: np.ndarray) -> Faces:
         """Faces selected or reordered by an index array (or boolean mask)."""

@@ -300,7 +300,7 @@ def is_complete(job: Job, options: Options, provenance: Provenance | None = None
     return redo_reason(job, options, provenance) is None
 
 
-def _is_its_video(path: Path, recorded: dict | None) -> bool:
+def _is_its_video(path: Path, recorded: dict[str, Any] | None) -> bool:
     """The annotated video on disk is the one written with the table (same size and mtime as recorded there).
 
     Why: a video made with other options, or someone else's file under that name, must not pass for this table's.

@@ -185,7 +185,7 @@ def finished_part(seg: Segment) -> InputResult | None:
     meta = read_table_meta(seg.job.table)
     if meta is None:
         return None
-    return InputResult(path=str(seg.job.source), status=meta.status, error=meta.error,
+    return InputResult(path=str(seg.job.source), status=Status(meta.status), error=meta.error,
                        frames_decoded=meta.frames_decoded, frames_analysed=meta.frames_analysed, faces=meta.faces,
                        duration_s=meta.duration_s, table=str(seg.job.table))  # fmt: skip
 
@@ -198,7 +198,8 @@ def _xyxy(table: pa.Table) -> np.ndarray:
 
 def _ids(table: pa.Table) -> np.ndarray:
     """track_id as float64 (NaN where null)."""
-    return table["track_id"].to_numpy(zero_copy_only=False).astype(np.float64)
+    ids: np.ndarray = table["track_id"].to_numpy(zero_copy_only=False).astype(np.float64)
+    return ids
 
 
 def stitch(prev: pa.Table, overlap: pa.Table, local_ids: set[int], next_id: int) -> tuple[dict[int, int], int]:
