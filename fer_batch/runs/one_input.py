@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from fer_batch._progress import Progress
-from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
 from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, describe
@@ -45,14 +44,11 @@ def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, 
     if annotated is not None:
         st = annotated.stat()
         video = {"path": annotated.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return TableMeta(
-        version=__version__,
-        options=options.as_dict(),
+    return TableMeta.made_by(
+        analyzer,
+        options,
         # absolute: the report and render find the source from any folder they are run in
-        source={"path": str(Path(path).absolute()), "size": source.st_size, "mtime": source.st_mtime},
-        model=analyzer.classifier.describe(),
-        detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
-        provider=analyzer.classifier.session.get_providers()[0],
+        {"path": str(Path(path).absolute()), "size": source.st_size, "mtime": source.st_mtime},
         width=info.width, height=info.height, rotation=info.rotation, fps=info.fps, duration_s=info.duration_s,
         frames_decoded=result.frames_decoded, frames_analysed=result.frames_analysed, faces=result.faces,
         status=result.status, error=result.error, annotated=video,
