@@ -14,6 +14,7 @@ import numpy as np
 from fer_batch.analysis import models, quality
 from fer_batch.analysis.crop import WHOLE, CropSpec, Planes, crop_one
 from fer_batch.analysis.model_checks import as_probabilities
+from fer_batch.errors import ModelError
 from fer_batch.options import Options
 from fer_batch.planes import Luma
 from fer_batch.types import Faces, Frames
@@ -71,9 +72,10 @@ class Member:
         planes = frames.yuv[j] if frames.yuv is not None else None
         if planes is not None:
             return planes
-        if frames.bgr is None or frames.bgr[j] is None:
+        bgr = frames.bgr[j] if frames.bgr is not None else None
+        if bgr is None:
             raise ValueError(f"frame {int(frames.index[j])} has neither planes nor a BGR image for a colour model")
-        return frames.bgr[j]
+        return bgr
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities (n, labels) for uint8 crops, with the manifest's pixel transform, ``RUN_FACES`` a call.
@@ -199,7 +201,7 @@ def _common_labels(specs: list[models.ModelSpec]) -> list[str]:
     first = specs[0].labels
     for s in specs[1:]:
         if set(s.labels) != set(first):
-            raise models.ModelError(
+            raise ModelError(
                 f"ensemble members must have the same labels: {specs[0].id} has {first}, {s.id} has {s.labels}"
             )
     return list(FER7) if set(first) == set(FER7) else first

@@ -27,13 +27,10 @@ REGION_MEMORY = 3  # detector frames whose faces are looked for again in regions
 
 def models_for(options: Options) -> tuple[Detector, Classifier]:
     """Detector and classifier for these options, loaded once per process (folder runs and segments reuse them)."""
-    # only the settings the models read make a new pair: a segment's own --start/--end must not reload them;
-    # the files' content is part of the key, so a model or spec replaced at the same path is loaded again
+    # only the settings the models read make a new pair (``Options.model_key``); the files' content is part of the
+    # key, so a model or spec replaced at the same path is loaded again
     content = json.dumps(fingerprint(member_specs(options)), sort_keys=True)
-    return _load_models(
-        options.replace(fps=None, every=None, start=None, end=None, detect_every=1, smooth=None,
-                        scan_interval=Options.scan_interval, batch_size=Options.batch_size), content  # fmt: skip
-    )
+    return _load_models(options.model_key(), content)
 
 
 @lru_cache(maxsize=4)

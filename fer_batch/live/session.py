@@ -26,7 +26,6 @@ from datetime import datetime
 from pathlib import Path
 
 from fer_batch._progress import Progress, Silent
-from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analyzer
 from fer_batch.errors import describe
@@ -248,13 +247,10 @@ def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name:
     if capture.count > 1 and capture.last_t is not None and capture.first_t is not None:
         span = capture.last_t - capture.first_t
         measured = (capture.count - 1) / span if span > 0 else None
-    return TableMeta(
-        version=__version__,
-        options=options.as_dict(),
-        source={"camera": name, "description": source.description, "nominal_fps": source.fps},
-        model=analyzer.classifier.describe(),
-        detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
-        provider=analyzer.classifier.session.get_providers()[0],
+    return TableMeta.made_by(
+        analyzer,
+        options,
+        {"camera": name, "description": source.description, "nominal_fps": source.fps},
         width=width,
         height=height,
         rotation=0,

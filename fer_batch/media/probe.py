@@ -69,7 +69,7 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return av.open(open(name, "rb"))  # noqa: SIM115 — the container owns it until it is closed
+        return av.open(open(name, "rb"), "r")  # noqa: SIM115 — the container owns it until it is closed
     return av.open(name)
 
 
@@ -81,11 +81,11 @@ def video_stream(container: av.container.InputContainer) -> av.video.stream.Vide
     """
     videos = list(container.streams.video)
     if not videos:
-        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["nothing"]
         raise DecodeError(f"no video stream (contains {', '.join(kinds)})")
     pictures = [s for s in videos if s.disposition & av.stream.Disposition.attached_pic]
     best = container.streams.best("video")
-    if best is not None and best not in pictures:
+    if isinstance(best, av.video.stream.VideoStream) and best not in pictures:
         return best
     return next((s for s in videos if s not in pictures), videos[0])
 

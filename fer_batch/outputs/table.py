@@ -21,11 +21,15 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
 from fer_batch._atomic import AtomicPath
+from fer_batch._version import __version__
 from fer_batch.columns import LANDMARK_COLUMNS, POSE_COLUMNS, SIGNAL_COLUMNS
 from fer_batch.types import Faces
 
 if TYPE_CHECKING:  # pandas only where a table is turned into a DataFrame: importing it costs 0.3 s a process
     import pandas as pd
+
+    from fer_batch.analysis.engine import Analyzer
+    from fer_batch.options import Options
 
 META_KEY = b"fer_batch"
 MANIFEST = "manifest.parquet"  # a run folder: one table per input, this manifest, and the summary
@@ -72,6 +76,16 @@ class TableMeta:
     @property
     def labels(self) -> list[str] | None:
         return (self.model or {}).get("labels")
+
+    @classmethod
+    def made_by(cls, analyzer: Analyzer, options: Options, source: dict[str, Any], **recorded: Any) -> TableMeta:
+        """The one builder of a new table's metadata (a video's, a camera's): what every table records of the run
+        that made it — version, the options as given, the models and where they ran — plus what its writer
+        ``recorded``. (Joined segments take their first part's, ``replace``-d.)"""
+        return cls(version=__version__, options=options.as_dict(), source=source,
+                   model=analyzer.classifier.describe(),
+                   detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
+                   provider=analyzer.classifier.session.get_providers()[0], **recorded)  # fmt: skip
 
     def replace(self, **changes: Any) -> TableMeta:
         return dataclasses.replace(self, **changes)

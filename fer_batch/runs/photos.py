@@ -29,8 +29,9 @@ from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options
 from fer_batch.outputs.table import ParquetSink, window_table
 from fer_batch.runs.jobs import Job
-from fer_batch.runs.one_input import INPUT_FAILURES, VideoResult, metadata, same_file
-from fer_batch.types import Faces
+from fer_batch.runs.one_input import INPUT_FAILURES, metadata, same_file
+from fer_batch.runs.result import InputResult, Tally
+from fer_batch.types import Faces, Status
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,13 @@ class _Photo:
     seconds: float  # its own time so far (reading, detection); its share of the shared call is added later
 
 
-Single = Callable[[Job, Options, Display], VideoResult]
+Single = Callable[[Job, Options, Display], InputResult]
 
 
-def analyze_photos(jobs: list[Job], options: Options, display: Display, single: Single) -> list[VideoResult]:
+def analyze_photos(jobs: list[Job], options: Options, display: Display, single: Single) -> list[InputResult]:
     """The unit of work for a batch of photos: one result per job, in order; the photos this path leaves to the
     one-input unit of work (``single``: ``runner.analyze_one``, passed in, as imports run runner → photos) go there."""
-    results: dict[int, VideoResult] = {}
+    results: dict[int, InputResult] = {}
     photos: dict[int, _Photo] = {}
     analyzer = Analyzer(options)
     stale = stale_folders([job.table for job in jobs])
@@ -79,7 +80,7 @@ def analyze_photos(jobs: list[Job], options: Options, display: Display, single: 
             got = _read(job, options, analyzer)
         except Exception:  # noqa: BLE001 — not an input failure (memory, a bug): the one-photo path says what
             got = None
-        if isinstance(got, VideoResult):
+        if isinstance(got, InputResult):
             results[k] = got
         elif got is None:
             results[k] = single(job, options, display)
@@ -112,15 +113,14 @@ def analyze_photos(jobs: list[Job], options: Options, display: Display, single: 
     return [results[k] for k in range(len(jobs))]
 
 
-def _commit(pending: dict[int, AtomicPath], results: dict[int, VideoResult]) -> None:
+def _commit(pending: dict[int, AtomicPath], results: dict[int, InputResult]) -> None:
     """The batch's tables under their final names, durable, before any is reported; one that fails fails its photo."""
     for (k, _), e in zip(pending.items(), commit_many(list(pending.values())), strict=True):
         if e is not None:
-            r = results[k]
-            r.status, r.error, r.table, r.faces = "failed", describe(e, with_file=True), None, 0
+            results[k] = results[k].replace(status=Status.FAILED, error=describe(e, with_file=True), table=None)
 
 
-def _read(job: Job, options: Options, analyzer: Analyzer) -> _Photo | VideoResult | None:
+def _read(job: Job, options: Options, analyzer: Analyzer) -> _Photo | InputResult | None:
     """A photo decoded and its faces detected; its failed result where it cannot be read; None where the batch
     path does not take it."""
     t0 = time.perf_counter()
@@ -131,8 +131,7 @@ def _read(job: Job, options: Options, analyzer: Analyzer) -> _Photo | VideoResul
         source = os.stat(job.source)
         info, bgr = probe_image(job.source, options.max_pixels)
     except INPUT_FAILURES as e:
-        return VideoResult(path=str(job.source), status="failed", error=describe(e, with_file=True),
-                           wall_s=time.perf_counter() - t0)  # fmt: skip
+        return InputResult.failed(job.source, describe(e, with_file=True), wall_s=time.perf_counter() - t0)
     colour = analyzer.classifier.needs_color
     decoded = from_bgr(0, 0.0, bgr, small_size(info.width, info.height, options.det_size, options.min_face),
                        keep_bgr=colour)  # fmt: skip
@@ -142,15 +141,14 @@ def _read(job: Job, options: Options, analyzer: Analyzer) -> _Photo | VideoResul
 
 
 def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, share: float,
-           display: Display) -> tuple[VideoResult, AtomicPath | None]:  # fmt: skip
+           display: Display) -> tuple[InputResult, AtomicPath | None]:  # fmt: skip
     """A classified photo's table under its temporary name (None where it failed), with the metadata and result a
     one-photo run gives it."""
     t1 = time.perf_counter()
     job, frames = photo.job, photo.detected.frames
     bar = progress(display, str(job.source), "frame", final=False)
     bar.start(1)
-    result = VideoResult(path=str(job.source), status="ok", duration_s=photo.info.duration_s, frames_decoded=1,
-                         frames_analysed=1)  # fmt: skip
+    result = Tally(duration_s=photo.info.duration_s, frames_decoded=1, frames_analysed=1)
     analyzer.reset()
     smoothed = analyzer.smoother(faces) if analyzer.smoother is not None else None
     if options.min_quality > 0 and faces.quality is not None:  # as ``WindowStages.finish`` leaves rows out
@@ -164,11 +162,11 @@ def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, sh
             if not same_file(photo.source, os.stat(job.source)):
                 raise DecodeError("the file changed while it was read (replaced or rewritten); run again")
             sink.meta = metadata(job.source, options, photo.info, analyzer, result, photo.source)
-        result.table, target = str(job.table), sink.target
-    except INPUT_FAILURES as e:
-        result.status, result.error, result.faces, target = "failed", describe(e, with_file=True), 0, None
+        target: AtomicPath | None = sink.target
+    except INPUT_FAILURES as e:  # as ``run_video`` records them
+        result.set(Status.FAILED, describe(e, with_file=True))
+        target = None
     bar.advance(1)
     bar.close()
-    result.wall_s = photo.seconds + share + (time.perf_counter() - t1)
-    return result, target
+    return result.result(job.source, photo.seconds + share + (time.perf_counter() - t1), job.table), target
 

@@ -23,16 +23,17 @@ from fer_batch.errors import ManifestError, UsageError, describe
 from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
 from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
-from fer_batch.runs.manifest import ManifestWriter
-from fer_batch.runs.one_input import VideoResult, run_video
+from fer_batch.runs.one_input import run_video
 from fer_batch.runs.outdir import OutputLock, prepare_out
 from fer_batch.runs.photos import analyze_photos, batchable, photo_batches
+from fer_batch.runs.result import InputResult, ManifestWriter
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import WorkerPool
+from fer_batch.types import Status
 
 log = logging.getLogger(__name__)
 
-def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> VideoResult:
+def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> InputResult:
     """The unit of work: one input → its table (and annotated video) → a result record.
 
     Catches everything an input can cause, so one bad file never stops a folder run. ``display``: how this input's
@@ -48,10 +49,10 @@ def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -
                               progress=frames)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
-        result = VideoResult(path=str(job.source), status="failed", error=describe(e))
+        result = InputResult.failed(job.source, describe(e))
     finally:
         frames.close()
-    result.path = str(job.source)
+    result = result.replace(path=str(job.source))
     return result
 
 
@@ -82,11 +83,11 @@ def run_many(
     resume: bool = True,
     quiet: bool = False,
     display: Display | None = None,
-    on_result: Callable[[VideoResult], None] | None = None,
+    on_result: Callable[[InputResult], None] | None = None,
     segment_seconds: float | None = None,
     annotate: bool = False,
     annotate_scale: Scale = AUTO,
-) -> list[VideoResult]:
+) -> list[InputResult]:
     """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``).
 
     Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
@@ -141,8 +142,8 @@ def run_many(
     return run.results
 
 
-def _skipped(job: Job) -> VideoResult:
-    return VideoResult(path=str(job.source), status="skipped", error=None, table=str(job.table))
+def _skipped(job: Job) -> InputResult:
+    return InputResult(path=str(job.source), status=Status.SKIPPED, table=str(job.table))
 
 
 @dataclass
@@ -166,7 +167,7 @@ class FolderRun:
     """
 
     def __init__(self, out: Path, executor: Executor, options: Options, *, display: Display,
-                 on_result: Callable[[VideoResult], None] | None) -> None:  # fmt: skip
+                 on_result: Callable[[InputResult], None] | None) -> None:  # fmt: skip
         self.executor, self.options, self.display, self.on_result = executor, options, display, on_result
         self.inline = isinstance(executor, InlineExecutor)
         # an input's own progress: a bar only in this process (bars from several workers would overwrite each
@@ -174,13 +175,13 @@ class FolderRun:
         self.task_display = display if self.inline or display is Display.LINES else Display.SILENT
         self.pool = executor if isinstance(executor, WorkerPool) else None
         self.manifest = ManifestWriter(out)
-        self.results: list[VideoResult] = []
+        self.results: list[InputResult] = []
         self.segments: dict[Job, list[Segment]] = {}
-        self.pending: dict[Future[VideoResult], Task] = {}
-        self.part_results: dict[Job, dict[int, VideoResult]] = {}
+        self.pending: dict[Future[InputResult], Task] = {}
+        self.part_results: dict[Job, dict[int, InputResult]] = {}
         self.bar: Progress = Silent()  # progress over tasks, as a bar (lines say each input's start and end)
 
-    def done(self, result: VideoResult) -> None:
+    def done(self, result: InputResult) -> None:
         """One input's final result: to the list, the manifest and the caller."""
         self.results.append(result)
         self.manifest.add(result)
@@ -225,7 +226,8 @@ class FolderRun:
         workers = self.pool.jobs if self.pool is not None else 1 if self.inline else cores()
         units: list[Job | list[Job]] = []
         run: list[Job] = []
-        for job in todo + [None]:  # type: ignore[list-item]  # None ends the last run
+        ended: list[Job | None] = [*todo, None]  # None ends the last run
+        for job in ended:
             if job is not None and job not in self.segments and batchable(job):
                 run.append(job)
                 continue
@@ -242,7 +244,7 @@ class FolderRun:
         for i, seg in enumerate(self.segments[job]):
             res = finished_part(seg) if resume else None
             if res is not None:  # a finished part of a stopped run
-                fut: Future[VideoResult] = Future()
+                fut: Future[InputResult] = Future()
                 fut.set_result(res)
                 self.pending[fut] = Task(("part", job, i), analyze_one, (seg.job, seg.options, self.task_display))
             else:
@@ -255,7 +257,7 @@ class FolderRun:
         if not self.pending:
             return
         ready, _ = wait(list(self.pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        broken: list[tuple[Future[VideoResult], Task]] = []
+        broken: list[tuple[Future[InputResult], Task]] = []
         for fut in ready:
             task = self.pending.pop(fut)
             if self.pool is not None and isinstance(fut.exception(), BrokenProcessPool):
@@ -265,7 +267,7 @@ class FolderRun:
         if broken:
             self._recover(broken)
 
-    def _recover(self, broken: list[tuple[Future[VideoResult], Task]]) -> None:
+    def _recover(self, broken: list[tuple[Future[InputResult], Task]]) -> None:
         """A worker died and broke the pool: every task still out fails at once. Rebuild, retry the tasks that
         had started (one at a time, alone, so a second death names its input), then resubmit the others."""
         assert self.pool is not None
@@ -291,41 +293,40 @@ class FolderRun:
             return [task]
         return [Task(("whole", j, 0), analyze_one, (j, self.options, self.task_display)) for j in task.batch]
 
-    def _retry_alone(self, task: Task) -> VideoResult:
+    def _retry_alone(self, task: Task) -> InputResult:
         assert self.pool is not None
         job = task.tag[1]
         if task.retried:
-            return VideoResult(path=str(job.source), status="failed", error=WORKER_DIED)
+            return InputResult.failed(job.source, WORKER_DIED)
         task.retried = True
         log.warning("%s: its worker died (killed or out of memory); trying it again on its own", job.source)
         fut = self.executor.submit(task.fn, *task.args)
         wait([fut])
         if isinstance(fut.exception(), BrokenProcessPool):
             self.pool.rebuild()
-            return VideoResult(path=str(job.source), status="failed", error=WORKER_DIED)
+            return InputResult.failed(job.source, WORKER_DIED)
         return _result_of(fut, task)
 
-    def _deliver(self, task: Task, res: VideoResult | list[VideoResult]) -> None:
+    def _deliver(self, task: Task, res: InputResult | list[InputResult]) -> None:
         if task.batch is not None:
             each = res if isinstance(res, list) else [_failed_as(res, j) for j in task.batch]
             for j, r in zip(task.batch, each, strict=True):
                 self._deliver(Task(("whole", j, 0), analyze_one, ()), r)
             return
-        assert isinstance(res, VideoResult)
+        assert isinstance(res, InputResult)
         kind, job, k = task.tag
         if kind != "join":
             self.bar.advance()
         if kind == "part":
             self._part_done(job, k, res)
             return
-        res.path = str(job.source)
-        self.done(res)
+        self.done(res.replace(path=str(job.source)))
 
-    def _part_done(self, job: Job, k: int, res: VideoResult) -> None:
+    def _part_done(self, job: Job, k: int, res: InputResult) -> None:
         """Record one segment's result; the last one in submits the join of the video's table."""
         got = self.part_results.setdefault(job, {})
         got[k] = res
-        if res.status == "failed":
+        if res.status is Status.FAILED:
             log.warning("%s: segment %d failed: %s", job.source, k, res.error)
         parts = self.segments[job]
         if len(got) == len(parts):
@@ -336,17 +337,17 @@ class FolderRun:
 WORKER_DIED = "worker died (killed or out of memory)"
 
 
-def _failed_as(res: VideoResult, job: Job) -> VideoResult:
+def _failed_as(res: InputResult, job: Job) -> InputResult:
     """A batch's failure (its worker failed it) as one of its photos' results."""
-    return VideoResult(path=str(job.source), status=res.status, error=res.error)
+    return InputResult(path=str(job.source), status=res.status, error=res.error)
 
 
-def _result_of(fut: Future[VideoResult], task: Task) -> VideoResult:
+def _result_of(fut: Future[InputResult], task: Task) -> InputResult:
     """The task's result, or its failure as a result (a remote worker that died every time, an error in transit)."""
     try:
         return fut.result()
     except Exception as e:  # noqa: BLE001 — one task's failure is its input's failure, the run goes on
-        return VideoResult(path=str(task.tag[1].source), status="failed", error=f"worker failed: {describe(e)}")
+        return InputResult.failed(task.tag[1].source, f"worker failed: {describe(e)}")
 
 
 def check_model(options: Options) -> None:
