@@ -7,7 +7,8 @@ members' sessions in ``RUN_FACES`` calls. ``analyze`` runs as a child process (i
 them); both sides report wall and CPU seconds, CPU being the fairer measure on a shared machine.
 
     python benchmarks/crops_folder.py                 # 1000 crops (48-160 px) made from a public-domain photo
-    python benchmarks/crops_folder.py --n 200 --jobs 2
+    python benchmarks/crops_folder.py --n 200 --jobs 2 --threads 1
+    python benchmarks/crops_folder.py --repo /tmp/older-checkout     # the same folder through another commit
     python benchmarks/crops_folder.py --set ../shared/data/expressions/fer2013-privatetest   # measuring only
 """
 
@@ -78,12 +79,12 @@ def reference(files: list[Path], threads: int | None) -> tuple[float, float, np.
     return time.perf_counter() - t0, cpu_self() - c0, np.asarray(probs)
 
 
-def analyze(folder: Path, out: Path, jobs: int, threads: int | None) -> tuple[float, float]:
+def analyze(folder: Path, out: Path, jobs: int, threads: int | None, repo: Path = REPO) -> tuple[float, float]:
     """``fer-batch analyze folder --detector none`` in a child: (wall s, CPU s of the child and its workers)."""
     cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(folder), "--out", str(out), "--detector", "none",
            "--quiet", "--jobs", str(jobs)] + (["--threads", str(threads)] if threads else [])  # fmt: skip
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO)
+    proc = subprocess.Popen(cmd, cwd=repo)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", type=Path, help="an existing folder of crops (searched recursively) instead")
     ap.add_argument("--jobs", type=int, default=1, help="analyze --jobs")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads on both sides (default: all)")
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose analyze runs (an older commit)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         if args.set is not None:
@@ -119,11 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             files = make_crops(folder, args.n)
         ref_wall, ref_cpu, probs = reference(files, args.threads)
         out = Path(tmp) / "out"
-        wall, cpu = analyze(folder, out, args.jobs, args.threads)
+        wall, cpu = analyze(folder, out, args.jobs, args.threads, args.repo)
         diff = check_same(out, files, probs)
     print(f"{len(files)} crops, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"bare loop (read, crop, both networks in batches): {ref_wall:6.2f} s wall  {ref_cpu:6.2f} s CPU")
-    print(f"fer-batch analyze --detector none --jobs {args.jobs}:   {wall:6.2f} s wall  {cpu:6.2f} s CPU")
+    print(f"fer-batch analyze --detector none --jobs {args.jobs} ({args.repo.name}): "
+          f"{wall:6.2f} s wall  {cpu:6.2f} s CPU")  # fmt: skip
     print(f"ratio: {wall / ref_wall:.2f}x wall, {cpu / ref_cpu:.2f}x CPU (target <= 3x); "
           f"largest probability difference {diff:.2g}")  # fmt: skip
     return 0
