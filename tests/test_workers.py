@@ -49,6 +49,26 @@ def test_an_input_that_kills_its_worker_fails_alone_and_the_rest_finish(tmp_path
     assert len(manifest) == 5 and manifest.loc[str(src / "c_dies.mp4"), "status"] == "failed"
 
 
+def test_a_photo_that_kills_its_batch_worker_fails_alone_and_its_batch_mates_finish(tmp_path: Path,
+                                                                                    monkeypatch) -> None:  # fmt: skip
+    import cv2
+    from conftest import astronaut_face
+
+    src = tmp_path / "in"
+    src.mkdir()
+    names = ["a.png", "b.png", "c_dies.png", "d.png", "e.png", "f.png"]
+    for k, name in enumerate(names):
+        cv2.imwrite(str(src / name), cv2.cvtColor(astronaut_face(48 + 8 * k), cv2.COLOR_RGB2BGR))
+    monkeypatch.setattr(workers, "make_pool", partial(killer_pool, "c_dies.png"))
+    monkeypatch.setattr("fer_batch.runs.runner.cores", lambda: 2)  # two workers: batches of 3 photos
+    res = {Path(r.path).name: r for r in fer_batch.analyze_many(src, tmp_path / "out", jobs=2, detector="none")}
+    assert res["c_dies.png"].status == "failed" and res["c_dies.png"].error == "worker died (killed or out of memory)"
+    assert {n: r.status for n, r in res.items() if n != "c_dies.png"} == dict.fromkeys(set(names) - {"c_dies.png"},
+                                                                                      "ok")  # fmt: skip
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet").set_index("path")
+    assert len(manifest) == 6 and manifest.loc[str(src / "c_dies.png"), "status"] == "failed"
+
+
 def worker_pids(driver: int) -> list[int]:
     """The pool workers among ``driver``'s children (not multiprocessing's resource tracker)."""
     try:

@@ -24,3 +24,13 @@ def init_with_killer(victim: str, real_init: Any, *args: Any) -> None:
         return real(job, *rest, **kwargs)
 
     runner.analyze_one = analyze_one
+    import fer_batch.runs.photos as photos  # a photo in a batch is read here, not through analyze_one
+
+    real_read = photos._read
+
+    def _read(job: Any, *rest: Any, **kwargs: Any) -> Any:
+        if job.source.name == victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_read(job, *rest, **kwargs)
+
+    photos._read = _read
