@@ -13,6 +13,7 @@ Pass them as ``Analyzer(options, models=fake_models())``, ``run_video(..., model
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -62,14 +63,19 @@ class FakeRegionDetector(FakeDetector):
 
 
 class FakeClassifier:
-    """The same probabilities for every face (FER2013's seven labels, ``happy`` first by default)."""
+    """The same probabilities for every face (FER2013's seven labels, ``happy`` the likeliest by default).
+
+    ``on_call(n)`` runs before the ``n``-th call (from 1) returns: a test makes analysis slow, or stops a run there.
+    """
 
     labels = list(FER7)
     needs_color = False
     provider = "FakeExecutionProvider"
 
-    def __init__(self, probs: tuple[float, ...] = (0.05, 0.05, 0.05, 0.6, 0.1, 0.05, 0.1)) -> None:
+    def __init__(self, probs: tuple[float, ...] = (0.05, 0.05, 0.05, 0.6, 0.1, 0.05, 0.1),
+                 on_call: Callable[[int], None] | None = None) -> None:  # fmt: skip
         self.probs = np.asarray(probs, dtype=np.float32)
+        self.on_call = on_call
         self.calls = 0
 
     def describe(self) -> dict[str, Any]:
@@ -77,6 +83,8 @@ class FakeClassifier:
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
         self.calls += 1
+        if self.on_call is not None:
+            self.on_call(self.calls)
         n = len(faces)
         return faces.replace(probs=np.tile(self.probs, (n, 1)), pose=np.full((n, 3), np.nan, np.float32),
                              sharpness=np.ones(n, np.float32), quality=np.ones(n, np.float32))  # fmt: skip

@@ -16,9 +16,8 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fakes import FakeClock
+from fakes import FakeClassifier, FakeClock, FakeDetector
 
-from fer_batch.analysis.engine import Analyzer
 from fer_batch.errors import CameraError
 from fer_batch.live.capture import LatestFrame
 from fer_batch.live.recorder import draw
@@ -125,25 +124,22 @@ def test_a_file_is_released_at_its_frames_times_and_late_frames_at_once(clip2: P
         source.close()
 
 
-def _slow_process(monkeypatch: pytest.MonkeyPatch, sleep_s: float = 0.0, interrupt_at: int | None = None) -> None:
-    original = Analyzer.process
-    calls = {"n": 0}
+def _models(sleep_s: float = 0.0, interrupt_at: int | None = None) -> tuple[FakeDetector, FakeClassifier]:
+    """Fake models whose analysis takes ``sleep_s`` a frame, or is interrupted (Ctrl-C) at call ``interrupt_at``."""
 
-    def process(self: Analyzer, items: list) -> tuple:  # type: ignore[type-arg]
-        calls["n"] += 1
-        if interrupt_at is not None and calls["n"] == interrupt_at:
+    def on_call(n: int) -> None:
+        if n == interrupt_at:
             raise KeyboardInterrupt
         time.sleep(sleep_s)
-        return original(self, items)
 
-    monkeypatch.setattr(Analyzer, "process", process)
+    return FakeDetector(), FakeClassifier(on_call=on_call)
 
 
 @pytest.mark.slow
 def test_slow_analysis_skips_to_newest_frame_records_all(clip2: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    _slow_process(monkeypatch, sleep_s=0.25)  # 2.5 frame intervals per analysis
-    r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True)
+                                                          ) -> None:  # fmt: skip
+    models = _models(sleep_s=0.25)  # 2.5 frame intervals per analysis
+    r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True, models=models)
     assert r.stopped_by == "source" and r.frames_captured == 20
     df = pq.read_table(r.table).to_pandas()
     analysed = df["frame"].drop_duplicates().to_numpy()
@@ -154,9 +150,9 @@ def test_slow_analysis_skips_to_newest_frame_records_all(clip2: Path, tmp_path: 
 
 
 def test_keyboard_interrupt_mid_run_keeps_a_complete_table(clip2: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    _slow_process(monkeypatch, interrupt_at=4)
-    r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True, preview=False)
+                                                           ) -> None:  # fmt: skip
+    models = _models(interrupt_at=4)
+    r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True, preview=False, models=models)
     assert r.stopped_by == "interrupt" and r.frames_analysed == 3
     _no_leftovers(tmp_path)
     meta = read_metadata(r.table)
@@ -195,7 +191,7 @@ def test_ctrl_c_finishes_table_and_recording(clip11: Path, tmp_path: Path) -> No
     assert len(rec_t) == meta["frames_captured"]
 
 
-def test_sigterm_stops_like_ctrl_c(clip2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigterm_stops_like_ctrl_c(clip2: Path, tmp_path: Path) -> None:
     """SIGTERM mid-run (raised in-process); a fallback handler turns a missing handler into a failure, not a kill."""
 
     def unhandled(signum: int, frame: object) -> None:
@@ -203,17 +199,12 @@ def test_sigterm_stops_like_ctrl_c(clip2: Path, tmp_path: Path, monkeypatch: pyt
 
     previous = signal.signal(signal.SIGTERM, unhandled)
     try:
-        original = Analyzer.process
-        calls = {"n": 0}
-
-        def process(self: Analyzer, items: list) -> tuple:  # type: ignore[type-arg]
-            calls["n"] += 1
-            if calls["n"] == 3:
+        def on_call(n: int) -> None:  # while the third frame is analysed
+            if n == 3:
                 signal.raise_signal(signal.SIGTERM)
-            return original(self, items)
 
-        monkeypatch.setattr(Analyzer, "process", process)
-        r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True)
+        models = FakeDetector(), FakeClassifier(on_call=on_call)
+        r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True, models=models)
         assert signal.getsignal(signal.SIGTERM) is unhandled  # restored after the run
     finally:
         signal.signal(signal.SIGTERM, previous)
