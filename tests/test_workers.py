@@ -26,7 +26,7 @@ pytestmark = [
 
 
 def killer_pool(victim: str, jobs: int, started: object):
-    """``workers.make_pool`` whose workers kill themselves (SIGKILL, as the OOM killer does) on one input."""
+    """A pool factory of ``WorkerPool`` whose workers kill themselves (SIGKILL, as the OOM killer) on one input."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -36,14 +36,16 @@ def killer_pool(victim: str, jobs: int, started: object):
                                initargs=(victim, workers.worker_init, 1, started))  # fmt: skip
 
 
-def test_an_input_that_kills_its_worker_fails_alone_and_the_rest_finish(tmp_path: Path, monkeypatch) -> None:
+def test_an_input_that_kills_its_worker_fails_alone_and_the_rest_finish(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a", "b", "c_dies", "d", "e"):
         write_clip(src / f"{name}.mp4", n=6, size=(96, 64))
-    monkeypatch.setattr(workers, "make_pool", partial(killer_pool, "c_dies.mp4"))
-    monkeypatch.setattr("fer_batch.runs.runner.cores", lambda: 2)  # two workers even on a one-core machine
-    res = {Path(r.path).name: r for r in fer_batch.analyze_many(src, tmp_path / "out", jobs=2)}
+    pool = workers.WorkerPool(2, partial(killer_pool, "c_dies.mp4"))  # two workers even on a one-core machine
+    try:
+        res = {Path(r.path).name: r for r in fer_batch.analyze_many(src, tmp_path / "out", executor=pool)}
+    finally:
+        pool.shutdown()
     assert res["c_dies.mp4"].status == "failed" and res["c_dies.mp4"].error == "worker died (killed or out of memory)"
     assert {name: r.status for name, r in res.items() if name != "c_dies.mp4"} == dict.fromkeys(
         ["a.mp4", "b.mp4", "d.mp4", "e.mp4"], "ok")  # fmt: skip
