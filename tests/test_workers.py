@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import REPO, write_clip
+from worker_hooks import DRIVER, ready_fifo, ready_pids
 
 import fer_batch
 from fer_batch.runs import workers
@@ -53,11 +54,6 @@ def test_an_input_that_kills_its_worker_fails_alone_and_the_rest_finish(tmp_path
     assert len(manifest) == 5 and manifest.loc[str(src / "c_dies.mp4"), "status"] == "failed"
 
 
-TESTS = Path(__file__).resolve().parent
-# the command line, with workers that report through a FIFO once they have a table half written
-DRIVER = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import worker_hooks; worker_hooks.cli_reporting_ready()"
-
-
 def make_inputs(tmp_path: Path, n_inputs: int) -> Path:
     src = tmp_path / "in"
     src.mkdir()
@@ -66,32 +62,15 @@ def make_inputs(tmp_path: Path, n_inputs: int) -> Path:
     return src
 
 
-def ready_fifo(tmp_path: Path) -> tuple[str, int]:
-    """A FIFO for the workers' reports, held open for reading and writing (so a read never sees an end)."""
-    path = str(tmp_path / "ready")
-    os.mkfifo(path)
-    return path, os.open(path, os.O_RDWR | os.O_NONBLOCK)
-
-
 def start_run(src: Path, out: Path, fifo: str, *more: str, **popen: Any) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", DRIVER, fifo, "analyze", str(src), "--out", str(out), "--jobs", "2",
+    cmd = [sys.executable, "-c", DRIVER, fifo, "go", "analyze", str(src), "--out", str(out), "--jobs", "2",
            "--batch-size", "4", *more]  # fmt: skip
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
 
 
-def wait_for_work(ready: int, proc: subprocess.Popen, timeout: float = 120) -> list[int]:
-    """The pids of the first two workers that report a table half written (read as the reports arrive)."""
-    pids: list[int] = []
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while len(pids) < 2:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise AssertionError(f"the run never had two workers writing (reports: {pids})")
-        if select.select([ready], [], [], 1.0)[0]:
-            buf += os.read(ready, 4096)
-            *lines, buf = buf.split(b"\n")
-            pids += [p for p in map(int, lines) if p not in pids]
-    return pids[:2]
+def wait_for_work(ready: int, proc: subprocess.Popen) -> list[int]:
+    """The pids of the first two workers that report a table half written."""
+    return ready_pids(ready, proc, 2)
 
 
 def still_running(pids: list[int], timeout: float = 15) -> list[int]:
