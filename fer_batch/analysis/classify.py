@@ -123,6 +123,8 @@ class FaceClassifier(Protocol):
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces: ...
 
+    def many(self, items: list[tuple[Frames, Faces]]) -> list[Faces]: ...
+
 
 class Classifier:
     """``Classifier(options)(frames, faces) -> faces`` with ``probs`` filled, one row per face."""
