@@ -6,15 +6,41 @@ swapped or tested alone, and a frame without a face is simply a frame index with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
     from fer_batch.planes import Luma
+
+
+class Clock(Protocol):
+    """Where time comes from for code that paces itself (a file played as a camera, a webcam session's stop).
+
+    Why a seam: tests pass a fake clock whose ``sleep`` only moves its time on, so a ten-second session runs in
+    the time its frames take to decode and its timestamps are exact.
+    """
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``time.sleep``."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 class Status(str, Enum):

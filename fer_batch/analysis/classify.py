@@ -7,7 +7,7 @@ A classifier is one bundled model, or an ensemble (``--model a+b``) whose member
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -108,6 +108,24 @@ def fingerprint(specs: list[models.ModelSpec]) -> dict[str, Any]:
     return {"sha256": sha, "spec_sha256": spec_sha, "labels": _common_labels(specs)}
 
 
+class FaceClassifier(Protocol):
+    """What the analysis engine and a table's metadata need of an emotion classifier (``Classifier``, a fake)."""
+
+    labels: list[str]
+
+    @property
+    def needs_color(self) -> bool: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def __call__(self, frames: Frames, faces: Faces) -> Faces: ...
+
+    def many(self, items: list[tuple[Frames, Faces]]) -> list[Faces]: ...
+
+
 class Classifier:
     """``Classifier(options)(frames, faces) -> faces`` with ``probs`` filled, one row per face."""
 
@@ -128,6 +146,11 @@ class Classifier:
     @property
     def needs_color(self) -> bool:
         return any(m.color != "gray" for m in self.members)
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime execution provider the models run on (the same for every member)."""
+        return str(self.session.get_providers()[0])
 
     def describe(self) -> dict[str, Any]:
         """What the table's metadata records about the classifier: enough to reproduce its numbers."""

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fer_batch.analysis.classify import Classifier, fingerprint, member_specs
+from fer_batch.analysis.classify import Classifier, FaceClassifier, fingerprint, member_specs
 from fer_batch.analysis.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.analysis.models import cores
 from fer_batch.analysis.track import Smoother, Tracker
@@ -23,6 +23,8 @@ from fer_batch.options import Options
 from fer_batch.types import Decoded, Faces, Frames
 
 REGION_MEMORY = 3  # detector frames whose faces are looked for again in regions
+
+Models = tuple[Detector, FaceClassifier]  # what an ``Analyzer`` runs: a detector and an emotion classifier
 
 
 def models_for(options: Options) -> tuple[Detector, Classifier]:
@@ -99,13 +101,19 @@ class ScanSchedule:
 
 
 class Analyzer:
-    """Runs detect → track → classify on windows of decoded frames of one video (or camera)."""
+    """Runs detect → track → classify on windows of decoded frames of one video (or camera).
 
-    def __init__(self, options: Options) -> None:
+    ``models`` replace the ones ``options`` name (tests pass fakes: ``tests/fakes.py``); the schedule, tracker
+    and smoother are this class's own either way.
+    """
+
+    def __init__(self, options: Options, models: Models | None = None) -> None:
         if options.threads is None:
             options = options.replace(threads=cores())
         self.options = options
-        self.detector, self.classifier = models_for(options)
+        self.detector: Detector
+        self.classifier: FaceClassifier
+        self.detector, self.classifier = models if models is not None else models_for(options)
         self.labels = self.classifier.labels
         self.reset()
 

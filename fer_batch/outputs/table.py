@@ -85,7 +85,7 @@ class TableMeta:
         return cls(version=__version__, options=options.as_dict(), source=source,
                    model=analyzer.classifier.describe(),
                    detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
-                   provider=analyzer.classifier.session.get_providers()[0], **recorded)  # fmt: skip
+                   provider=analyzer.classifier.provider, **recorded)  # fmt: skip
 
     def replace(self, **changes: Any) -> TableMeta:
         return dataclasses.replace(self, **changes)

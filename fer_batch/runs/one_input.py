@@ -18,7 +18,7 @@ from typing import Any
 
 from fer_batch._progress import Progress
 from fer_batch.analysis.detect.scan_size import small_size
-from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
+from fer_batch.analysis.engine import Analysis, Analyzer, Models, Planned, unload_models
 from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, describe
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.media.reader import FrameReader, ReaderImages
@@ -69,12 +69,14 @@ def run_video(
     annotate_path: Path | None = None,
     annotate_scale: Scale = AUTO,
     progress: Progress | None = None,
+    models: Models | None = None,
 ) -> tuple[InputResult, MemorySink | None]:
     """Analyse one input; write its table (and annotated video, at ``annotate_scale``) or collect it in memory.
 
     Decoding errors never escape: the result says ``failed`` (nothing written) or ``partial`` (the frames
     before the damage are in the table, which records the reason). A source replaced or changed while it was
-    read fails, with nothing written: its table would describe neither file.
+    read fails, with nothing written: its table would describe neither file. ``models`` replace the ones
+    ``options`` name (tests pass fakes).
     """
     t0 = time.perf_counter()
     result = Tally()
@@ -86,7 +88,7 @@ def run_video(
     result.duration_s = info.duration_s
     if progress is not None:
         progress.start(expected_frames(info, options))
-    analyzer = Analyzer(options)
+    analyzer = Analyzer(options, models)
     images = ReaderImages.ANALYSED if analyzer.classifier.needs_color else ReaderImages.NONE
     sizes = window_sizes(info, options.batch_size, annotate_path is not None)
     reader = FrameReader(path, info, options, images=ReaderImages.RENDER if annotate_path is not None else images,

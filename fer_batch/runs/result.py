@@ -12,6 +12,7 @@ import logging
 import time
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,8 @@ class ManifestWriter:
 
     INTERVAL_S = 1.0
 
-    def __init__(self, out: Path) -> None:
-        self.path = out / MANIFEST
+    def __init__(self, out: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path, self.clock = out / MANIFEST, clock
         self.rows: dict[str, InputResult] = self._earlier()
         self.error: OSError | None = None
         self._written = float("-inf")
@@ -128,7 +129,7 @@ class ManifestWriter:
 
     def add(self, result: InputResult) -> None:
         self.rows[result.path] = result
-        if time.monotonic() - self._written >= self.INTERVAL_S:
+        if self.clock() - self._written >= self.INTERVAL_S:
             self.write()
 
     def write(self) -> None:
@@ -144,4 +145,4 @@ class ManifestWriter:
             self.error = e
         else:
             self.error = None
-            self._written = time.monotonic()
+            self._written = self.clock()

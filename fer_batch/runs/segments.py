@@ -108,8 +108,12 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
     if is_image(job.source):
         return None
     times = frame_times(job.source)
-    if not times:
-        return None
+    return segments_for(job, times, options, seconds) if times else None
+
+
+def segments_for(job: Job, times: list[float], options: Options, seconds: float) -> list[Segment] | None:
+    """``plan_segments`` for a video whose frames are at ``times`` (seconds, ascending): the plan from the times
+    alone, so it is tested without a file."""
     lo = max(times[0], options.start or times[0])
     hi = min(times[-1], options.end) if options.end is not None else times[-1]
     # only ranges that hold a frame: a gap longer than S in a variable-rate video would be an empty part
