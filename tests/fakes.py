@@ -89,6 +89,9 @@ class FakeClassifier:
         return faces.replace(probs=np.tile(self.probs, (n, 1)), pose=np.full((n, 3), np.nan, np.float32),
                              sharpness=np.ones(n, np.float32), quality=np.ones(n, np.float32))  # fmt: skip
 
+    def many(self, items: list[tuple[Frames, Faces]]) -> list[Faces]:
+        return [self(frames, faces) for frames, faces in items]
+
 
 def fake_models(regions: bool = False) -> tuple[FakeDetector, FakeClassifier]:
     """A fresh detector (a region detector with ``regions``) and classifier, for ``models=``."""

@@ -123,6 +123,8 @@ class FaceClassifier(Protocol):
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces: ...
 
+    def many(self, items: list[tuple[Frames, Faces]]) -> list[Faces]: ...
+
 
 class Classifier:
     """``Classifier(options)(frames, faces) -> faces`` with ``probs`` filled, one row per face."""
@@ -187,11 +189,25 @@ class Classifier:
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
         """``faces`` with probabilities, and the signals of how far to trust them: pose, sharpness, quality."""
+        return self.many([(frames, faces)])[0]
+
+    def many(self, items: list[tuple[Frames, Faces]]) -> list[Faces]:
+        """``__call__`` for several (frames, faces) pairs (photos of different sizes), each member's crops of all
+        of them scored in one batch: a folder of photos pays for batched network calls, not one call per photo.
+        Each face's probabilities are those it gets alone (the networks score each crop on its own)."""
+        crops = [[m.crops(fr, fa) for fr, fa in items] for m in self.members]
+        joined = [c[0] if len(c) == 1 else np.concatenate(c) for c in crops]  # a video's window: no copy
+        each = [self.predict_crops(k, c) if len(c) else None for k, c in enumerate(joined)]
+        ends = np.cumsum([0] + [len(fa) for _, fa in items])
+        return [self._scored(fr, fa, [e[ends[i] : ends[i + 1]] for e in each if e is not None])
+                for i, (fr, fa) in enumerate(items)]  # fmt: skip
+
+    def _scored(self, frames: Frames, faces: Faces, each: list[np.ndarray]) -> Faces:
+        """``faces`` with the members' probabilities ``each`` averaged, and the trust signals computed."""
         if not len(faces):
             empty = np.zeros(0, dtype=np.float32)
             return faces.replace(probs=np.zeros((0, len(self.labels)), dtype=np.float32),
                                  pose=np.zeros((0, 3), np.float32), sharpness=empty, quality=empty)  # fmt: skip
-        each = [self.predict_crops(k, m.crops(frames, faces)) for k, m in enumerate(self.members)]
         total = each[0].copy()
         for more in each[1:]:  # in member order, as the tables always summed them
             total += more

@@ -115,6 +115,12 @@ class Analyzer:
         self.classifier: FaceClassifier
         self.detector, self.classifier = models if models is not None else models_for(options)
         self.labels = self.classifier.labels
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the input so far (tracks, smoothing, scan schedule): the next frames start another input, as
+        in a new ``Analyzer`` (a batch of photos uses one, without looking its models up again for each)."""
+        options = self.options
         self.tracker = Tracker()
         self.smoother = Smoother(options.smooth) if options.smooth else None
         self.region_detector = self.detector if isinstance(self.detector, RegionDetector) else None

@@ -93,7 +93,9 @@ class TableMeta:
     def as_dict(self) -> dict[str, Any]:
         """The JSON object: a camera's fields only in a camera's table; ``segments`` (null when not split) in a
         file's table, ``segment_runs`` only in a joined one."""
-        d = dataclasses.asdict(self)
+        # shallow: the values are plain JSON containers already, and ``asdict``'s deep copy cost a millisecond a
+        # table (seconds over a folder of photos)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if self.clock is None:
             for name in self.CAMERA:
                 d.pop(name)
@@ -245,10 +247,13 @@ class ParquetSink:
     """
 
     def __init__(self, path: Path, labels: list[str], smooth: bool = False, *,
-                 table_schema: pa.Schema | None = None) -> None:  # fmt: skip
+                 table_schema: pa.Schema | None = None, commit: bool = True,
+                 compression: str = "zstd") -> None:  # fmt: skip
         self.path = Path(path)
+        self.compression = compression  # "none" for a photo's few rows: zstd's setup per column costs more
+        self.commit = commit  # False: a clean exit leaves ``target`` for the caller to commit (``commit_many``)
         self.schema = table_schema if table_schema is not None else schema(labels, smooth)
-        self._target = AtomicPath(self.path)
+        self._target = self.target = AtomicPath(self.path)
         self.tmp = self._target.tmp
         self.meta: TableMeta | None = None  # set by the writer before a clean exit; the footer records it
         self._pending: list[pa.Table] = []
@@ -258,7 +263,7 @@ class ParquetSink:
     def __enter__(self) -> ParquetSink:
         self._target.__enter__()
         try:  # a failure (or a stop signal) between the file's creation and the with-block leaves no file
-            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression=self.compression)
         except BaseException:
             self._target.discard()
             raise
@@ -295,7 +300,8 @@ class ParquetSink:
             raise
         self._writer = None
         if exc_type is None:
-            self._target.commit()
+            if self.commit:
+                self._target.commit()
         else:
             self._target.discard()
 

@@ -25,6 +25,7 @@ from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
 from fer_batch.runs.one_input import run_video
 from fer_batch.runs.outdir import OutputLock, prepare_out
+from fer_batch.runs.photos import analyze_photos, batchable, photo_batches
 from fer_batch.runs.result import InputResult, ManifestWriter
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import WorkerPool
@@ -150,9 +151,10 @@ class Task:
     """One unit of work as submitted, so it can be submitted again after its worker died."""
 
     tag: tuple[str, Job, int]  # kind (whole | part | join), job, segment index
-    fn: Callable[..., InputResult]
+    fn: Callable[..., Any]
     args: tuple[Any, ...]
     retried: bool = False
+    batch: list[Job] | None = None  # the photos of a ``photos`` task, whose result is one per photo
 
 
 class FolderRun:
@@ -201,8 +203,12 @@ class FolderRun:
         bar = self.bar
         bar.start(total)
         try:
-            for job in todo:
-                self._start(job, resume)
+            for unit in self._units(todo):
+                if isinstance(unit, list):
+                    self._submit(Task(("photos", unit[0], 0), analyze_photos,
+                                      (unit, self.options, self.task_display, analyze_one), batch=unit))  # fmt: skip
+                else:
+                    self._start(unit, resume)
                 if self.inline or len(self.pending) % 32 == 0:  # results in reach the manifest while submitting
                     self._harvest(block=False)
             while self.pending:
@@ -213,6 +219,23 @@ class FolderRun:
             raise
         finally:
             bar.close()
+
+    def _units(self, todo: list[Job]) -> list[Job | list[Job]]:
+        """The jobs in order, runs of consecutive photos gathered into batches (``runs.photos``), at least one batch
+        per worker where there are enough photos."""
+        workers = self.pool.jobs if self.pool is not None else 1 if self.inline else cores()
+        units: list[Job | list[Job]] = []
+        run: list[Job] = []
+        ended: list[Job | None] = [*todo, None]  # None ends the last run
+        for job in ended:
+            if job is not None and job not in self.segments and batchable(job):
+                run.append(job)
+                continue
+            units += photo_batches(run, workers) if len(run) > 1 else run
+            run = []
+            if job is not None:
+                units.append(job)
+        return units
 
     def _start(self, job: Job, resume: bool) -> None:
         if job not in self.segments:
@@ -255,13 +278,20 @@ class FolderRun:
                 broken.append((fut, task))
             else:
                 self._deliver(task, _result_of(fut, task))
-        started = [task for fut, task in broken if self.pool.started(fut)]
+        started = [alone for fut, task in broken if self.pool.started(fut) for alone in self._singles(task)]
         queued = [task for fut, task in broken if not self.pool.started(fut)]
         self.pool.rebuild()
         for task in started:
             self._deliver(task, self._retry_alone(task))
         for task in queued:
             self._submit(task)
+
+    def _singles(self, task: Task) -> list[Task]:
+        """A task as tasks of one input each: a batch of photos whose worker died is retried photo by photo, so
+        only the photo that kills its worker is marked failed."""
+        if task.batch is None:
+            return [task]
+        return [Task(("whole", j, 0), analyze_one, (j, self.options, self.task_display)) for j in task.batch]
 
     def _retry_alone(self, task: Task) -> InputResult:
         assert self.pool is not None
@@ -277,7 +307,13 @@ class FolderRun:
             return InputResult.failed(job.source, WORKER_DIED)
         return _result_of(fut, task)
 
-    def _deliver(self, task: Task, res: InputResult) -> None:
+    def _deliver(self, task: Task, res: InputResult | list[InputResult]) -> None:
+        if task.batch is not None:
+            each = res if isinstance(res, list) else [_failed_as(res, j) for j in task.batch]
+            for j, r in zip(task.batch, each, strict=True):
+                self._deliver(Task(("whole", j, 0), analyze_one, ()), r)
+            return
+        assert isinstance(res, InputResult)
         kind, job, k = task.tag
         if kind != "join":
             self.bar.advance()
@@ -299,6 +335,11 @@ class FolderRun:
 
 
 WORKER_DIED = "worker died (killed or out of memory)"
+
+
+def _failed_as(res: InputResult, job: Job) -> InputResult:
+    """A batch's failure (its worker failed it) as one of its photos' results."""
+    return InputResult(path=str(job.source), status=res.status, error=res.error)
 
 
 def _result_of(fut: Future[InputResult], task: Task) -> InputResult:
