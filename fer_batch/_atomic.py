@@ -9,6 +9,7 @@ holds the old file or the whole new one, never a torn one. A failure removes the
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import re
@@ -19,12 +20,25 @@ from types import TracebackType
 log = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp-"  # temporary names are .<final name>.tmp-<pid>-<hex>: hidden, never ending in an output's suffix
+NAME_MAX = 255  # bytes in one file name on the file systems we write to (ext4, xfs, btrfs, APFS, NTFS)
+TAIL_BYTES = len(f"{TMP_MARK}{2**22}-{'0' * 8}".encode())  # the longest "<mark><pid>-<hex>" (Linux pids < 2**22)
+
+
+def hidden_name(final_name: str, tail_bytes: int = TAIL_BYTES) -> str:
+    """``.<final name>``, or where that and a tail of ``tail_bytes`` would not fit in one file name, ``.`` and a
+    checksum of the final name: a helper's name (temporary file, hidden folder) fits wherever the final name fits."""
+    name = f".{final_name}"
+    if len(name.encode("utf-8", "surrogateescape")) + tail_bytes <= NAME_MAX:
+        return name
+    return "." + hashlib.sha256(final_name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _stale_pattern(final_name: str) -> re.Pattern[str]:
-    """Exactly the temporary names of ``final_name`` (and those of versions before the leading dot), nothing a
-    user would name a file: ``x.parquet.tmp-a.mp4`` is an input, not a leftover of ``x.parquet``."""
-    return re.compile(rf"\.?{re.escape(final_name)}{re.escape(TMP_MARK)}\d+-[0-9a-f]+")
+    """Exactly the temporary names of ``final_name`` (and those of versions before the leading dot, and the short
+    form of a long name), nothing a user would name a file: ``x.parquet.tmp-a.mp4`` is an input, not a leftover of
+    ``x.parquet``."""
+    short = re.escape(hidden_name(final_name))
+    return re.compile(rf"(\.?{re.escape(final_name)}|{short}){re.escape(TMP_MARK)}\d+-[0-9a-f]+")
 
 
 class AtomicPath:
@@ -36,7 +50,7 @@ class AtomicPath:
 
     def __init__(self, final: str | os.PathLike[str]) -> None:
         self.final = Path(final)
-        self.tmp = self.final.with_name(f".{self.final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.tmp = self.final.with_name(f"{hidden_name(self.final.name)}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +90,10 @@ def remove_stale(final: str | os.PathLike[str]) -> None:
     """Remove temporary files of ``final`` left by a killed run (any process id)."""
     final = Path(final)
     pattern = _stale_pattern(final.name)
-    for stale in final.parent.glob(f"*{glob.escape(final.name)}{TMP_MARK}*"):
-        if pattern.fullmatch(stale.name):
-            stale.unlink(missing_ok=True)
+    for name in {final.name, hidden_name(final.name)[1:]}:
+        for stale in final.parent.glob(f"*{glob.escape(name)}{TMP_MARK}*"):
+            if pattern.fullmatch(stale.name):
+                stale.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -7,7 +7,10 @@ the one-line-per-problem rule on the console.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from typing import TextIO
 
 
 def utf8(text: str) -> str:
@@ -22,3 +25,26 @@ def utf8(text: str) -> str:
 def one_line(text: str) -> str:
     """``text`` for one console line: invalid UTF-8 and control characters (newlines, tabs) shown escaped."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in utf8(text))
+
+
+def numeric_warnings_to_debug() -> None:
+    """Send Python's RuntimeWarnings (numpy's "invalid value in divide", "Mean of empty slice", overflow in exp) to
+    the debug log instead of the console.
+
+    Why: they are raw library text with a source line, never one line naming a file; where such a value matters,
+    the code checks it and says so (non-finite model outputs fail their input). Other warnings show as before.
+    """
+    original = warnings.showwarning
+    log = logging.getLogger("fer_batch")
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:  # fmt: skip
+        if issubclass(category, RuntimeWarning):
+            log.debug("%s:%d: %s: %s", filename, lineno, category.__name__, message)
+            return
+        original(message, category, filename, lineno, file, line)
+
+    if getattr(original, "_fer_batch", False):
+        return  # installed already
+    show._fer_batch = True  # type: ignore[attr-defined]
+    warnings.showwarning = show

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from fer_batch._progress import Display
 from fer_batch._progress import progress as progress_of
 from fer_batch.errors import DecodeError, UsageError, describe
-from fer_batch.options import AUTO, Options, Scale, number
+from fer_batch.options import AUTO, Options, Scale, flag_arg, number, path_arg, paths_arg
 from fer_batch.outputs.table import tables, to_pandas
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.runner import run_many
@@ -31,8 +31,8 @@ def analyze_video(path: str | os.PathLike[str], *, progress: bool = False, **opt
     Raises ``DecodeError`` when the input cannot be decoded at all; a stream that breaks midway returns the
     frames before the damage, with ``df.attrs["status"] == "partial"`` and the reason in ``df.attrs["error"]``.
     """
+    p = Path(path_arg("analyze_video", "path", path))
     opts = Options.from_kwargs(**options)
-    p = Path(path)
     frames = progress_of(Display.for_api(progress), p.name, "frame")
     try:
         result, sink = run_video(p, opts, video_name=p.name, progress=frames)
@@ -69,10 +69,16 @@ def analyze_many(
     in Jupyter a notebook bar (tqdm.auto), at a terminal a bar, else plain lines on stderr; none by default
     (``quiet=False``, kept from earlier versions, means the same).
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    paths = paths_arg("analyze_many", "paths", paths)
+    if not isinstance(out, (str, os.PathLike)):
+        path_arg("analyze_many", "out", out)  # raises: a wrong type, named
     if not str(out).strip():  # Path("") is the current folder: never write there by accident
         raise UsageError("--out must not be empty")
+    for name, value in (("resume", resume), ("quiet", quiet), ("annotate", annotate)):
+        flag_arg("analyze_many", name, value)
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"analyze_many: executor must be a concurrent.futures.Executor (e.g. a Dask client's "
+                        f"get_executor()), got {type(executor).__name__}")  # fmt: skip
     return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor, resume=resume,
                     display=Display.for_api(progress or not quiet), segment_seconds=segment_seconds,
                     annotate=annotate, annotate_scale=annotate_scale)  # fmt: skip
@@ -86,7 +92,7 @@ def load(out: str | os.PathLike[str], *, min_quality: float = 0.0) -> pd.DataFra
     a frame was analysed), as ``analyze --min-quality`` does when writing.
     """
     number(0, 1)("min_quality", min_quality)
-    paths = tables(out)
+    paths = tables(path_arg("load", "out", out))
     if not paths:
         raise FileNotFoundError(f"{out}: no tables found")
     parts = []

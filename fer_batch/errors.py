@@ -10,6 +10,7 @@
     │   ├── DecodeError (a RuntimeError) the file cannot be opened or decoded
     │   │   └── StreamBroken             decoding stopped part-way; the frames before are in the table (partial)
     │   │       └── StreamDamaged        some packets were skipped; every other frame is in the table (partial)
+    │   ├── ModelOutputError (a RuntimeError) the model's outputs on its faces are non-finite or not probabilities
     │   └── CameraError                  a camera cannot be opened or read
     └── OutputError (an OSError)         a result cannot be written
         └── ManifestError                the run's manifest.parquet (every input was still tried)
@@ -58,6 +59,11 @@ class StreamBroken(DecodeError):
 
 class StreamDamaged(StreamBroken):
     """Some packets could not be decoded and were skipped; every other frame was delivered."""
+
+
+class ModelOutputError(InputError, RuntimeError):
+    """A model gave outputs on this input's faces that are not what its spec says (non-finite, or probabilities
+    that do not sum to 1): storing them would look like results."""
 
 
 class CameraError(InputError, RuntimeError):

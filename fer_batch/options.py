@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from enum import Enum
 from numbers import Integral, Real
@@ -26,6 +27,10 @@ MIN_SEGMENT_S = 1.0  # shorter segments would be mostly pre-roll (and 1e-300 s w
 MAX_RENDER_SCALE = 4.0  # render --scale: beyond this the output is only larger, never sharper
 AUTO: Literal["auto"] = "auto"  # --annotate-scale / render --scale: enlarge small videos so the drawn text is legible
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
+
+
+# settings that never change a table's numbers (how fast, where), or that name files whose content is compared instead
+NOT_IN_RESULT = ("threads", "device", "batch_size", "max_pixels", "model", "model_spec")
 
 
 class Level(str, Enum):
@@ -168,9 +173,13 @@ class Options:
         return dataclasses.asdict(self)
 
     def result_key(self) -> dict[str, Any]:
-        """The options that change a table's content (what ``--resume`` compares)."""
+        """The options that change a table's content (what ``--resume`` compares besides the models' checksums).
+
+        ``model`` and ``model_spec`` name files: what they hold is compared instead (``jobs.Provenance``), so a
+        model replaced at the same path is redone and one moved elsewhere is not.
+        """
         d = self.as_dict()
-        for name in ("threads", "device", "batch_size", "max_pixels"):
+        for name in NOT_IN_RESULT:
             d.pop(name)
         return d
 
@@ -225,3 +234,44 @@ def check_run(jobs: Any = 1, segment_seconds: Any = None) -> None:
     """The folder run's own numbers (not part of ``Options``: they change how, not what, is computed)."""
     number(1, 4096, integer=True)("jobs", jobs)
     number(MIN_SEGMENT_S, optional=True)("segment_seconds", segment_seconds)
+
+
+# --- the Python API's own arguments (not options): a wrong type is a TypeError naming the function and argument,
+# not pathlib's "expected str, bytes or os.PathLike object, not int"; a flag given "no" is not silently true
+
+
+def path_arg(func: str, name: str, value: Any) -> str | os.PathLike[str]:
+    """A path (``str`` or ``os.PathLike``), non-empty."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{func}: {name} must be a path (str or os.PathLike), got {type(value).__name__} {value!r}")
+    if not str(os.fspath(value)).strip():
+        raise ValueError(f"{func}: {name} must not be empty")
+    return value
+
+
+def paths_arg(func: str, name: str, value: Any) -> list[str | os.PathLike[str]]:
+    """One path, or an iterable of paths (never a single string split into characters)."""
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, dict)):
+        raise TypeError(f"{func}: {name} must be a path or a list of paths, got {type(value).__name__} {value!r}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"{func}: every item of {name} must be a path (str or os.PathLike), got "
+                            f"{type(item).__name__} {item!r}")  # fmt: skip
+    return items
+
+
+def flag_arg(func: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{func}: {name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def int_arg(func: str, name: str, value: Any, lo: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{func}: {name} must be a whole number, got {type(value).__name__} {value!r}")
+    if value < lo:
+        raise ValueError(f"{func}: {name} must be {lo} or more, got {value}")
+    return value

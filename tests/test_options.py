@@ -51,7 +51,7 @@ def test_resume_compares_only_what_changes_a_table() -> None:
     base = Options()
     assert base.replace(threads=3, device="cpu", batch_size=8).result_key() == base.result_key()
     assert base.replace(fps=5).result_key() != base.result_key()
-    ignored = {"threads", "device", "batch_size", "max_pixels"}
+    ignored = {"threads", "device", "batch_size", "max_pixels", "model", "model_spec"}  # files: their checksums
     assert set(base.result_key()) == {f.name for f in dataclasses.fields(Options)} - ignored
 
 

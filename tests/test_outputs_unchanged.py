@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "3c6c425f648f98f554bb2f3f394db259d67674dc"
+REFERENCE = "bb9bc7cd027ab14efea88caec704d69eb8946ce2"
 
 pytestmark = pytest.mark.slow
 

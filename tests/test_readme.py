@@ -93,6 +93,8 @@ def scratch(tmp: Path) -> dict[str, str]:
     (tmp / "home" / "recordings" / "day1").mkdir(parents=True)
     for name, n in (("day1/p01.mp4", 12), ("p02.mp4", 8)):
         write_clip(tmp / "home" / "recordings" / name, n=n, faces=one_face)
+        sidecar = (tmp / "home" / "recordings" / name).with_name(Path(name).stem + "_events.tsv")
+        sidecar.write_text("onset\tduration\ttrial_type\n0.0\t0.5\tbaseline\n0.5\t0.5\tstimulus\n")  # export --by event
     write_clip(tmp / "interview.mp4", n=16, faces=one_face, audio=True)
     shutil.copytree(REPO / "samples", tmp / "samples")
     (tmp / "shared" / "long").mkdir(parents=True)

@@ -115,11 +115,13 @@ def test_a_table_needs_its_metadata(tmp_path: Path) -> None:
 
 def test_table_metadata_keeps_each_kind_of_table_to_its_own_fields() -> None:
     video = META.as_dict()
-    assert "segments" not in video and "clock" not in video and "recording" not in video
+    assert video["segments"] is None and "segment_runs" not in video  # how it was made: not split
+    assert "clock" not in video and "recording" not in video
     camera = META.replace(clock="monotonic", recording=None).as_dict()
     assert camera["clock"] == "monotonic" and "recording" in camera and camera["recording"] is None
-    joined = META.replace(segments=[{"from": None}]).as_dict()
-    assert joined["segments"] == [{"from": None}]
+    assert "segments" not in camera
+    joined = META.replace(segments=[[0.0, 2.0], [2.0, 4.0]], segment_runs=[{"from": None}]).as_dict()
+    assert joined["segments"] == [[0.0, 2.0], [2.0, 4.0]] and joined["segment_runs"] == [{"from": None}]
     assert TableMeta.from_dict({**camera, "added_later": 1}) == META.replace(clock="monotonic")
     assert TableMeta.from_dict({"status": "ok"}) is None  # not ours: no version, options or source
     assert META.labels == LABELS and TableMeta(version="0", options={}, source={}).labels is None

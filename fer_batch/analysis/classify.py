@@ -13,6 +13,7 @@ import numpy as np
 
 from fer_batch.analysis import models, quality
 from fer_batch.analysis.crop import WHOLE, CropSpec, Planes, crop_one
+from fer_batch.analysis.model_checks import as_probabilities
 from fer_batch.options import Options
 from fer_batch.planes import Luma
 from fer_batch.types import Faces, Frames
@@ -42,9 +43,10 @@ class Member:
         self.color, self.layout = inp["color"], inp["layout"]
         self.a, self.b = spec.transform()
         self.crop = WHOLE if options.detector == "none" else CropSpec.from_entry(spec.entry, options.crop_margin)
-        self.logits = spec.entry.get("output") == "logits"  # optional spec key: "probs" (default) or "logits"
+        self.output = spec.output  # "probabilities" or "logits" (e.g. the ONNX model zoo's FER+, without a softmax)
         self.session = models.session(spec.path, options.device, models.StageThreads.of(options.threads).classify)
         self.input_name = self.session.get_inputs()[0].name
+        self.fixed = models.fixed_batch(self.session)  # exports fixed to a batch of 1 get one face a call
 
     def crops(self, frames: Frames, faces: Faces) -> np.ndarray:
         """uint8 crops (n, H, W[, C]) of every face, in the channel order the model reads."""
@@ -74,7 +76,10 @@ class Member:
         return frames.bgr[j]
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities (n, labels) for uint8 crops, with the manifest's pixel transform, ``RUN_FACES`` a call."""
+        """Probabilities (n, labels) for uint8 crops, with the manifest's pixel transform, ``RUN_FACES`` a call.
+
+        Raises ``ModelOutputError`` where the outputs are non-finite or not the probabilities the spec promises.
+        """
         if len(crops) > RUN_FACES:
             return np.concatenate([self.predict(crops[lo : lo + RUN_FACES]) for lo in range(0, len(crops), RUN_FACES)])
         x = crops.astype(np.float32)
@@ -83,27 +88,37 @@ class Member:
         x = x * self.a + self.b
         if self.layout == "NCHW":
             x = x.transpose(0, 3, 1, 2)
-        out = np.asarray(self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0], dtype=np.float32)
-        out = out.reshape(len(crops), -1)
-        if self.logits:  # e.g. the ONNX model zoo's FER+ ends without a softmax
-            out = np.exp(out - out.max(axis=1, keepdims=True))
-            out /= out.sum(axis=1, keepdims=True)
-        return out
+        out = models.run_batched(self.session, np.ascontiguousarray(x), self.fixed)
+        return as_probabilities(out, self.output, self.spec.id)  # non-finite or non-probabilities: the input fails
+
+
+def member_specs(options: Options) -> list[models.ModelSpec]:
+    """The verified manifest entries of the models ``options`` names (no session is made)."""
+    ids = member_ids(options.model)
+    return [models.resolve(m, options.model_spec if len(ids) == 1 else None, task="emotion") for m in ids]
+
+
+def fingerprint(specs: list[models.ModelSpec]) -> dict[str, Any]:
+    """What ties a table to the classifier that made it: checksums of the model files and of their specs, and
+    the label order. ``--resume`` compares it with the table's metadata, so it is computed without sessions."""
+    sha = specs[0].sha256 if len(specs) == 1 else models.combined_sha256([s.sha256 for s in specs])
+    spec_sha = specs[0].spec_sha256 if len(specs) == 1 else models.combined_sha256([s.spec_sha256 for s in specs])
+    return {"sha256": sha, "spec_sha256": spec_sha, "labels": _common_labels(specs)}
 
 
 class Classifier:
     """``Classifier(options)(frames, faces) -> faces`` with ``probs`` filled, one row per face."""
 
     def __init__(self, options: Options) -> None:
-        ids = member_ids(options.model)
-        specs = [models.resolve(m, options.model_spec if len(ids) == 1 else None, task="emotion") for m in ids]
-        self.labels = _common_labels(specs)
+        specs = member_specs(options)
+        self.fingerprint = fingerprint(specs)
+        self.labels = self.fingerprint["labels"]
         self.members = [Member(s, options) for s in specs]
         # each member's columns in the classifier's label order
         self._order = [np.array([s.labels.index(lab) for lab in self.labels]) for s in specs]
         self.tta = options.tta
         self.id = "+".join(s.id for s in specs)
-        self.sha256 = specs[0].sha256 if len(specs) == 1 else models.combined_sha256([s.sha256 for s in specs])
+        self.sha256 = self.fingerprint["sha256"]
         self.session = self.members[0].session  # the provider in use is the same for every member
         # fitted for the bundled ensemble with its own crops: another crop margin moves every feature it reads
         self.calibration = quality.calibration_for(self.id, self.tta) if options.crop_margin is None else None
@@ -117,6 +132,7 @@ class Classifier:
         return {
             "id": self.id,
             "sha256": self.sha256,
+            "spec_sha256": self.fingerprint["spec_sha256"],
             "labels": self.labels,
             "tta": self.tta,
             "members": [{"id": m.spec.id, "sha256": m.spec.sha256, "crop": m.crop.as_dict()} for m in self.members],

@@ -8,13 +8,14 @@ knows nothing of files: ``runs.one_input`` feeds it a video's frames, ``live`` a
 from __future__ import annotations
 
 import enum
+import json
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from fer_batch.analysis.classify import Classifier
+from fer_batch.analysis.classify import Classifier, fingerprint, member_specs
 from fer_batch.analysis.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.analysis.models import cores
 from fer_batch.analysis.track import Smoother, Tracker
@@ -26,15 +27,17 @@ REGION_MEMORY = 3  # detector frames whose faces are looked for again in regions
 
 def models_for(options: Options) -> tuple[Detector, Classifier]:
     """Detector and classifier for these options, loaded once per process (folder runs and segments reuse them)."""
-    # only the settings the models read make a new pair: a segment's own --start/--end must not reload them
+    # only the settings the models read make a new pair: a segment's own --start/--end must not reload them;
+    # the files' content is part of the key, so a model or spec replaced at the same path is loaded again
+    content = json.dumps(fingerprint(member_specs(options)), sort_keys=True)
     return _load_models(
         options.replace(fps=None, every=None, start=None, end=None, detect_every=1, smooth=None,
-                        scan_interval=Options.scan_interval, batch_size=Options.batch_size)  # fmt: skip
+                        scan_interval=Options.scan_interval, batch_size=Options.batch_size), content  # fmt: skip
     )
 
 
 @lru_cache(maxsize=4)
-def _load_models(options: Options) -> tuple[Detector, Classifier]:
+def _load_models(options: Options, content: str) -> tuple[Detector, Classifier]:
     return make_detector(options), Classifier(options)
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from fer_batch.errors import ModelError, describe
+from fer_batch.analysis.model_checks import as_probabilities, check_values, read_spec
+from fer_batch.errors import ModelError, ModelOutputError, describe
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,19 @@ class ModelSpec:
     def input(self) -> dict[str, Any]:
         return dict(self.entry["input"])
 
+    @property
+    def output(self) -> str:
+        """"probabilities" (the default) or "logits": what the model's outputs are (a softmax turns logits into the
+        former)."""
+        return str(self.entry.get("output", "probabilities"))
+
+    @property
+    def spec_sha256(self) -> str:
+        """A checksum of what the entry says about using the model (input transform, labels, crop, output kind),
+        leaving out where it came from, so a spec moved or renamed keeps its tables and an edited one does not."""
+        kept = {k: v for k, v in self.entry.items() if k not in ("id", "file", "source", "license", "sha256")}
+        return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
     def transform(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (a, b) such that a pixel v in 0..255 is fed as v * a + b.
 
@@ -85,16 +99,18 @@ def validate_entry(entry: dict[str, Any], where: str) -> None:
         missing.append("labels")
     if missing:
         raise ModelError(f"{where}: model spec lacks {', '.join(missing)}")
-    inp = entry["input"]
-    if inp["layout"] not in ("NCHW", "NHWC") or inp["color"] not in ("gray", "rgb", "bgr"):
-        raise ModelError(f"{where}: input.layout must be NCHW/NHWC and input.color gray/rgb/bgr")
-    channels = 1 if inp["color"] == "gray" else 3
-    if int(inp["channels"]) != channels or len(inp["mean"]) != channels or len(inp["std"]) != channels:
-        raise ModelError(f"{where}: channels, mean and std must match color {inp['color']!r}")
+    check_values(entry, where)
 
 
-@lru_cache(maxsize=32)
 def file_sha256(path: Path) -> str:
+    """The file's sha256, cached while its identity, size and mtime stay the same (a file replaced at the same path
+    in a long-lived process is hashed again: ``--resume`` compares what made a table, not where it was)."""
+    st = Path(path).stat()
+    return _sha256_of(Path(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256_of(path: Path, dev: int, ino: int, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -112,14 +128,7 @@ def resolve(model: str, spec_path: str | None = None, task: str = "emotion") -> 
     if spec_path is not None or model.endswith(".onnx"):
         if spec_path is None:
             raise ModelError(f"{model}: a custom model needs --model-spec SPEC.json (a manifest entry)")
-        try:
-            entry = json.loads(Path(spec_path).read_text())
-        except OSError as e:
-            raise ModelError(f"--model-spec {spec_path}: {e.strerror or e}") from None
-        except ValueError as e:
-            raise ModelError(f"--model-spec {spec_path}: not valid JSON ({e})") from None
-        if not isinstance(entry, dict):
-            raise ModelError(f"--model-spec {spec_path}: must be a JSON object (one manifest entry)")
+        entry = read_spec(spec_path)
         entry.setdefault("id", Path(model).stem)
         entry.setdefault("task", task)
         entry.setdefault("file", Path(model).name)
@@ -191,18 +200,48 @@ def check_classifier(model: str, spec_path: str | None) -> ModelSpec:
     if spec_path is None and not model.endswith(".onnx"):
         return spec  # a bundled model: its checksum vouches for it
     inp = spec.input
+    c, h, w = int(inp["channels"]), int(inp["height"]), int(inp["width"])
+    x = np.zeros((2, h, w, c), np.float32)  # a blank face and one of noise, through the spec's transform
+    x[1] = np.random.default_rng(0).integers(0, 256, (h, w, c))
+    a, b = spec.transform()
+    x = x * a + b
+    if inp["layout"] == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
     try:
-        c, h, w = int(inp["channels"]), int(inp["height"]), int(inp["width"])
-        x = np.zeros((1, c, h, w) if inp["layout"] == "NCHW" else (1, h, w, c), np.float32)
         sess = session(spec.path, "cpu", threads=1)
-        out = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+        out = run_batched(sess, np.ascontiguousarray(x))
     except Exception as e:  # noqa: BLE001 — onnxruntime raises its own classes for every kind of bad model
         reason = describe(e)[:300]
         raise ModelError(f"{model}: cannot run as described by {spec_path}: {reason}") from None
-    n = out.size
+    n = out.shape[1]
     if n != len(spec.labels):
         raise ModelError(f"{model}: gives {n} outputs per face, but {spec_path} names {len(spec.labels)} labels")
+    try:
+        as_probabilities(out, spec.output, model)
+    except ModelOutputError as e:
+        raise ModelError(f"{e} (checked before the run, as {spec_path} describes it)") from None
     return spec
+
+
+def fixed_batch(sess: Any) -> int | None:
+    """The batch size a model's input is fixed to (many exports say 1), or None where it takes any."""
+    dim = sess.get_inputs()[0].shape[0] if sess.get_inputs()[0].shape else None
+    return dim if isinstance(dim, int) and dim >= 1 else None
+
+
+def run_batched(sess: Any, x: np.ndarray, fixed: int | None = None) -> np.ndarray:
+    """The model's first output (faces, ...) for ``x``; a model fixed to batches of N gets them, the last padded."""
+    fixed = fixed if fixed is not None else fixed_batch(sess)
+    name = sess.get_inputs()[0].name
+    if fixed is None or len(x) == fixed:
+        return np.asarray(sess.run(None, {name: x})[0], dtype=np.float32).reshape(len(x), -1)
+    parts = []
+    for lo in range(0, len(x), fixed):
+        chunk = x[lo : lo + fixed]
+        pad = np.concatenate([chunk, np.zeros((fixed - len(chunk), *x.shape[1:]), x.dtype)]) if len(chunk) < fixed \
+            else chunk  # fmt: skip
+        parts.append(np.asarray(sess.run(None, {name: pad})[0], dtype=np.float32).reshape(fixed, -1)[: len(chunk)])
+    return np.concatenate(parts)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from fer_batch.errors import DecodeError, describe
-from fer_batch.media.imagesize import image_size
+from fer_batch.media.imagesize import image_size, is_known_image
 from fer_batch.media.orientation import orientation
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,11 @@ def probe(path: Path, max_pixels: int | None = None) -> VideoInfo:
     if size is not None and max_pixels is not None:
         check_size(*size, max_pixels)
     if is_image(path):
+        if size is None:  # OpenCV would decode it blind, whatever its size: refused before any decoding
+            if os.path.getsize(path) == 0:
+                raise DecodeError("empty file")
+            known = "a damaged header" if is_known_image(path) else "not a format whose size can be read"
+            raise DecodeError(f"not a readable image: its size cannot be read from the header ({known})")
         img = read_image(path)
         if max_pixels is not None:
             check_size(img.shape[1], img.shape[0], max_pixels)

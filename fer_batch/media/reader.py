@@ -28,6 +28,10 @@ from fer_batch.types import Decoded
 
 log = logging.getLogger(__name__)
 
+# a stream is complete when its last frame ends within this many frame steps (or seconds) of its stated length
+END_SLACK_FRAMES = 2.5
+END_SLACK_S = 0.1
+
 
 class ReaderImages(enum.Enum):
     """Which images the reader makes besides the luma plane of analysed frames.
@@ -140,6 +144,7 @@ class FrameReader:
         seek = self.options.start is not None and self.options.start > 0
         while True:  # at most twice: seeking, then (if the seek cannot be trusted) from the beginning
             self.damaged, self._damage_reason = 0, ""
+            self._last_duration = 0.0  # the last decoded frame's own duration (s), where the container gives one
             try:
                 container = open_input(self.path)
             except av.error.FFmpegError as e:
@@ -183,6 +188,7 @@ class FrameReader:
                     clock.last = float(frame.pts * stream.time_base)
                     continue
             t = clock.time(frame.pts)
+            self._last_duration = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 0
             i, index = index, index + 1
             self.decoded = index
             if start is not None and t < start - 1e-9:
@@ -281,12 +287,14 @@ class FrameReader:
 
     def _check_complete(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                         count: int, clock: Clock) -> None:  # fmt: skip
-        """Catch files cut short without a decoder error: fewer frames, or less time, than the header says."""
+        """Catch files cut short without a decoder error: frames that end well before the stream's stated length.
+
+        Judged by time, not by the header's frame count: edit lists and encoders that miscount make complete files
+        hold fewer frames than the header claims, while a file cut short stops early in time. The last frame (plus
+        its duration) must reach the stated end within ``END_SLACK_FRAMES`` frames.
+        """
         if self.damaged:
             return  # the damage is the reason, reported by the caller
-        expected = self.info.frames
-        if expected and count < expected:
-            raise StreamBroken(f"stream ended after {count} of {expected} frames")
         if stream.duration and stream.time_base:  # the video stream's own length, where the header has one
             begin, total = float((stream.start_time or 0) * stream.time_base), float(stream.duration * stream.time_base)
         elif container.duration and len(container.streams) == 1:  # otherwise audio may rightly run longer
@@ -294,8 +302,10 @@ class FrameReader:
         else:
             return
         last_t, dt = clock.last, clock.dt
-        if last_t is not None and last_t - begin + dt < total - max(0.5, 3 * dt):
-            raise StreamBroken(f"stream ended at {last_t - begin:.2f} s of {total:.2f} s")
+        shown_for = max(dt, self._last_duration)  # a variable-rate stream's last frame may stay on screen longer
+        if last_t is not None and last_t - begin + shown_for < total - max(END_SLACK_S, END_SLACK_FRAMES * dt):
+            frames = f" ({count} of {self.info.frames} frames)" if self.info.frames else ""
+            raise StreamBroken(f"stream ended at {last_t - begin:.2f} s of {total:.2f} s{frames}")
 
     def _produce(self) -> None:
         sampler = Sampler(self.options)

@@ -67,6 +67,9 @@ class H264Writer:
         self._stop = stop or threading.Event()
         self._last_pts: int | None = None
         self.shifted = 0  # frames whose timestamp did not increase
+        # seconds added to every timestamp: a source that starts before 0 (negative presentation times, e.g. a
+        # transport stream) would otherwise lose those frames behind the MP4 edit list that players and decoders obey
+        self.offset: float | None = None
         self._audio_until = -math.inf
         self._pending_audio: tuple[float, av.Packet] | None = None
         self._audio_in: av.container.InputContainer | None = None
@@ -131,6 +134,11 @@ class H264Writer:
         """Encode an I420 image of the encoded size (``planes.i420``) shown from ``t`` seconds."""
         assert self._out is not None
         frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        if self.offset is None:
+            self.offset = max(0.0, -t)
+            if self.offset:
+                log.info("%s: the source starts at %.3f s; the annotated video starts at 0", self.path, t)
+        t += self.offset
         pts = round(t / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:  # a broken source: keep the muxer's order valid
             self.shifted += 1  # reported once, in finish(): one line per problem, not one per frame
@@ -200,7 +208,17 @@ class H264Writer:
         self._pending_audio = item
 
     def _audio_packets(self, audio: AudioSource | None) -> Iterator[tuple[float, av.Packet]]:
-        """(start time in seconds, packet for the output audio stream), trimmed to the source's start/end."""
+        """(start time in seconds, packet for the output audio stream), trimmed to the source's start/end and moved
+        by the video's ``offset``, so sound and picture stay together."""
+        for t, packet in self._source_audio(audio):
+            shift = self.offset or 0.0
+            if shift and packet.time_base is not None:
+                ticks = round(shift / packet.time_base)
+                packet.pts = packet.pts + ticks if packet.pts is not None else None
+                packet.dts = packet.dts + ticks if packet.dts is not None else None
+            yield t + shift, packet
+
+    def _source_audio(self, audio: AudioSource | None) -> Iterator[tuple[float, av.Packet]]:
         if self._audio_in is None or audio is None:
             return
         ain = self._audio_in.streams.audio[0]

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from fer_batch._atomic import atomic_path
 from fer_batch._progress import Progress, Silent
 from fer_batch.errors import describe
+from fer_batch.options import flag_arg, path_arg
 from fer_batch.outputs.aggregate import (
     HEADLINE_MIN_QUALITY,
     MIN_TRACK_S,
@@ -105,7 +106,8 @@ def summarize(run_dir: str | os.PathLike[str], *, plots: bool = True, min_qualit
     matplotlib (a dependency; an install made with ``--no-deps`` may lack it): without it only the Parquet file is
     written. ``progress`` is told the tables as they are done (its caller closes it).
     """
-    root = Path(run_dir)
+    root = Path(path_arg("summarize", "run_dir", run_dir))
+    flag_arg("summarize", "plots", plots)
     paths = tables(root)
     if not paths:
         raise FileNotFoundError(f"{root}: no tables found")

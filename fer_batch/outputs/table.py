@@ -63,8 +63,9 @@ class TableMeta:
     started_at: str | None = None
     stopped_by: str | None = None
     recording: str | None = None
-    # a table joined from segments only
-    segments: list[dict[str, Any]] | None = None
+    # how a video's table was made: the parts' [start, end) seconds when it was split (--segment-seconds), else None
+    segments: list[list[float]] | None = None
+    segment_runs: list[dict[str, Any]] | None = None  # a joined table only: each part's range, frames and wall time
 
     CAMERA: ClassVar[tuple[str, ...]] = ("frames_captured", "clock", "started_at", "stopped_by", "recording")
 
@@ -76,13 +77,16 @@ class TableMeta:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object: a camera's fields only in a camera's table, ``segments`` only in a joined one."""
+        """The JSON object: a camera's fields only in a camera's table; ``segments`` (null when not split) in a
+        file's table, ``segment_runs`` only in a joined one."""
         d = dataclasses.asdict(self)
         if self.clock is None:
             for name in self.CAMERA:
                 d.pop(name)
-        if self.segments is None:
+        else:
             d.pop("segments")
+        if self.segment_runs is None:
+            d.pop("segment_runs")
         return d
 
     @classmethod

@@ -7,18 +7,23 @@ resume rule; keeping them below all three lets imports run one way (jobs → seg
 from __future__ import annotations
 
 import glob
-import itertools
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from fer_batch._text import one_line, utf8
+from fer_batch._version import __version__
 from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import AUTO, Options, Scale
-from fer_batch.outputs.table import RESERVED, has_signal_columns, read_table_meta
+from fer_batch.outputs.table import RESERVED, TableMeta, has_signal_columns, read_table_meta
 from fer_batch.runs.one_input import VideoResult
+
+log = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
@@ -117,16 +122,20 @@ def root_labels(roots: list[Path]) -> dict[Path, Path]:
 
 def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool, annotate_scale: Scale = AUTO) -> list[Job]:
     """Output paths under ``out``: each file's path below its root, under the root's label when there are several
-    roots (``root_labels``). Outputs are unique per input, never leave ``out`` and never land on an input."""
+    roots (``root_labels``). Outputs are unique per input, never leave ``out`` and never land on an input.
+
+    An input whose table an earlier run wrote keeps that table's name (``TableNames``), so adding or removing other
+    inputs never renames it and never leaves two tables for one input. Linear in the number of inputs.
+    """
     out = out.resolve()
     labels = root_labels(list(dict.fromkeys(root for _, root in files)))
     inputs = {f.resolve() for f, _ in files}
-    jobs, taken = [], set()
-    for f, root in files:
-        rel = f.relative_to(root) if f.is_relative_to(root) else Path(f.name)
-        rel = labels[root] / Path(*[part for part in rel.parts if part not in ("..", ".", "")])  # belt and braces
-        rel = Path(utf8(rel.as_posix()))  # outputs of a name that is not UTF-8 get its bytes spelled out (\xNN)
-        table = _unique(out, rel, taken)
+    rels = [(f, _relative(f, root, labels[root])) for f, root in files]
+    names = TableNames(out)
+    earlier = {f: t for f, rel in rels if (t := names.earlier(f, rel)) is not None}  # first: earlier runs' names
+    jobs = []
+    for f, rel in rels:
+        table = earlier.get(f) or names.new(rel)
         if not table.resolve().is_relative_to(out):
             raise UsageError(f"{f}: output {table} would leave {out}")
         annotated = table.with_name(table.name[: -len(".parquet")] + ".annotated.mp4") if annotate else None
@@ -137,37 +146,158 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool, annotat
     return jobs
 
 
-def _unique(out: Path, rel: Path, taken: set[Path]) -> Path:
-    """``rel`` as a table path not taken yet: ``a.parquet``, else ``a.mp4.parquet`` (a.mp4 beside a.mov), else
-    ``a.mp4~2.parquet`` and on."""
-    # made one at a time: a list of all 10 000 candidates cost 10 000 paths per input (minutes for a folder of
-    # a few thousand photos) where the first candidate is almost always free
-    candidates = itertools.chain(
-        (out / rel.with_suffix(".parquet"), out / rel.with_name(rel.name + ".parquet")),
-        (out / rel.with_name(f"{rel.name}~{k}.parquet") for k in range(2, 10_000)),
-    )
-    for table in candidates:
-        if table not in taken and table.name not in RESERVED:
-            taken.add(table)
-            return table
-    raise UsageError(f"{rel}: too many inputs with this name")
+def _relative(f: Path, root: Path, label: Path) -> Path:
+    """The input's path below ``--out``: below its root, under the root's label; never climbing out."""
+    rel = f.relative_to(root) if f.is_relative_to(root) else Path(f.name)
+    rel = label / Path(*[part for part in rel.parts if part not in ("..", ".", "")])  # belt and braces
+    return Path(utf8(rel.as_posix()))  # outputs of a name that is not UTF-8 get its bytes spelled out (\xNN)
 
 
-def is_complete(job: Job, options: Options) -> bool:
-    """True when the job's table exists, came from the same source (size, mtime) and the same options, and has the
-    columns this version writes."""
-    meta = read_table_meta(job.table)
+class TableNames:
+    """Table paths for one run: ``a.parquet``, else ``a.mp4.parquet`` (a.mp4 beside a.mov), else ``a.mp4~2.parquet``
+    and on; a name an earlier run gave an input stays that input's.
+
+    Why: the first free name depends on which other inputs exist, so without the earlier names a second run
+    without ``a.mov`` would give ``a.mp4`` a second table under ``a.parquet``, and ``load`` would count it twice.
+    A table is the input's when it lies where the input's names go and its metadata names a file of the input's
+    name (an input folder that moved keeps its tables). Each folder is listed once, each counter only rises: planning
+    stays linear however many inputs share a name.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.taken: set[Path] = set()
+        self._listing: dict[Path, set[str]] = {}
+        self._next: dict[Path, int] = {}
+
+    def _on_disk(self, path: Path) -> bool:
+        folder = path.parent
+        if folder not in self._listing:
+            try:
+                self._listing[folder] = set(os.listdir(folder))
+            except OSError:
+                self._listing[folder] = set()
+        return path.name in self._listing[folder]
+
+    def _candidates(self, rel: Path) -> list[Path]:
+        return [self.out / rel.with_suffix(".parquet"), self.out / rel.with_name(rel.name + ".parquet")]
+
+    def earlier(self, source: Path, rel: Path) -> Path | None:
+        """The table an earlier run wrote for this input, claimed for it; None where there is none."""
+        base = self.out / rel
+        self._on_disk(base)  # lists the folder
+        numbered = sorted(n for n in self._listing[base.parent]
+                          if n.startswith(f"{rel.name}~") and n.endswith(".parquet"))  # fmt: skip
+        for table in self._candidates(rel) + [base.parent / n for n in numbered]:
+            if table in self.taken or table.name in RESERVED or not self._on_disk(table):
+                continue
+            meta = table_meta(table)
+            recorded = (meta.source.get("path") if meta is not None else None) or ""
+            if utf8(Path(str(recorded)).name) == rel.name:
+                self.taken.add(table)
+                return table
+        return None
+
+    def new(self, rel: Path) -> Path:
+        """The first name of ``rel`` that no input of this run has and no file in ``out`` holds."""
+        for table in self._candidates(rel):
+            if self._free(table):
+                return self._claim(table)
+        base = self.out / rel
+        k = self._next.get(base, 2)
+        while not self._free(table := base.with_name(f"{rel.name}~{k}.parquet")):
+            k += 1
+        self._next[base] = k + 1
+        return self._claim(table)
+
+    def _free(self, table: Path) -> bool:
+        return table not in self.taken and table.name not in RESERVED and not self._on_disk(table)
+
+    def _claim(self, table: Path) -> Path:
+        self.taken.add(table)
+        return table
+
+
+def table_meta(path: Path) -> TableMeta | None:
+    """``read_table_meta``, read once per version of the file: planning and the resume check both need a table's
+    metadata, and a footer read costs milliseconds (seconds over thousands of tables on every resume)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _table_meta(path, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16384)
+def _table_meta(path: Path, ino: int, size: int, mtime_ns: int) -> TableMeta | None:
+    return read_table_meta(path)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a table is tied to besides its options: the fer-batch version and, by content, the models that made it.
+
+    Why content: a custom model replaced at the same path, a spec with its labels reordered or another detector file
+    give other numbers under the same names; paths alone would let ``--resume`` mix old and new results.
+    """
+
+    version: str
+    model: dict[str, Any]  # sha256, spec_sha256, labels (``classify.fingerprint``)
+    detector_sha256: str
+
+    @classmethod
+    def of(cls, options: Options) -> Provenance:
+        """What a run with ``options`` would record now (files hashed, no model session made)."""
+        from fer_batch.analysis.classify import fingerprint, member_specs
+        from fer_batch.analysis.detect import detector_sha256
+
+        return cls(version=__version__, model=fingerprint(member_specs(options)),
+                   detector_sha256=detector_sha256(options))  # fmt: skip
+
+    def mismatch(self, meta: TableMeta) -> str | None:
+        """Why a table was not made by this, or None where it was."""
+        if meta.version != self.version:
+            return f"written by fer-batch {meta.version}, this is {self.version}"
+        recorded = meta.model or {}
+        for key, what in (("sha256", "another model file"), ("spec_sha256", "another model spec"),
+                          ("labels", "other labels")):  # fmt: skip
+            if recorded.get(key) != self.model[key]:
+                return f"made with {what}"
+        if (meta.detector or {}).get("sha256") != self.detector_sha256:
+            return "made with another detector file"
+        return None
+
+
+def redo_reason(job: Job, options: Options, provenance: Provenance | None = None) -> str | None:
+    """None when the job's table can be kept (``--resume``), else why it is made again ("" where none exists)."""
+    meta = table_meta(job.table)
     if meta is None or meta.status not in ("ok", "partial"):
-        return False
-    st = job.source.stat()
-    same_source = meta.source.get("size") == st.st_size and meta.source.get("mtime") == st.st_mtime
+        return ""
+    try:
+        st = job.source.stat()
+    except OSError:
+        return ""  # the input itself reports the problem
+    if meta.source.get("size") != st.st_size or meta.source.get("mtime") != st.st_mtime:
+        return "the input changed since its table was written"
     try:
         same_options = Options.from_stored(meta.options).result_key() == options.result_key()
-    except (TypeError, ValueError, AttributeError):  # written by another version: redo it
+    except (TypeError, ValueError, AttributeError):  # options another version wrote
         same_options = False
+    if not same_options:
+        return "made with other options"
+    why = (provenance or Provenance.of(options)).mismatch(meta)
+    if why is not None:
+        return why
+    if not has_signal_columns(job.table):
+        return "written before the trust columns (quality, pose, landmarks, sharpness)"
     if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
-        return False
-    return same_source and same_options and has_signal_columns(job.table)  # no quality column: an older version
+        return "its annotated video is missing or was not written with it"
+    return None
+
+
+def is_complete(job: Job, options: Options, provenance: Provenance | None = None) -> bool:
+    """True when the job's table exists and was made from this source, with these options, by these models."""
+    return redo_reason(job, options, provenance) is None
 
 
 def _is_its_video(path: Path, recorded: dict | None) -> bool:
@@ -181,3 +311,21 @@ def _is_its_video(path: Path, recorded: dict | None) -> bool:
         return False
     return recorded is not None and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
 
+
+PROVENANCE_WORDS = ("written by", "made with another", "made with other labels")  # ``Provenance.mismatch``
+
+
+def to_do(planned: list[Job], options: Options, resume: bool) -> list[Job]:
+    """The jobs whose table is not kept; one line for each existing table made again, saying why."""
+    if not resume:
+        return list(planned)
+    provenance = Provenance.of(options)
+    todo = []
+    for job in planned:
+        why = redo_reason(job, options, provenance)
+        if why:  # another version or other models: said even under --quiet, results would otherwise mix
+            level = logging.WARNING if why.startswith(PROVENANCE_WORDS) else logging.INFO
+            log.log(level, "%s: analysed again (%s)", utf8(str(job.source)), why)
+        if why is not None:
+            todo.append(job)
+    return todo

@@ -20,7 +20,7 @@ from fer_batch._progress import Progress
 from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
 from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
-from fer_batch.errors import DecodeError, StreamBroken, describe
+from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, describe
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import AUTO, Options, Scale
@@ -28,6 +28,9 @@ from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_t
 from fer_batch.types import Decoded
 
 log = logging.getLogger(__name__)
+
+# what fails one input (nothing written, one line) rather than the run: its file, the disk, the model's outputs on it
+INPUT_FAILURES = (DecodeError, OSError, ModelOutputError)
 
 
 @dataclass
@@ -59,7 +62,8 @@ def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, 
     return TableMeta(
         version=__version__,
         options=options.as_dict(),
-        source={"path": str(path), "size": source.st_size, "mtime": source.st_mtime},
+        # absolute: the report and render find the source from any folder they are run in
+        source={"path": str(Path(path).absolute()), "size": source.st_size, "mtime": source.st_mtime},
         model=analyzer.classifier.describe(),
         detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
         provider=analyzer.classifier.session.get_providers()[0],
@@ -124,7 +128,7 @@ def run_video(
                     raise DecodeError("the file changed while it was read (replaced or rewritten); run again")
             sink.meta = metadata(path, options, info, analyzer, result, source, annotate_path)
     except Exception as e:
-        if not isinstance(e, (DecodeError, OSError)) and not out_of_memory(e):
+        if not isinstance(e, INPUT_FAILURES) and not out_of_memory(e):
             raise
         _failed(result, e, info)
         result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
@@ -278,7 +282,7 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
 def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:
     """Record an input's failure; after an allocation failure, free what the failed input left behind."""
     result.status, result.error = "failed", describe(e, with_file=True)
-    if not isinstance(e, (DecodeError, OSError)):  # out of memory (see out_of_memory)
+    if not isinstance(e, INPUT_FAILURES):  # out of memory (see out_of_memory)
         release_memory()  # so the inputs after this one start from a clean slate
         result.error = f"out of memory ({info.width}x{info.height}): {describe(e, with_file=True)}"
 

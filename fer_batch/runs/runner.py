@@ -28,10 +28,10 @@ from fer_batch.errors import ManifestError, UsageError, describe
 from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
 from fer_batch.outputs.table import MANIFEST
 from fer_batch.runs.cluster import prepare_executor
-from fer_batch.runs.jobs import Job, expand_inputs, is_complete, plan_jobs
+from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
 from fer_batch.runs.one_input import VideoResult, run_video
 from fer_batch.runs.outdir import OutputLock, prepare_out
-from fer_batch.runs.segments import Segment, finished_part, join_segments, plan_segments
+from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def run_many(
     prepare_out(out)
     with OutputLock(out):
         planned = plan_jobs(files, out, annotate, annotate_scale)
-        todo = [job for job in planned if not (resume and is_complete(job, options))]
+        todo = to_do(planned, options, resume)
         if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
             jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
         own = executor is None
@@ -200,8 +200,7 @@ def run_many(
         for result in failures + [_skipped(job) for job in planned if job not in waiting]:
             run.done(result)
         try:
-            if segment_seconds is not None:
-                run.plan_segments(todo, segment_seconds)
+            run.plan_segments(todo, segment_seconds, planned, resume)
             run.execute(todo, resume)
         except KeyboardInterrupt:
             if own and isinstance(executor, WorkerPool):
@@ -262,12 +261,12 @@ class FolderRun:
         if self.on_result is not None:
             self.on_result(result)
 
-    def plan_segments(self, todo: list[Job], seconds: float) -> None:
-        for job in todo:
-            if job.annotated is None:  # an annotated video is rendered in one pass
-                parts = plan_segments(job, self.options, seconds)
-                if parts:
-                    self.segments[job] = parts
+    def plan_segments(self, todo: list[Job], seconds: float | None, planned: list[Job], resume: bool) -> None:
+        for job in todo:  # an annotated video is rendered in one pass; without seconds nothing is split
+            parts = plan_segments(job, self.options, seconds) if seconds and job.annotated is None else None
+            if parts:
+                self.segments[job] = parts
+        clean_all_leftovers(planned, self.segments, resume)  # what a killed run left that this one will not use
 
     def execute(self, todo: list[Job], resume: bool) -> None:
         """Submit every task, harvesting results already in as it goes, then wait for the rest."""

@@ -9,6 +9,7 @@ pre-roll and uses it to stitch track ids across the boundaries. Segments run on 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fer_batch._atomic import TMP_MARK, hidden_name, remove_stale
 from fer_batch.analysis.engine import Action, ScanSchedule
 from fer_batch.analysis.track import Tracker, iou_matrix, linear_assignment
 from fer_batch.errors import DecodeError
@@ -50,10 +52,13 @@ class Segment:
     keep_from: float | None  # None: from the first frame analysed (the first segment)
     end: float | None
     options: Options  # the run's options with this part's start/end
+    span: tuple[float, float]  # the [start, end) seconds this part's rows cover, as the table's metadata records
+
 
 
 def segments_dir(table: Path) -> Path:
-    return table.parent / f".{table.name}.segments"
+    """The hidden folder of a table's parts (a short name where the table's name is long)."""
+    return table.parent / f"{hidden_name(table.name, len('.segments'))}.segments"
 
 
 def frame_times(path: Path) -> list[float] | None:
@@ -63,7 +68,8 @@ def frame_times(path: Path) -> list[float] | None:
             if not c.streams.video:
                 return None
             s = video_stream(c)
-            if s.time_base is None:
+            tb = s.time_base  # read while the container is open: the stream's memory goes with it
+            if tb is None:
                 return None
             pts, last_dts = [], None
             for packet in c.demux(s):
@@ -75,7 +81,7 @@ def frame_times(path: Path) -> list[float] | None:
                 pts.append(packet.pts)
     except (av.error.FFmpegError, OSError, DecodeError):
         return None  # the whole-video task reports the problem
-    return [float(p * s.time_base) for p in sorted(pts)]
+    return [float(p * tb) for p in sorted(pts)]
 
 
 def scan_times(times: list[float], options: Options) -> list[tuple[float, int]]:
@@ -124,9 +130,51 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
         elif keep is not None:  # with --start the whole-video run's schedule begins there: so do the parts
             start = options.start
         end = options.end if k == last else (k + 1) * seconds
+        # every frame of part k lies in [k·S, (k+1)·S), and within --start/--end
+        span = (max(k * seconds, options.start or -math.inf), min((k + 1) * seconds, options.end or math.inf))
         part = Job(source=job.source, name=job.name, table=folder / f"part-{k:05d}{SEGMENT_SUFFIX}", annotated=None)
-        parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end)))
+        parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end),
+                             span=span))  # fmt: skip
     return parts
+
+
+def clean_all_leftovers(jobs: list[Job], segments: dict[Job, list[Segment]], resume: bool) -> None:
+    """``clean_leftovers`` for every job whose folder holds a temporary file or a hidden segments folder: each
+    folder is listed once, so a resumed run of thousands of inputs does not list its folder thousands of times."""
+    listed: dict[Path, bool] = {}
+    for job in jobs:
+        folder = job.table.parent
+        if folder not in listed:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                names = []
+            listed[folder] = any(TMP_MARK in n or n.endswith(".segments") for n in names)
+        if listed[folder]:
+            clean_leftovers(job, segments.get(job), resume)
+
+
+def clean_leftovers(job: Job, parts: list[Segment] | None, resume: bool) -> None:
+    """Remove what a killed segmented run left for ``job`` that this run will not use.
+
+    Why: a stopped run leaves part tables, their temporary files and the hidden folder; a rerun that does not split
+    this input (or splits it otherwise, or does not resume) would otherwise leave them there for good. Finished parts
+    of this run's plan stay when resuming: ``finished_part`` reuses them.
+    """
+    folder = segments_dir(job.table)
+    remove_stale(job.table)
+    if not folder.is_dir():
+        return
+    if parts is None or not resume:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    keep = {seg.job.table.name for seg in parts}
+    for leftover in folder.iterdir():
+        if leftover.name not in keep:
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def finished_part(seg: Segment) -> VideoResult | None:
@@ -245,6 +293,7 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
     (``partial``), as a stream that breaks midway would; if the first part failed, so does the video.
     """
     t0 = time.perf_counter()
+    remove_stale(job.table)  # a join killed earlier
     out = VideoResult(path=str(job.source), status="ok", table=str(job.table))
     out.duration_s = next((r.duration_s for r in results if r.duration_s is not None), None)
     use = _usable_parts(parts, results, out)
@@ -271,7 +320,7 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
                          "frames_analysed": analysed, "wall_s": round(res.wall_s, 3)})  # fmt: skip
         sink.meta = meta.replace(options=options.as_dict(), frames_decoded=out.frames_decoded, faces=out.faces,
                                  frames_analysed=out.frames_analysed, status=out.status, error=out.error,
-                                 segments=info)  # fmt: skip
+                                 segments=[list(seg.span) for seg in parts], segment_runs=info)  # fmt: skip
     shutil.rmtree(segments_dir(job.table), ignore_errors=True)
     out.wall_s = sum(r.wall_s for r in results) + time.perf_counter() - t0
     return out

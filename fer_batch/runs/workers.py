@@ -22,6 +22,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
+from fer_batch._text import numeric_warnings_to_debug
 from fer_batch.analysis.models import cores
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def worker_init(threads: int, started: Any) -> None:
     global _started
     _started = started
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    numeric_warnings_to_debug()  # a worker's stderr is the console too
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
     signal.signal(signal.SIGTERM, _stop)
     parent = os.getppid()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fer_batch.analysis.detect.base import Detector, RegionDetector, finish, nms, scan_images
 from fer_batch.options import Options
 
-__all__ = ["Detector", "RegionDetector", "finish", "make_detector", "nms", "scan_images"]
+__all__ = ["Detector", "RegionDetector", "detector_sha256", "finish", "make_detector", "nms", "scan_images"]
 
 
 def make_detector(options: Options) -> Detector:
@@ -25,3 +25,18 @@ def make_detector(options: Options) -> Detector:
     from fer_batch.analysis.detect.centerface import CenterFace
 
     return CenterFace(options, scan_model=options.detector)
+
+
+def detector_sha256(options: Options) -> str:
+    """The checksum a table records for the detector ``options`` names, without making its sessions."""
+    if options.detector == "none":
+        from fer_batch.analysis.detect.whole import WholeFrame
+
+        return WholeFrame.sha256
+    if options.detector == "haar":
+        from fer_batch.analysis.detect.haar import cascade_sha256
+
+        return cascade_sha256()
+    from fer_batch.analysis.detect.centerface import fingerprint
+
+    return fingerprint(options.detector)[2]

@@ -17,6 +17,14 @@ ROI_SCALE = 2.0  # a region of interest is this many times the face's side, cent
 ROI_SIZE = 96  # px: the region's detector input, where the face spans about ROI_SIZE / ROI_SCALE px
 
 
+def fingerprint(scan_model: str) -> tuple[models.ModelSpec, models.ModelSpec, str]:
+    """(region model, scan model, the checksum a table records): the same for the detector and for ``--resume``."""
+    spec = models.resolve("centerface", task="face")
+    scan_spec = spec if scan_model == "centerface" else models.resolve(scan_model, task="face")
+    sha = spec.sha256 if scan_spec is spec else models.combined_sha256([scan_spec.sha256, spec.sha256])
+    return spec, scan_spec, sha
+
+
 class CenterFace:
     """``CenterFace(options)(frames) -> Faces``; scan images have sides that are multiples of 32.
 
@@ -26,10 +34,8 @@ class CenterFace:
     """
 
     def __init__(self, options: Options, scan_model: str = "centerface") -> None:
-        spec = models.resolve("centerface", task="face")
-        scan_spec = spec if scan_model == "centerface" else models.resolve(scan_model, task="face")
+        spec, scan_spec, self.sha256 = fingerprint(scan_model)
         self.id = scan_spec.id
-        self.sha256 = spec.sha256 if scan_spec is spec else models.combined_sha256([scan_spec.sha256, spec.sha256])
         self.options = options
         self.threshold = options.det_threshold
         self.min_face = options.min_face

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fer_batch.analysis.detect.base import finish, scan_images
+from fer_batch.analysis.models import file_sha256
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
 CASCADE = "haarcascade_frontalface_default.xml"
+CASCADE_PATH = Path(cv2.data.haarcascades) / CASCADE
+
+
+def cascade_sha256() -> str:
+    """The checksum of OpenCV's cascade file, which a table records (it changes with OpenCV's data)."""
+    return file_sha256(CASCADE_PATH.resolve())
 
 
 class HaarDetector:
@@ -21,11 +27,11 @@ class HaarDetector:
     id = "haar-frontalface-default"
 
     def __init__(self, options: Options) -> None:
-        path = Path(cv2.data.haarcascades) / CASCADE
+        path = CASCADE_PATH
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise RuntimeError(f"{path}: OpenCV could not load its Haar cascade")
-        self.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.sha256 = cascade_sha256()
         self.scale_factor = options.haar_scale_factor
         self.min_neighbors = options.haar_min_neighbors
         self.min_face = options.min_face

@@ -178,7 +178,7 @@ def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str
     anchor = href[1:] if href.startswith("#") else "video"
     parts = [f'<section class="video" id="{esc(anchor)}" data-video="{esc(name)}">', video_header(entry, meta)]
     whole = f"<div><h3>Whole video: emotion shares</h3>{legend(colors)}{share_bar(shares, colors)}</div>"
-    parts.append(f'<div class="overview">{player(table, page_dir)}{whole}</div>')
+    parts.append(f'<div class="overview">{player(table, page_dir, meta)}{whole}</div>')
     if note:
         parts.append(f'<p class="note">{esc(note)}</p>')
     parts.append(tracks_part(df, shown, thumbs, labels, colors))
@@ -220,11 +220,20 @@ def video_header(e: Entry, meta: dict[str, Any]) -> str:
     return out
 
 
-def player(table: Path, page_dir: Path) -> str:
+def player(table: Path, page_dir: Path, meta: dict[str, Any]) -> str:
     """The annotated MP4 next to the table, played in place (a relative link: it is never inlined). The media
-    fragment ``#t=`` makes browsers show the first frame instead of a black box before it is played."""
+    fragment ``#t=`` makes browsers show the first frame instead of a black box before it is played.
+
+    Only the video written with this table (its size and mtime as the table's metadata records them): one left by
+    an earlier run with other options would show other faces under this table's name.
+    """
     mp4 = table.with_name(table.name[: -len(".parquet")] + ".annotated.mp4")
-    if not mp4.is_file():
+    recorded = meta.get("annotated") or {}
+    try:
+        st = mp4.stat()
+    except OSError:
+        return ""
+    if (recorded.get("size"), recorded.get("mtime_ns")) != (st.st_size, st.st_mtime_ns):
         return ""
     src = f"{rel_href(mp4, page_dir)}#t=0.001"
     return (f'<figure class="player"><video class="annotated" controls preload="metadata" src="{src}"></video>'

@@ -30,6 +30,9 @@ THUMBS_PER_TRACK = 4
 THUMB_PX = 80  # thumbnail height (shown at 64 CSS px, sharp on high-density screens)
 
 
+MAX_ASPECT = 4  # a thumbnail is at most this many times as wide as high (or high as wide)
+
+
 SEEK_GAP_S = 2.0  # decode forward to the next thumbnail when it is this close, else seek
 
 
@@ -49,12 +52,11 @@ def cut_thumbnails(df: pd.DataFrame, shown: pd.DataFrame, meta: dict[str, Any],
     if per_track <= 0 or not len(shown):
         return {}, None
     wanted = thumb_times(df, shown, per_track)
-    src = (meta.get("source") or {}).get("path")
-    problem = source_problem(meta)
-    if problem:
+    problem, src = source_problem(meta), source_path(meta)
+    if problem or src is None:
         return {}, f"No thumbnails: {problem}."
     try:
-        frames = grab_frames(Path(src), sorted({t.time_s for t in wanted}), int(meta.get("rotation") or 0))
+        frames = grab_frames(src, sorted({t.time_s for t in wanted}), int(meta.get("rotation") or 0))
     except (DecodeError, OSError, av.error.FFmpegError) as e:
         return {}, f"No thumbnails: {src} could not be decoded ({describe(e)})."
     out: dict[int, list[Thumb]] = {}
@@ -78,13 +80,20 @@ def thumb_times(df: pd.DataFrame, shown: pd.DataFrame, per_track: int) -> list[T
     return out
 
 
+def source_path(meta: dict[str, Any]) -> Path | None:
+    """The source file a table records. Tables store it absolute; an older table's relative path is tried from
+    the current folder, as it was given."""
+    path = (meta.get("source") or {}).get("path")
+    return Path(path) if path else None
+
+
 def source_problem(meta: dict[str, Any]) -> str | None:
     """Why the source cannot give thumbnails that match the table (gone, or a different file now), or None."""
     src = meta.get("source") or {}
     path = src.get("path")
-    if not path:
+    p = source_path(meta)
+    if p is None:
         return "the table does not record its source video"
-    p = Path(path)
     if not p.is_file():
         return f"the source video {path} is not there any more"
     if src.get("size") is not None and p.stat().st_size != src["size"]:
@@ -129,6 +138,12 @@ def thumb_jpeg(rgb: np.ndarray, box: tuple[float, float, float, float]) -> bytes
     x1, y1 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
     x2, y2 = int(min(W, cx + side / 2)), int(min(H, cy + side / 2))
     crop = rgb[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    if crop.shape[1] > MAX_ASPECT * crop.shape[0]:  # a 100000x1 photo: its middle, or the JPEG would be too wide
+        mid, half = crop.shape[1] // 2, MAX_ASPECT * crop.shape[0] // 2
+        crop = crop[:, max(0, mid - half) : mid + max(1, half)]
+    elif crop.shape[0] > MAX_ASPECT * crop.shape[1]:
+        mid, half = crop.shape[0] // 2, MAX_ASPECT * crop.shape[1] // 2
+        crop = crop[max(0, mid - half) : mid + max(1, half)]
     scale = THUMB_PX / crop.shape[0]
     small = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), THUMB_PX), interpolation=cv2.INTER_AREA)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 82])

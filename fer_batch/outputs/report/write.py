@@ -26,7 +26,9 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import atomic_path
 from fer_batch._progress import Progress, Silent
+from fer_batch._text import utf8
 from fer_batch.errors import describe
+from fer_batch.options import int_arg, path_arg
 from fer_batch.outputs.aggregate import HEADLINE_MIN_QUALITY, MIN_TRACK_S
 from fer_batch.outputs.report.html import (
     _str,
@@ -68,7 +70,9 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
     headline rules (``fer_batch.outputs.summary``).
     """
     rules = {"min_quality": min_quality, "min_track_s": min_track_s}
-    root = Path(run_dir)
+    root = Path(path_arg("write_report", "run_dir", run_dir))
+    int_arg("write_report", "thumbnails", thumbnails)
+    int_arg("write_report", "pages_above", pages_above)
     paths = tables(root)
     manifest = read_manifest(root)
     if not paths and manifest is None:
@@ -83,6 +87,10 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
     for k, path in enumerate(paths):
         if k:
             progress.advance()  # the table before this one is done
+        meta = read_metadata(path)
+        if meta is None and is_foreign(path):  # someone else's Parquet file in the folder: named, not reported
+            log.warning("%s: skipped, not a fer-batch table", path)
+            continue
         try:
             df = to_pandas(pq.read_table(path))
         except (OSError, pa.ArrowException) as e:  # a damaged file: one line in the report, the others go on
@@ -90,7 +98,7 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
             entries.append(Entry(name=path.relative_to(root).as_posix(), status="failed",
                                  error=f"unreadable table: {describe(e)}"))  # fmt: skip
             continue
-        meta = read_metadata(path) or {}
+        meta = meta or {}
         settings[settings_key(meta)] += 1
         name = str(df["video"].iloc[0]) if len(df) else path.stem
         href = f"{PAGES_DIR}/{page_name(k, name)}" if split else f"#v{k}"
@@ -157,7 +165,17 @@ def remove_stale_pages(folder: Path, keep: set[str]) -> None:
         folder.rmdir()
 
 
+def is_foreign(path: Path) -> bool:
+    """A readable Parquet file without our metadata and columns (a damaged table of ours is reported, not this)."""
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, pa.ArrowException):
+        return False
+    return not {"video", "frame", "time_s", "face"} <= set(names)
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """A page is never seen half-written, and an older report stays until the new one is whole."""
+    """A page is never seen half-written, and an older report stays until the new one is whole. File names that
+    are not UTF-8 (Linux allows them) are spelled out (``\\xNN``) rather than fail the page."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(utf8(text), encoding="utf-8")
