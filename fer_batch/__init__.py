@@ -42,10 +42,12 @@ if TYPE_CHECKING:
         UsageError,
         describe,
     )
-    from fer_batch.options import Options
+    from fer_batch.options import Group, Level, Options
     from fer_batch.outputs.aggregate import aggregate
     from fer_batch.outputs.report import write_report
     from fer_batch.outputs.summary import summarize
+    from fer_batch.runs.result import InputResult
+    from fer_batch.types import Status
 
 # The public API: each name and the module that defines it. Everything else in the package is internal and may
 # change without notice (the subpackages are the layers of the design, not an interface).
@@ -54,6 +56,10 @@ _PUBLIC = {
     "analyze_many": "fer_batch.api",
     "load": "fer_batch.api",
     "Options": "fer_batch.options",
+    "Group": "fer_batch.options",
+    "Level": "fer_batch.options",
+    "Status": "fer_batch.types",
+    "InputResult": "fer_batch.runs.result",
     "aggregate": "fer_batch.outputs.aggregate",
     "summarize": "fer_batch.outputs.summary",
     "write_report": "fer_batch.outputs.report",
@@ -77,12 +83,16 @@ __all__ = [
     "ClusterError",
     "DecodeError",
     "FerBatchError",
+    "Group",
     "InputError",
+    "InputResult",
+    "Level",
     "ManifestError",
     "ModelError",
     "ModelOutputError",
     "Options",
     "OutputError",
+    "Status",
     "StreamBroken",
     "StreamDamaged",
     "UsageError",

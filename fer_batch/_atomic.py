@@ -8,11 +8,13 @@ holds the old file or the whole new one, never a torn one. A failure removes the
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import hashlib
 import logging
 import os
 import re
+import sys
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -94,6 +96,67 @@ def remove_stale(final: str | os.PathLike[str]) -> None:
         for stale in final.parent.glob(f"*{glob.escape(name)}{TMP_MARK}*"):
             if pattern.fullmatch(stale.name):
                 stale.unlink(missing_ok=True)
+
+
+def commit_many(targets: list[AtomicPath]) -> list[OSError | None]:
+    """``commit`` for many files at once: one sync of their file system (Linux ``syncfs``) in place of an fsync each,
+    then the renames, then one sync per folder; each target's failure (its final name left as it was) in its place.
+
+    Why: a folder of photos writes a table per photo, and an fsync per table cost more wall time than the networks
+    (some 3 ms a table on a busy disk). The rule stays ``commit``'s: data durable before the rename, the rename
+    durable before anyone is told.
+    """
+    errors: list[OSError | None] = [None] * len(targets)
+    if not _syncfs({t.tmp.parent for t in targets}):
+        for i, t in enumerate(targets):
+            try:
+                with open(t.tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            except OSError as e:
+                errors[i] = e
+    for i, t in enumerate(targets):
+        try:
+            if errors[i] is None:
+                os.replace(t.tmp, t.final)
+        except OSError as e:
+            errors[i] = e
+        if errors[i] is not None:
+            t.discard()
+    for folder in {t.final.parent for t, e in zip(targets, errors, strict=True) if e is None}:
+        _fsync_dir(folder)
+    return errors
+
+
+def _syncfs(folders: set[Path]) -> bool:
+    """Sync the file systems holding ``folders`` (Linux); False where that cannot be done (then fsync each file)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                if libc.syncfs(fd) != 0:
+                    return False
+            finally:
+                os.close(fd)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def stale_folders(finals: list[Path]) -> set[Path]:
+    """The folders among those of ``finals`` that hold any temporary file at all (one listing each): only their
+    files need ``remove_stale``, which lists a folder for every file (quadratic over a folder of photos)."""
+    found = set()
+    for folder in {Path(f).parent for f in finals}:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        if any(TMP_MARK in n for n in names):
+            found.add(folder)
+    return found
 
 
 def _fsync_dir(folder: Path) -> None:

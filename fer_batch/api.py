@@ -18,7 +18,8 @@ from fer_batch._progress import progress as progress_of
 from fer_batch.errors import DecodeError, UsageError, describe
 from fer_batch.options import AUTO, Options, Scale, flag_arg, number, path_arg, paths_arg
 from fer_batch.outputs.table import tables, to_pandas
-from fer_batch.runs.one_input import VideoResult, run_video
+from fer_batch.runs.one_input import run_video
+from fer_batch.runs.result import InputResult
 from fer_batch.runs.runner import run_many
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def analyze_many(
     annotate: bool = False,
     annotate_scale: Scale = AUTO,
     **options: Any,
-) -> list[VideoResult]:
+) -> list[InputResult]:
     """Analyse files, folders and globs into ``out`` (one table each plus ``manifest.parquet``).
 
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);

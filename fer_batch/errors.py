@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from typing import Any
 
 TMP_WORD = ".tmp-"  # part of every temporary name (see ``_atomic``): such a name says nothing to the user
 
@@ -78,7 +79,7 @@ class ManifestError(OutputError):
     """The run's manifest could not be written (a full disk); every input was still tried, their tables are
     complete, and ``results`` holds every row the manifest should have had."""
 
-    def __init__(self, errno: int | None, message: str, results: Sequence[object] = ()) -> None:
+    def __init__(self, errno: int | None, message: str, results: Sequence[Any] = ()) -> None:
         super().__init__(errno, message)
         self.results = list(results)
 

@@ -29,8 +29,8 @@ AUTO: Literal["auto"] = "auto"  # --annotate-scale / render --scale: enlarge sma
 DEFAULT_MAX_PIXELS = 40_000_000  # an 8K frame (33 Mpx) passes, a 16000x16000 PNG (256 Mpx) does not
 
 
-# settings that never change a table's numbers (how fast, where), or that name files whose content is compared instead
-NOT_IN_RESULT = ("threads", "device", "batch_size", "max_pixels", "model", "model_spec")
+# settings that name files: what the files hold is compared instead (``runs.jobs.Provenance``)
+NAMES_FILES = ("model", "model_spec")
 
 
 class Level(str, Enum):
@@ -73,7 +73,7 @@ def number(
         if integer:
             if not isinstance(value, Integral) and not float(value).is_integer():
                 raise UsageError(f"{cli_name(name)} must be {kind} {span}, got {value}")
-            value = int(value)
+            value = int(float(value))
         v = float(value)
         if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
             raise UsageError(f"{cli_name(name)} must be {kind} {span}, got {value}")
@@ -108,42 +108,72 @@ def flag(name: str, value: Any) -> Any:
     return value
 
 
+class Group(Enum):
+    """What part of a run a setting belongs to. Each ``Options`` field names its group, once, beside its check."""
+
+    SAMPLING = "sampling"  # which frames are analysed
+    DETECTION = "detection"  # how faces are found and followed
+    CLASSIFICATION = "classification"  # how a face becomes probabilities (and which rows a table keeps)
+    RUNTIME = "runtime"  # where and how fast: never changes a table's numbers
+
+
+def option(default: Any, group: Group, check: Check) -> Any:
+    """An ``Options`` field: its default, its group and its check, declared together (adding a setting is one line
+    here and one CLI option; ``test_options_checked`` holds the CLI to the same defaults)."""
+    return dataclasses.field(default=default, metadata={"group": group, "check": check})
+
+
+_S, _D, _C, _R = Group.SAMPLING, Group.DETECTION, Group.CLASSIFICATION, Group.RUNTIME
+
+
 @dataclass(frozen=True)
 class Options:
     """Analysis settings; the defaults were chosen by measurement (see BENCHMARKS.md).
 
-    Every field has a check in ``CHECKS`` (a new field without one is an error at import), run on construction,
-    so the CLI and the Python API refuse the same values with the same one-line message.
+    Every field declares its ``Group`` and its check (run on construction, so the CLI and the Python API refuse the
+    same values with the same one-line message). The groups decide what follows from the options: the resume key is
+    everything but the runtime group (``result_key``); the models a process keeps loaded depend on detection,
+    classification and where they run (``model_key``). Stored flat: one picklable value, with the same keys in every
+    table's metadata and in the API's keyword arguments; ``group`` gives one group's settings.
     """
 
     # centerface | centerface-int8 (int8 full scans) | haar | none (each image or frame is one face that fills it)
-    detector: str = "centerface"
+    detector: str = option("centerface", _D, choice("centerface", "centerface-int8", "haar", "none"))
     # a manifest id, ids joined by "+" (an averaged ensemble), or the path of an .onnx file
-    model: str = "fer2013-minixception+face-api-expression"
-    model_spec: str | None = None  # JSON manifest entry for a custom --model file
-    fps: float | None = None  # analyse the frame nearest each multiple of 1/fps seconds
-    every: int | None = None  # or every N-th decoded frame
-    start: float | None = None  # seconds
-    end: float | None = None  # seconds
-    min_face: int = 24  # px in the displayed frame; smaller faces are dropped
-    det_size: int = 640  # longest side of a full-frame scan's input (px), raised by min_face; 0 = full size
-    det_threshold: float = 0.5
-    detect_every: int = 1  # run the detector on every N-th analysed frame, track in between
-    scan_interval: float = 0.5  # s between full-frame scans; other detector frames look only around tracked faces
-    batch_size: int = 32  # frames per window: their faces are classified in one call
-    smooth: float | None = None  # EMA factor along a track for <label>_smooth columns; None = off
-    haar_scale_factor: float = 1.1
-    haar_min_neighbors: int = 5
-    crop_margin: float | None = None  # fraction of the box added on each side; None = the model's own crop
-    tta: str | None = None  # "flip": average each model with its mirrored crop
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # onnxruntime intra-op threads; None = the cores this job owns
-    max_pixels: int = DEFAULT_MAX_PIXELS  # larger frames are refused from the header, before any decoding
-    min_quality: float = 0.0  # faces whose ``quality`` is below this are left out of the tables (0: none)
+    model: str = option("fer2013-minixception+face-api-expression", _C, text)
+    model_spec: str | None = option(None, _C, optional_text)  # JSON manifest entry for a custom --model file
+    # analyse the frame nearest each multiple of 1/fps seconds, or every N-th decoded frame
+    fps: float | None = option(None, _S, number(0, MAX_FPS, lo_open=True, optional=True))
+    every: int | None = option(None, _S, number(1, integer=True, optional=True))
+    start: float | None = option(None, _S, number(0, optional=True))  # seconds
+    end: float | None = option(None, _S, number(0, lo_open=True, optional=True))  # seconds
+    min_face: int = option(24, _D, number(1, 100_000, integer=True))  # px in the displayed frame; smaller dropped
+    # longest side of a full-frame scan's input (px), raised by min_face; 0 = full size (documented)
+    det_size: int = option(640, _D, number(0, 100_000, integer=True))
+    det_threshold: float = option(0.5, _D, number(0, 1, lo_open=True))
+    # run the detector on every N-th analysed frame, track in between
+    detect_every: int = option(1, _D, number(1, integer=True))
+    # s between full-frame scans; other detector frames look only around tracked faces
+    scan_interval: float = option(0.5, _D, number(0))
+    batch_size: int = option(32, _R, number(1, 4096, integer=True))  # frames per window, classified in one call
+    # EMA factor along a track for <label>_smooth columns; None = off
+    smooth: float | None = option(None, _C, number(0, 1, lo_open=True, optional=True))
+    haar_scale_factor: float = option(1.1, _D, number(1, 10, lo_open=True))
+    haar_min_neighbors: int = option(5, _D, number(0, 1000, integer=True))
+    # fraction of the box added on each side; None = the model's own crop
+    crop_margin: float | None = option(None, _C, number(0, 2, optional=True))
+    tta: str | None = option(None, _C, choice(None, "flip"))  # "flip": average each model with its mirrored crop
+    device: str = option("auto", _R, choice("auto", "cpu", "cuda"))
+    # onnxruntime intra-op threads; None = the cores this job owns
+    threads: int | None = option(None, _R, number(1, 1024, integer=True, optional=True))
+    # larger frames are refused from the header, before any decoding
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, _R, number(1, integer=True))
+    # faces whose ``quality`` is below this are left out of the tables (0: none)
+    min_quality: float = option(0.0, _C, number(0, 1))
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = CHECKS[f.name](f.name, getattr(self, f.name))
+            value = f.metadata["check"](f.name, getattr(self, f.name))
             if value is not getattr(self, f.name):
                 object.__setattr__(self, f.name, value)  # e.g. every=2.0 -> 2
         if self.fps is not None and self.every is not None:
@@ -165,51 +195,38 @@ class Options:
         """The options a table's metadata recorded; settings retired since (which never changed a table) dropped."""
         return cls(**{k: v for k, v in stored.items() if k not in RETIRED})
 
+    @classmethod
+    def names(cls, *groups: Group) -> list[str]:
+        """The settings of these groups, in declaration order."""
+        return [f.name for f in fields(cls) if f.metadata["group"] in groups]
+
+    def group(self, group: Group) -> dict[str, Any]:
+        """One group's settings."""
+        return {name: getattr(self, name) for name in self.names(group)}
+
     def replace(self, **changes: Any) -> Options:
         """A copy with some settings changed (checked again)."""
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # shallow (every field is a scalar): ``asdict``'s deep copy cost more than a photo's table row
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def result_key(self) -> dict[str, Any]:
-        """The options that change a table's content (what ``--resume`` compares besides the models' checksums).
+        """The options that change a table's content (what ``--resume`` compares besides the models' checksums):
+        every group but the runtime one. ``model`` and ``model_spec`` name files: what they hold is compared
+        instead (``jobs.Provenance``), so a model replaced at the same path is redone and one moved is not."""
+        names = self.names(Group.SAMPLING, Group.DETECTION, Group.CLASSIFICATION)
+        return {name: getattr(self, name) for name in names if name not in NAMES_FILES}
 
-        ``model`` and ``model_spec`` name files: what they hold is compared instead (``jobs.Provenance``), so a
-        model replaced at the same path is redone and one moved elsewhere is not.
-        """
-        d = self.as_dict()
-        for name in NOT_IN_RESULT:
-            d.pop(name)
-        return d
+    def model_key(self) -> Options:
+        """These options with only what loading the models reads kept (detection, classification, and where they
+        run): a segment's own --start/--end, or another --batch-size, must not load them again."""
+        defaults = {f.name: f.default for f in fields(self)}
+        reset = [n for n in self.names(Group.SAMPLING, Group.RUNTIME) if n not in ("device", "threads")]
+        reset += ["detect_every", "scan_interval", "smooth"]  # read by the engine and the tracker, not the models
+        return self.replace(**{name: defaults[name] for name in reset})
 
-
-CHECKS: dict[str, Check] = {
-    "detector": choice("centerface", "centerface-int8", "haar", "none"),
-    "model": text,
-    "model_spec": optional_text,
-    "fps": number(0, MAX_FPS, lo_open=True, optional=True),
-    "every": number(1, integer=True, optional=True),
-    "start": number(0, optional=True),
-    "end": number(0, lo_open=True, optional=True),
-    "min_face": number(1, 100_000, integer=True),
-    "det_size": number(0, 100_000, integer=True),  # 0 = full size (documented)
-    "det_threshold": number(0, 1, lo_open=True),
-    "detect_every": number(1, integer=True),
-    "scan_interval": number(0),
-    "batch_size": number(1, 4096, integer=True),
-    "smooth": number(0, 1, lo_open=True, optional=True),
-    "haar_scale_factor": number(1, 10, lo_open=True),
-    "haar_min_neighbors": number(0, 1000, integer=True),
-    "crop_margin": number(0, 2, optional=True),
-    "tta": choice(None, "flip"),
-    "device": choice("auto", "cpu", "cuda"),
-    "threads": number(1, 1024, integer=True, optional=True),
-    "max_pixels": number(1, integer=True),
-    "min_quality": number(0, 1),
-}
-_unchecked = {f.name for f in fields(Options)} - set(CHECKS)
-assert not _unchecked, f"Options fields without a check: {_unchecked}"
 
 
 Scale = Union[float, Literal["auto"]]  # the annotated video's size relative to the displayed frame

@@ -6,14 +6,56 @@ swapped or tested alone, and a frame without a face is simply a frame index with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
     from fer_batch.planes import Luma
+
+
+class Clock(Protocol):
+    """Where time comes from for code that paces itself (a file played as a camera, a webcam session's stop).
+
+    Why a seam: tests pass a fake clock whose ``sleep`` only moves its time on, so a ten-second session runs in
+    the time its frames take to decode and its timestamps are exact.
+    """
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``time.sleep``."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class Status(str, Enum):
+    """An input's outcome, as the manifest and a table's metadata record it (the value is what is stored)."""
+
+    OK = "ok"  # every frame analysed
+    PARTIAL = "partial"  # the stream broke or was damaged: the frames before (or around) it are in the table
+    FAILED = "failed"  # nothing written; the error says why
+    SKIPPED = "skipped"  # --resume: its complete table was there already
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:  # results print as they always did (status='ok') and compare equal to the string
+        return repr(self.value)
 
 
 @dataclass
@@ -130,9 +172,9 @@ class Faces:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def replace(self, **changes: object) -> Faces:
+    def replace(self, **changes: np.ndarray | None) -> Faces:
         """A copy with some fields changed (the dataclass is frozen so stages never mutate their input)."""
-        return replace(self, **changes)
+        return replace(self, **changes)  # type: ignore[arg-type]  # each field an array; checked by __post_init__
 
     def take(self, order: np.ndarray) -> Faces:
         """Faces selected or reordered by an index array (or boolean mask)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,31 @@ def clip(tmp_path: Path) -> Callable[..., tuple[Path, list[float]]]:
 def one_face(i: int) -> list[tuple[int, int, int]]:
     """A 90-px face drifting right."""
     return [(40 + 3 * i, 50, 90)]
+
+
+def interrupted_run(tmp_path: Path, signum: int, frames: int, size: tuple[int, int],
+                    settle_s: float = 0.0) -> tuple[int, str, str, Path]:  # fmt: skip
+    """``analyze`` on three clips, stopped by ``signum`` once the first is done (after ``settle_s``, into the next
+    one's work): (exit code, stderr before the signal, stderr after, the input folder)."""
+    import subprocess
+    import time
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "a0.mp4", n=3)
+    for k in range(1, 3):
+        write_clip(src / f"a{k}.mp4", n=frames, size=size)
+    cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(src), "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if "a0.mp4: ok" in line or not line:
+            break
+    time.sleep(settle_s)
+    proc.send_signal(signum)
+    rest = proc.stderr.read()
+    return proc.wait(timeout=60), "".join(seen), rest, src

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, one_face, write_clip
+from conftest import REPO, interrupted_run, one_face, write_clip
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -72,25 +71,9 @@ def test_onnxruntime_telemetry_is_off(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_says_what_was_finished_and_how_to_go_on(tmp_path: Path) -> None:
-    src = tmp_path / "in"
-    src.mkdir()
-    write_clip(src / "a0.mp4", n=3)
-    for k in range(1, 3):
-        write_clip(src / f"a{k}.mp4", n=120, size=(160, 120))
+    rc, seen, rest, src = interrupted_run(tmp_path, signal.SIGINT, 120, (160, 120))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(src), "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    assert proc.stderr is not None
-    seen = []
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if "a0.mp4: ok" in line or not line:
-            break
-    proc.send_signal(signal.SIGINT)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 130, "".join(seen) + rest
+    assert rc == 130, seen + rest
     assert "Traceback" not in rest
     last = rest.strip().splitlines()[-1]
     assert last.startswith("interrupted: ") and "ok=1" in last and "run the same command again" in last

@@ -60,7 +60,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_full_disk_fails_one_input_and_the_run_goes_on(inputs: Path, small_disk: Path) -> None:
     out = small_disk / "out"
-    r = run_cli("analyze", str(inputs), "--out", str(out), "--annotate", "-q")
+    r = run_cli("analyze", str(inputs), "--out", str(out), "--annotate", "--annotate-scale", "1", "-q")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert lines == [f"{inputs / 'b_big.mp4'}: failed — No space left on device (writing the annotated video)"]

@@ -66,3 +66,28 @@ def test_manifest_error_carries_the_rows() -> None:
     e = ManifestError(errno.ENOSPC, "out/manifest.parquet: not written (No space left on device)", [1, 2])
     assert e.results == [1, 2] and e.errno == errno.ENOSPC
     assert describe(e) == "out/manifest.parquet: not written (No space left on device)"
+
+
+def test_an_input_result_is_frozen_and_its_manifest_row_plain() -> None:
+    import dataclasses
+
+    from fer_batch.runs.result import MANIFEST_SCHEMA, InputResult, Tally
+    from fer_batch.types import Status
+
+    tally = Tally(frames_decoded=3, frames_analysed=2, faces=2)
+    tally.set(Status.PARTIAL, "stream ended at 1.00 s of 2.00 s")
+    r = tally.result("a.mp4", 0.5, "out/a.parquet")
+    assert r.status is Status.PARTIAL and r.status == "partial" and r.table == "out/a.parquet"
+    try:
+        r.faces = 5  # type: ignore[misc]
+    except dataclasses.FrozenInstanceError:
+        pass
+    else:
+        raise AssertionError("InputResult must be frozen")
+    row = r.row()
+    assert row["status"] == "partial" and type(row["status"]) is str
+    assert list(row) == MANIFEST_SCHEMA.names  # the manifest's columns are the result's fields, in order
+    assert InputResult.from_row(row) == r
+    failed = Tally()
+    failed.set(Status.FAILED, "no video stream")
+    assert failed.result("b.mp4", 0.1, "out/b.parquet").table is None  # a failed input has no table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import fer_batch
 from fer_batch.cli import app
 from fer_batch.errors import UsageError
 from fer_batch.media.sampling import Sampler
-from fer_batch.options import CHECKS, Options
+from fer_batch.options import Group, Options
 from fer_batch.runs import runner as runner_module
 
 cli = CliRunner()
@@ -36,9 +37,50 @@ def test_the_api_refuses_a_bad_value_naming_the_option(name: str, value: object)
         Options(**{name: value})
 
 
-def test_every_option_has_a_check() -> None:
-    names = {f.name for f in Options.__dataclass_fields__.values()}
-    assert names == set(CHECKS)
+def test_every_option_has_a_group_and_a_check() -> None:
+    for f in dataclasses.fields(Options):
+        assert isinstance(f.metadata.get("group"), Group), f.name
+        assert callable(f.metadata.get("check")), f.name
+
+
+def cli_defaults(command: str) -> dict[str, object]:
+    """The default of every option of a CLI command, by its Python name."""
+    import typer.main
+
+    from fer_batch.cli import app
+
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {p.name: p.default for p in click_command.params if p.name}
+
+
+def test_every_option_is_an_analyze_option_with_the_same_default() -> None:
+    """Adding a setting to Options without the CLI, or a CLI default that drifts from Options', fails here."""
+    cli = cli_defaults("analyze")
+    for f in dataclasses.fields(Options):
+        assert f.name in cli, f"Options.{f.name} has no --{f.name.replace('_', '-')} in `fer-batch analyze`"
+        assert cli[f.name] == f.default, (f.name, cli[f.name], f.default)
+
+
+def test_webcam_options_share_analyze_defaults() -> None:
+    cli = cli_defaults("webcam")
+    for f in dataclasses.fields(Options):
+        if f.name in cli:
+            assert cli[f.name] == f.default, (f.name, cli[f.name], f.default)
+
+
+def test_the_resume_key_is_every_group_but_runtime() -> None:
+    key = Options().result_key()
+    assert set(key) == set(Options.names(Group.SAMPLING, Group.DETECTION, Group.CLASSIFICATION)) - {"model",
+                                                                                                    "model_spec"}
+    assert not set(key) & set(Options.names(Group.RUNTIME))
+    assert Options(batch_size=4, threads=1).result_key() == Options().result_key()
+    assert Options(fps=5).result_key() != Options().result_key()
+
+
+def test_the_models_key_ignores_what_the_models_do_not_read() -> None:
+    assert Options(start=3.0, end=9.0, batch_size=4).model_key() == Options().model_key()
+    assert Options(det_size=320).model_key() != Options().model_key()
+    assert Options(device="cpu").model_key() != Options().model_key()
 
 
 def test_whole_numbers_given_as_floats_are_taken() -> None:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "bb9bc7cd027ab14efea88caec704d69eb8946ce2"
+REFERENCE = "1a8f8423404f5ea7e8419413da11bc9669ae09b6"
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,8 @@ def scrub(value: object) -> object:
 
 def parquet_view(path: Path) -> tuple[object, object]:
     table = pq.read_table(path)
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    stored = {**(table.schema.metadata or {}), **(pq.read_metadata(path).metadata or {})}  # the file's own record too
+    meta = {k.decode(): v.decode() for k, v in stored.items()}
     parsed = {k: scrub(json.loads(v)) if v[:1] in "{[" else v for k, v in meta.items()}
     data = table.replace_schema_metadata(None)
     if "wall_s" in data.column_names:

@@ -15,6 +15,7 @@ from conftest import write_clip
 from test_render import check_output, make_clip
 from typer.testing import CliRunner
 
+from fer_batch.analysis.quality import RELIABLE
 from fer_batch.cli import app
 from fer_batch.options import Options
 from fer_batch.outputs.draw import FONT, Kind, Painter, chart_font
@@ -96,7 +97,8 @@ def _frames(path: Path) -> list[np.ndarray]:
 
 def _check_faces_untouched(src: Path, out: Path, df: pd.DataFrame, scale: int, margin: int = 3) -> None:
     """Inside every face box the annotated frame equals the source frame scaled the same way (up to codec error),
-    and something (labels, charts) is drawn outside the boxes."""
+    and, on every frame with a face of reliable ``quality`` (the others get a dashed outline only), labels and charts
+    are drawn outside the boxes."""
     source, annotated = _frames(src), _frames(out)
     assert len(source) == len(annotated)
     faces = df.dropna(subset=["x"])
@@ -115,8 +117,11 @@ def _check_faces_untouched(src: Path, out: Path, df: pd.DataFrame, scale: int, m
             assert float(inside.mean()) < 8.0, (k, r.track_id, float(inside.mean()))
             assert float((inside > 80).mean()) < 0.002, (k, r.track_id, float((inside > 80).mean()))
             mask[max(0, y1 - 12) : y2 + 12, max(0, x1 - 12) : x2 + 12] = False
-        outside_changed.append(int(((diff > 60) & mask).sum()))
-    assert min(outside_changed) > 300, outside_changed  # a label and a chart beside the faces, on every frame
+        rows = faces[faces["frame"] == k]
+        if "quality" not in rows or (rows["quality"] >= RELIABLE).any():  # doubtful faces get no label (dashes)
+            outside_changed.append(int(((diff > 60) & mask).sum()))
+    assert len(outside_changed) >= len(source) // 2, len(outside_changed)
+    assert min(outside_changed) > 300, outside_changed  # a label and a chart beside the faces, on every such frame
 
 
 @pytest.mark.slow

@@ -216,8 +216,9 @@ def test_resume_redoes_a_table_written_before_the_quality_columns(clip, tmp_path
     out = tmp_path / "out"
     fer_batch.analyze_many([path], out)
     table = out / "clip.parquet"
-    old, meta = pq.read_table(table), pq.read_metadata(table).metadata  # the footer's metadata says whose it is
-    pq.write_table(old.drop_columns(list(SIGNAL_COLUMNS)).replace_schema_metadata(meta), table)
+    old = pq.read_table(table)
+    kept = pq.read_metadata(table).metadata  # the table's own record (source, options, models): an older version's
+    pq.write_table(old.drop_columns(list(SIGNAL_COLUMNS)).replace_schema_metadata(kept), table)
     mtime = table.stat().st_mtime_ns
     assert fer_batch.analyze_many([path], out)[0].status == "ok"  # redone, not "skipped"
     assert table.stat().st_mtime_ns != mtime and "quality" in pq.read_schema(table).names  # in place

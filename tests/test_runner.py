@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import one_face, write_clip
 from typer.testing import CliRunner
+from worker_hooks import DRIVER, ready_fifo, ready_pids
 
 import fer_batch
 from fer_batch.cli import app
@@ -194,17 +195,19 @@ def test_kill_9_then_resume_gives_the_same_tables(tmp_path: Path) -> None:
     clean = tmp_path / "clean"
     assert runner.invoke(app, ["analyze", str(src), "--out", str(clean), "-q"]).exit_code == 0
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(src), "--out", str(out), "-q", "--batch-size", "4"]
+    fifo, ready = ready_fifo(tmp_path)
+    # the run reports once it has a table half written, and stops there until it is killed (no polling, no race)
+    cmd = [sys.executable, "-c", DRIVER, fifo, "hold", "analyze", str(src), "--out", str(out), "-q", "--batch-size",
+           "4"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not list(out.glob(".v*.parquet.tmp-*")):
-        time.sleep(0.005)
+    assert ready_pids(ready, proc, 1) == [proc.pid]  # one job: the driver writes the tables itself
+    os.close(ready)
     in_progress = list(out.glob(".v*.parquet.tmp-*"))  # a table being written at the moment of the kill
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before the kill"
-    assert in_progress, "no table was being written when the kill landed"
-    assert len(list(out.glob("v*.parquet"))) < 4  # the run was cut short
+    assert len(in_progress) == 1, "no table was being written when the kill landed"
+    assert not list(out.glob("v*.parquet"))  # the run was cut short in its first table
     for p in out.glob("v*.parquet"):  # anything with the final name is a complete, readable table
         pq.read_table(p)
     assert runner.invoke(app, ["analyze", str(src), "--out", str(out), "-q"]).exit_code == 0

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fer_batch"
 # The one-way order, lowest first. Each layer is a subpackage (or, at the bottom and the top, a few modules): a module
 # may import from its own layer or a lower one, never from a higher one. Every module must be placed.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base", {"_version", "_atomic", "_text", "_progress", "options", "types", "planes", "errors"}),
+    ("base", {"_version", "_atomic", "_text", "_progress", "options", "types", "planes", "errors", "columns"}),
     ("media", {"media"}),  # probe, orientation, sampling, the reader
     ("analysis", {"analysis"}),  # models, detectors, tracker, crops, classifier, the engine
     ("outputs", {"outputs"}),  # table, annotated video, summary, report, export
@@ -147,7 +147,7 @@ def test_the_layers_are_folders_each_saying_what_it_holds() -> None:
         assert init.is_file(), f"fer_batch/{sub}/ is not a package"
         assert ast.get_docstring(ast.parse(init.read_text())), f"fer_batch/{sub}/__init__.py has no docstring"
     top = {p.stem for p in PACKAGE.glob("*.py")}
-    assert top <= {"__init__", "__main__", "_version", "_atomic", "_text", "_progress", "_help", "api", "cli",
+    assert top <= {"__init__", "__main__", "_version", "_atomic", "_text", "_progress", "_help", "api", "columns",
                    "options", "types", "planes", "errors"}, sorted(top)  # fmt: skip
 
 

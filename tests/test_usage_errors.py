@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import Executor
 from pathlib import Path
 
 import pyarrow as pa
@@ -61,17 +62,18 @@ def test_out_on_a_read_only_folder_is_a_usage_error(video: Path, tmp_path: Path,
     assert "Read-only file system" in one_error_line(r.output)
 
 
-def test_out_error_comes_before_any_work(video: Path, tmp_path: Path, monkeypatch) -> None:
-    import fer_batch.runs.one_input as pipeline
+class NoWork(Executor):
+    """An executor that fails the test if any work reaches it."""
 
-    def no_work(*args, **kwargs):
+    def submit(self, fn, /, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
         raise AssertionError("an input was analysed although --out is unusable")
 
-    monkeypatch.setattr(pipeline, "run_video", no_work)
+
+def test_out_error_comes_before_any_work(video: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "f"
     blocker.write_text("x")
     with pytest.raises(UsageError, match="is a file"):
-        fer_batch.analyze_many(video, blocker)
+        fer_batch.analyze_many(video, blocker, executor=NoWork())
 
 
 @pytest.fixture

@@ -16,10 +16,8 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
+from fakes import FakeClassifier, FakeClock, FakeDetector
 
-from fer_batch.analysis.engine import Analyzer
-from fer_batch.cli import app
 from fer_batch.errors import CameraError
 from fer_batch.live.capture import LatestFrame
 from fer_batch.live.recorder import draw
@@ -79,54 +77,69 @@ def _no_leftovers(out: Path) -> None:
     assert not [p.name for p in out.iterdir() if TMP_MARK in p.name]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a model on up to 100 frames: a second or two
 def test_ten_seconds_at_real_time_pace(clip11: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
-    """The one long test: the CLI end to end, a 10 s run, preview asked for on a machine without a display."""
+    """A 10 s session, preview asked for on a machine without a display, on a fake clock: the file's frames are
+    released as their times fall due without waiting for them, so the capture is exact and the test is fast."""
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     out = tmp_path / "out"
+    clock = FakeClock()
     with caplog.at_level(logging.INFO, logger="fer_batch"):
-        res = CliRunner().invoke(app, ["webcam", "--camera", str(clip11), "--seconds", "10", "--out", str(out),
-                                       "--annotate", "-q"])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    assert sum("preview" in r.getMessage() for r in caplog.records) == 1  # one notice, no window
+        r = run_webcam(RealtimeFile(clip11, clock=clock), out, Options(), seconds=10, annotate=True, preview=True,
+                       clock=clock)  # fmt: skip
+    assert sum("preview" in rec.getMessage() for rec in caplog.records) == 1  # one notice, no window
+    assert clock.slept == pytest.approx(10.0)  # paced: the source waited for each frame's time (10 s, the last)
     tables = list(out.glob("webcam-*.parquet"))
-    assert len(tables) == 1 and re.fullmatch(r"webcam-\d{8}-\d{6}\.parquet", tables[0].name)
+    assert tables == [r.table] and re.fullmatch(r"webcam-\d{8}-\d{6}\.parquet", r.table.name)
     _no_leftovers(out)
+    meta = read_metadata(r.table)
+    assert meta is not None and meta["stopped_by"] == "seconds" == r.stopped_by and meta["status"] == "ok"
+    assert meta["frames_captured"] == r.frames_captured == 100  # every frame before 10 s, at 10 fps
+    codec, rec_t = _recording(tables[0].with_name(tables[0].stem + ".annotated.mp4"))
+    assert codec == "h264" and np.allclose(rec_t, np.arange(100) / FPS, atol=1e-3)  # capture times are the PTS
     df = pq.read_table(tables[0]).to_pandas()
     frames = df.drop_duplicates("frame")
     t = frames["time_s"].to_numpy()
     assert np.all(np.diff(t) > 0) and np.all(np.diff(frames["frame"].to_numpy()) > 0)
-    assert t[0] < 0.5 and 9.5 <= t[-1] < 10.0  # covers 10 s (the 10 fps clip's last frame before 10 s is 9.9 s)
-    meta = read_metadata(tables[0])
-    assert meta is not None and meta["stopped_by"] == "seconds" and meta["status"] == "ok"
-    assert 95 <= meta["frames_captured"] <= 100 and meta["frames_analysed"] == len(frames)
-    assert df["emotion"].notna().mean() > 0.9  # the face is found and classified
-    codec, rec_t = _recording(tables[0].with_name(tables[0].stem + ".annotated.mp4"))
-    assert codec == "h264" and len(rec_t) == meta["frames_captured"]
+    assert frames["frame"].iloc[-1] == 99 and meta["frames_analysed"] == len(frames)  # the newest is analysed last
     np.testing.assert_allclose(np.asarray(rec_t)[frames["frame"].to_numpy()], t, atol=1e-3)  # same timestamps
+    assert df["emotion"].notna().mean() > 0.9  # the face is found and classified
 
 
-def _slow_process(monkeypatch: pytest.MonkeyPatch, sleep_s: float = 0.0, interrupt_at: int | None = None) -> None:
-    original = Analyzer.process
-    calls = {"n": 0}
+def test_a_file_is_released_at_its_frames_times_and_late_frames_at_once(clip2: Path) -> None:
+    """``RealtimeFile`` paces itself on its clock: each frame when its PTS falls due, none dropped when late."""
+    clock = FakeClock()
+    source = RealtimeFile(clip2, clock=clock)
+    t0 = clock.monotonic()
+    try:
+        got = [source.read()[2] - t0 for _ in range(5)]
+        assert got == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4]) and clock.slept == pytest.approx(0.4)
+        clock.advance(1.0)  # the reader fell a second behind: frames 5-14 were due by now
+        late = [source.read() for _ in range(10)]
+        assert all(ok for ok, _, _ in late) and clock.slept == pytest.approx(0.4)  # released at once, in order
+        assert source.read()[2] - t0 == pytest.approx(1.5)  # frame 15 waits for its time again
+    finally:
+        source.close()
 
-    def process(self: Analyzer, items: list) -> tuple:  # type: ignore[type-arg]
-        calls["n"] += 1
-        if interrupt_at is not None and calls["n"] == interrupt_at:
+
+def _models(sleep_s: float = 0.0, interrupt_at: int | None = None) -> tuple[FakeDetector, FakeClassifier]:
+    """Fake models whose analysis takes ``sleep_s`` a frame, or is interrupted (Ctrl-C) at call ``interrupt_at``."""
+
+    def on_call(n: int) -> None:
+        if n == interrupt_at:
             raise KeyboardInterrupt
         time.sleep(sleep_s)
-        return original(self, items)
 
-    monkeypatch.setattr(Analyzer, "process", process)
+    return FakeDetector(), FakeClassifier(on_call=on_call)
 
 
 @pytest.mark.slow
 def test_slow_analysis_skips_to_newest_frame_records_all(clip2: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    _slow_process(monkeypatch, sleep_s=0.25)  # 2.5 frame intervals per analysis
-    r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True)
+                                                          ) -> None:  # fmt: skip
+    models = _models(sleep_s=0.25)  # 2.5 frame intervals per analysis
+    r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True, models=models)
     assert r.stopped_by == "source" and r.frames_captured == 20
     df = pq.read_table(r.table).to_pandas()
     analysed = df["frame"].drop_duplicates().to_numpy()
@@ -137,9 +150,9 @@ def test_slow_analysis_skips_to_newest_frame_records_all(clip2: Path, tmp_path: 
 
 
 def test_keyboard_interrupt_mid_run_keeps_a_complete_table(clip2: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    _slow_process(monkeypatch, interrupt_at=4)
-    r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True, preview=False)
+                                                           ) -> None:  # fmt: skip
+    models = _models(interrupt_at=4)
+    r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True, preview=False, models=models)
     assert r.stopped_by == "interrupt" and r.frames_analysed == 3
     _no_leftovers(tmp_path)
     meta = read_metadata(r.table)
@@ -178,7 +191,7 @@ def test_ctrl_c_finishes_table_and_recording(clip11: Path, tmp_path: Path) -> No
     assert len(rec_t) == meta["frames_captured"]
 
 
-def test_sigterm_stops_like_ctrl_c(clip2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigterm_stops_like_ctrl_c(clip2: Path, tmp_path: Path) -> None:
     """SIGTERM mid-run (raised in-process); a fallback handler turns a missing handler into a failure, not a kill."""
 
     def unhandled(signum: int, frame: object) -> None:
@@ -186,17 +199,12 @@ def test_sigterm_stops_like_ctrl_c(clip2: Path, tmp_path: Path, monkeypatch: pyt
 
     previous = signal.signal(signal.SIGTERM, unhandled)
     try:
-        original = Analyzer.process
-        calls = {"n": 0}
-
-        def process(self: Analyzer, items: list) -> tuple:  # type: ignore[type-arg]
-            calls["n"] += 1
-            if calls["n"] == 3:
+        def on_call(n: int) -> None:  # while the third frame is analysed
+            if n == 3:
                 signal.raise_signal(signal.SIGTERM)
-            return original(self, items)
 
-        monkeypatch.setattr(Analyzer, "process", process)
-        r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True)
+        models = FakeDetector(), FakeClassifier(on_call=on_call)
+        r = run_webcam(RealtimeFile(clip2), tmp_path, Options(), annotate=True, models=models)
         assert signal.getsignal(signal.SIGTERM) is unhandled  # restored after the run
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from conftest import REPO, write_clip
+from worker_hooks import DRIVER, ready_fifo, ready_pids
 
 import fer_batch
 from fer_batch.runs import workers
 
 pytestmark = [
     pytest.mark.slow,  # every test here runs processes
-    pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads worker processes from /proc"),
+    pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="waits on worker processes through pidfds (Linux)"),
 ]
 
 
 def killer_pool(victim: str, jobs: int, started: object):
-    """``workers.make_pool`` whose workers kill themselves (SIGKILL, as the OOM killer does) on one input."""
+    """A pool factory of ``WorkerPool`` whose workers kill themselves (SIGKILL, as the OOM killer) on one input."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -34,14 +37,16 @@ def killer_pool(victim: str, jobs: int, started: object):
                                initargs=(victim, workers.worker_init, 1, started))  # fmt: skip
 
 
-def test_an_input_that_kills_its_worker_fails_alone_and_the_rest_finish(tmp_path: Path, monkeypatch) -> None:
+def test_an_input_that_kills_its_worker_fails_alone_and_the_rest_finish(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a", "b", "c_dies", "d", "e"):
         write_clip(src / f"{name}.mp4", n=6, size=(96, 64))
-    monkeypatch.setattr(workers, "make_pool", partial(killer_pool, "c_dies.mp4"))
-    monkeypatch.setattr("fer_batch.runs.runner.cores", lambda: 2)  # two workers even on a one-core machine
-    res = {Path(r.path).name: r for r in fer_batch.analyze_many(src, tmp_path / "out", jobs=2)}
+    pool = workers.WorkerPool(2, partial(killer_pool, "c_dies.mp4"))  # two workers even on a one-core machine
+    try:
+        res = {Path(r.path).name: r for r in fer_batch.analyze_many(src, tmp_path / "out", executor=pool)}
+    finally:
+        pool.shutdown()
     assert res["c_dies.mp4"].status == "failed" and res["c_dies.mp4"].error == "worker died (killed or out of memory)"
     assert {name: r.status for name, r in res.items() if name != "c_dies.mp4"} == dict.fromkeys(
         ["a.mp4", "b.mp4", "d.mp4", "e.mp4"], "ok")  # fmt: skip
@@ -49,58 +54,54 @@ def test_an_input_that_kills_its_worker_fails_alone_and_the_rest_finish(tmp_path
     assert len(manifest) == 5 and manifest.loc[str(src / "c_dies.mp4"), "status"] == "failed"
 
 
-def worker_pids(driver: int) -> list[int]:
-    """The pool workers among ``driver``'s children (not multiprocessing's resource tracker)."""
-    try:
-        children = Path(f"/proc/{driver}/task/{driver}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(c) for c in children if b"spawn_main" in _cmdline(int(c))]
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def start_run(tmp_path: Path, n_inputs: int) -> tuple[subprocess.Popen, Path, Path]:
+def make_inputs(tmp_path: Path, n_inputs: int) -> Path:
     src = tmp_path / "in"
     src.mkdir()
     for k in range(n_inputs):
         write_clip(src / f"v{k}.mp4", n=150, size=(320, 240))
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(src), "--out", str(out), "--jobs", "2", "-q",
-           "--batch-size", "4"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return proc, src, out
+    return src
 
 
-def wait_for_work(proc: subprocess.Popen, out: Path, timeout: float = 120) -> list[int]:
-    """The worker pids once both workers are writing a table."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        pids = worker_pids(proc.pid)
-        if len(pids) == 2 and len(list(out.glob(".*.parquet.tmp-*"))) >= 2:
-            return pids
-        time.sleep(0.05)
-    raise AssertionError("the run never had two workers writing")
+def start_run(src: Path, out: Path, fifo: str, *more: str, **popen: Any) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", DRIVER, fifo, "go", "analyze", str(src), "--out", str(out), "--jobs", "2",
+           "--batch-size", "4", *more]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def wait_for_work(ready: int, proc: subprocess.Popen) -> list[int]:
+    """The pids of the first two workers that report a table half written."""
+    return ready_pids(ready, proc, 2)
+
+
+def still_running(pids: list[int], timeout: float = 15) -> list[int]:
+    """The processes of ``pids`` still running after up to ``timeout`` s: each one's pidfd becomes readable when
+    it exits, so this returns as soon as they all have (no polling of /proc)."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    try:
+        while fds and (left := deadline - time.monotonic()) > 0:
+            for fd in select.select(list(fds), [], [], left)[0]:
+                os.close(fd)
+                del fds[fd]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return list(fds.values())
 
 
 def test_kill_9_of_a_worker_costs_nothing_but_a_retry(tmp_path: Path) -> None:
-    proc, src, out = start_run(tmp_path, 4)
-    pids = wait_for_work(proc, out)
-    os.kill(pids[0], signal.SIGKILL)
+    src, out = make_inputs(tmp_path, 4), tmp_path / "out"
+    fifo, ready = ready_fifo(tmp_path)
+    proc = start_run(src, out, fifo, "-q")
+    pids = wait_for_work(ready, proc)
+    os.kill(pids[0], signal.SIGKILL)  # while its table is half written
     _, err = proc.communicate(timeout=300)
+    os.close(ready)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "BrokenProcessPool" not in err
     manifest = pd.read_parquet(out / "manifest.parquet")
@@ -110,34 +111,29 @@ def test_kill_9_of_a_worker_costs_nothing_but_a_retry(tmp_path: Path) -> None:
 
 
 def test_workers_stop_when_the_driver_is_killed(tmp_path: Path) -> None:
-    proc, _, out = start_run(tmp_path, 4)
-    pids = wait_for_work(proc, out)
+    src, out = make_inputs(tmp_path, 4), tmp_path / "out"
+    fifo, ready = ready_fifo(tmp_path)
+    proc = start_run(src, out, fifo, "-q")
+    pids = wait_for_work(ready, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 15
-    while time.time() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.1)
-    assert not [p for p in pids if alive(p)], "workers kept running after their driver died"
-    time.sleep(0.5)
-    assert not list(out.glob(".*.tmp-*")), "a stopped worker left its temporary file"
+    os.close(ready)
+    assert not still_running(pids), "workers kept running after their driver died"
+    assert not list(out.glob(".*.tmp-*")), "a stopped worker left its temporary file"  # removed before it exited
 
 
 def test_ctrl_c_with_workers_stops_them_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     """Ctrl-C reaches the whole foreground process group: the driver stops its workers and says what finished."""
-    proc, _, out = start_run(tmp_path, 4)
-    proc.kill()  # this run was only for the inputs; start one in its own process group to signal as a terminal does
-    proc.wait()
-    cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(tmp_path / "in"), "--out", str(out), "--jobs", "2",
-           "--batch-size", "4"]  # fmt: skip
-    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)  # fmt: skip
-    pids = wait_for_work(run, out)
+    src, out = make_inputs(tmp_path, 4), tmp_path / "out"
+    fifo, ready = ready_fifo(tmp_path)
+    run = start_run(src, out, fifo, start_new_session=True)  # its own process group, to signal as a terminal does
+    pids = wait_for_work(ready, run)
     os.killpg(run.pid, signal.SIGINT)
     _, err = run.communicate(timeout=60)
+    os.close(ready)
     assert run.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted: ")
-    time.sleep(0.5)
-    assert not [p for p in pids if alive(p)]
+    assert not still_running(pids)
     assert not list(out.glob(".*.tmp-*"))
 
 

@@ -7,13 +7,14 @@ A classifier is one bundled model, or an ensemble (``--model a+b``) whose member
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from fer_batch.analysis import models, quality
 from fer_batch.analysis.crop import WHOLE, CropSpec, Planes, crop_one
 from fer_batch.analysis.model_checks import as_probabilities
+from fer_batch.errors import ModelError
 from fer_batch.options import Options
 from fer_batch.planes import Luma
 from fer_batch.types import Faces, Frames
@@ -71,9 +72,10 @@ class Member:
         planes = frames.yuv[j] if frames.yuv is not None else None
         if planes is not None:
             return planes
-        if frames.bgr is None or frames.bgr[j] is None:
+        bgr = frames.bgr[j] if frames.bgr is not None else None
+        if bgr is None:
             raise ValueError(f"frame {int(frames.index[j])} has neither planes nor a BGR image for a colour model")
-        return frames.bgr[j]
+        return bgr
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities (n, labels) for uint8 crops, with the manifest's pixel transform, ``RUN_FACES`` a call.
@@ -106,6 +108,24 @@ def fingerprint(specs: list[models.ModelSpec]) -> dict[str, Any]:
     return {"sha256": sha, "spec_sha256": spec_sha, "labels": _common_labels(specs)}
 
 
+class FaceClassifier(Protocol):
+    """What the analysis engine and a table's metadata need of an emotion classifier (``Classifier``, a fake)."""
+
+    labels: list[str]
+
+    @property
+    def needs_color(self) -> bool: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def __call__(self, frames: Frames, faces: Faces) -> Faces: ...
+
+    def many(self, items: list[tuple[Frames, Faces]]) -> list[Faces]: ...
+
+
 class Classifier:
     """``Classifier(options)(frames, faces) -> faces`` with ``probs`` filled, one row per face."""
 
@@ -126,6 +146,11 @@ class Classifier:
     @property
     def needs_color(self) -> bool:
         return any(m.color != "gray" for m in self.members)
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime execution provider the models run on (the same for every member)."""
+        return str(self.session.get_providers()[0])
 
     def describe(self) -> dict[str, Any]:
         """What the table's metadata records about the classifier: enough to reproduce its numbers."""
@@ -164,11 +189,25 @@ class Classifier:
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
         """``faces`` with probabilities, and the signals of how far to trust them: pose, sharpness, quality."""
+        return self.many([(frames, faces)])[0]
+
+    def many(self, items: list[tuple[Frames, Faces]]) -> list[Faces]:
+        """``__call__`` for several (frames, faces) pairs (photos of different sizes), each member's crops of all
+        of them scored in one batch: a folder of photos pays for batched network calls, not one call per photo.
+        Each face's probabilities are those it gets alone (the networks score each crop on its own)."""
+        crops = [[m.crops(fr, fa) for fr, fa in items] for m in self.members]
+        joined = [c[0] if len(c) == 1 else np.concatenate(c) for c in crops]  # a video's window: no copy
+        each = [self.predict_crops(k, c) if len(c) else None for k, c in enumerate(joined)]
+        ends = np.cumsum([0] + [len(fa) for _, fa in items])
+        return [self._scored(fr, fa, [e[ends[i] : ends[i + 1]] for e in each if e is not None])
+                for i, (fr, fa) in enumerate(items)]  # fmt: skip
+
+    def _scored(self, frames: Frames, faces: Faces, each: list[np.ndarray]) -> Faces:
+        """``faces`` with the members' probabilities ``each`` averaged, and the trust signals computed."""
         if not len(faces):
             empty = np.zeros(0, dtype=np.float32)
             return faces.replace(probs=np.zeros((0, len(self.labels)), dtype=np.float32),
                                  pose=np.zeros((0, 3), np.float32), sharpness=empty, quality=empty)  # fmt: skip
-        each = [self.predict_crops(k, m.crops(frames, faces)) for k, m in enumerate(self.members)]
         total = each[0].copy()
         for more in each[1:]:  # in member order, as the tables always summed them
             total += more
@@ -185,7 +224,7 @@ def _common_labels(specs: list[models.ModelSpec]) -> list[str]:
     first = specs[0].labels
     for s in specs[1:]:
         if set(s.labels) != set(first):
-            raise models.ModelError(
+            raise ModelError(
                 f"ensemble members must have the same labels: {specs[0].id} has {first}, {s.id} has {s.labels}"
             )
     return list(FER7) if set(first) == set(FER7) else first

@@ -103,16 +103,15 @@ def crop_one(
     half_w, half_h = (w * c + h * si) / 2 + 1, (w * si + h * c) / 2 + 1
     x0, y0 = math.floor(cx - half_w), math.floor(cy - half_h)
     x1, y1 = math.ceil(cx + half_w), math.ceil(cy + half_h)
-    planes = isinstance(image, tuple)
-    ih, iw = image[0].shape[:2] if planes else image.shape[:2]  # type: ignore[union-attr]
+    ih, iw = image[0].shape[:2] if isinstance(image, tuple) else image.shape[:2]
     x0, y0 = min(max(x0, 0), iw - 1), min(max(y0, 0), ih - 1)
     x1, y1 = max(min(x1, iw), x0 + 1), max(min(y1, ih), y0 + 1)
-    if planes:
-        region, ox, oy = bgr_region(image, x0, y0, x1, y1)  # type: ignore[arg-type]
+    if isinstance(image, tuple):
+        region, ox, oy = bgr_region(image, x0, y0, x1, y1)
     elif isinstance(image, Luma):
         region, ox, oy = image.region(x0, y0, x1, y1), x0, y0
     else:
-        region, ox, oy = image[y0:y1, x0:x1], x0, y0  # type: ignore[index]
+        region, ox, oy = image[y0:y1, x0:x1], x0, y0
     if s > 1.5:  # reduce by area first: a bilinear warp of a much larger face would alias
         rw, rh = max(1, round(region.shape[1] / s)), max(1, round(region.shape[0] / s))
         kx, ky = region.shape[1] / rw, region.shape[0] / rh

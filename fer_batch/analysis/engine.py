@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fer_batch.analysis.classify import Classifier, fingerprint, member_specs
+from fer_batch.analysis.classify import Classifier, FaceClassifier, fingerprint, member_specs
 from fer_batch.analysis.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.analysis.models import cores
 from fer_batch.analysis.track import Smoother, Tracker
@@ -24,16 +24,15 @@ from fer_batch.types import Decoded, Faces, Frames
 
 REGION_MEMORY = 3  # detector frames whose faces are looked for again in regions
 
+Models = tuple[Detector, FaceClassifier]  # what an ``Analyzer`` runs: a detector and an emotion classifier
+
 
 def models_for(options: Options) -> tuple[Detector, Classifier]:
     """Detector and classifier for these options, loaded once per process (folder runs and segments reuse them)."""
-    # only the settings the models read make a new pair: a segment's own --start/--end must not reload them;
-    # the files' content is part of the key, so a model or spec replaced at the same path is loaded again
+    # only the settings the models read make a new pair (``Options.model_key``); the files' content is part of the
+    # key, so a model or spec replaced at the same path is loaded again
     content = json.dumps(fingerprint(member_specs(options)), sort_keys=True)
-    return _load_models(
-        options.replace(fps=None, every=None, start=None, end=None, detect_every=1, smooth=None,
-                        scan_interval=Options.scan_interval, batch_size=Options.batch_size), content  # fmt: skip
-    )
+    return _load_models(options.model_key(), content)
 
 
 @lru_cache(maxsize=4)
@@ -102,14 +101,26 @@ class ScanSchedule:
 
 
 class Analyzer:
-    """Runs detect → track → classify on windows of decoded frames of one video (or camera)."""
+    """Runs detect → track → classify on windows of decoded frames of one video (or camera).
 
-    def __init__(self, options: Options) -> None:
+    ``models`` replace the ones ``options`` name (tests pass fakes: ``tests/fakes.py``); the schedule, tracker
+    and smoother are this class's own either way.
+    """
+
+    def __init__(self, options: Options, models: Models | None = None) -> None:
         if options.threads is None:
             options = options.replace(threads=cores())
         self.options = options
-        self.detector, self.classifier = models_for(options)
+        self.detector: Detector
+        self.classifier: FaceClassifier
+        self.detector, self.classifier = models if models is not None else models_for(options)
         self.labels = self.classifier.labels
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the input so far (tracks, smoothing, scan schedule): the next frames start another input, as
+        in a new ``Analyzer`` (a batch of photos uses one, without looking its models up again for each)."""
+        options = self.options
         self.tracker = Tracker()
         self.smoother = Smoother(options.smooth) if options.smooth else None
         self.region_detector = self.detector if isinstance(self.detector, RegionDetector) else None

@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from fer_batch.columns import SMOOTH_SUFFIX, TABLE_COLUMNS
 from fer_batch.errors import ModelError, ModelOutputError
 
 SPEC_MAX_BYTES = 1 << 20  # a manifest entry is a few hundred bytes; /dev/zero or a huge file must not be read whole
 OUTPUT_KINDS = ("probabilities", "logits")
-# the columns every table has besides the labels (``sink.schema``); a label named like one would duplicate it
-TABLE_COLUMNS = ("video", "frame", "time_s", "face", "track_id", "x", "y", "w", "h", "det_score", "emotion")
-SMOOTH_SUFFIX = "_smooth"
+
 SUM_TOLERANCE = 1e-3  # float32 softmax sums stay within 1e-6; a model that does not end in one is far off
 CROP_KEYS = {"margin": (-0.25, 2.0), "shift": (-1.0, 1.0)}
 

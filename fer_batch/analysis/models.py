@@ -39,7 +39,8 @@ def models_dir() -> Path:
 
 
 def load_manifest() -> list[dict[str, Any]]:
-    return json.loads((models_dir() / "manifest.json").read_text())
+    entries: list[dict[str, Any]] = json.loads((models_dir() / "manifest.json").read_text())
+    return entries
 
 
 @dataclass(frozen=True)

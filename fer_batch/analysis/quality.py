@@ -28,11 +28,6 @@ if TYPE_CHECKING:  # OpenCV only where sharpness is measured: the table's column
 # are right at least about as often as not on every set, while most rows of clear faces are kept.
 RELIABLE = 0.5
 
-LANDMARK_COLUMNS = (
-    "eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y", "nose_x", "nose_y",
-    "mouth_left_x", "mouth_left_y", "mouth_right_x", "mouth_right_y",
-)  # fmt: skip
-POSE_COLUMNS = ("yaw", "pitch", "roll")
 
 # A simple geometric head model (a 3-D five-point template: eyes and mouth corners on one plane, the nose tip in
 # front of it). Turning the head by yaw moves the nose sideways by depth * sin(yaw) while the eye distance shrinks

@@ -28,7 +28,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = iw * ih
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    iou: np.ndarray = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return iou
 
 
 def linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -178,8 +179,9 @@ class Tracker:
             if ti not in matched:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
-        for di in np.nonzero(ids < 0)[0]:
-            self.tracks.append(_new_track(self.next_id, faces, int(di), self.step))
+        for new in np.nonzero(ids < 0)[0]:
+            di = int(new)
+            self.tracks.append(_new_track(self.next_id, faces, di, self.step))
             ids[di] = self.next_id
             self.next_id += 1
         return faces.replace(track_id=ids)

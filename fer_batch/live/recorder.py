@@ -58,7 +58,8 @@ def draw(bgr: np.ndarray, faces: Faces, painter: Painter, caption: str = "") -> 
         cv2.rectangle(img, (0, top), (tw + 2 * s.pad, img.shape[0]), (0, 0, 0), -1)
         cv2.putText(img, caption, (s.pad, top + s.pad + th), cv2.FONT_HERSHEY_SIMPLEX, s.font, (255, 255, 255),
                     s.thick, cv2.LINE_AA)  # fmt: skip
-    return img
+    out: np.ndarray = img
+    return out
 
 
 # --- recorder --------------------------------------------------------------------------------------------------

@@ -19,16 +19,14 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from fer_batch._progress import Progress, Silent
-from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
-from fer_batch.analysis.engine import Analyzer
+from fer_batch.analysis.engine import Analyzer, Models
 from fer_batch.errors import describe
 from fer_batch.live.capture import (
     STOP_GRACE_S,
@@ -47,6 +45,7 @@ from fer_batch.media.reader import from_bgr
 from fer_batch.options import Options, number
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.table import ParquetSink, TableMeta, window_table
+from fer_batch.types import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +110,15 @@ def run_webcam(
     preview: bool = False,
     name: str = "webcam",
     progress: Progress | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    models: Models | None = None,
 ) -> WebcamResult:
     """Capture from ``source`` until ``seconds``, the source ends, Ctrl-C/SIGTERM or ``q`` in the preview.
 
     Every way of stopping finishes the table (and recording) under its final name. ``name`` fills the table's
     ``video`` column. The source is closed when the run ends. ``progress`` counts the analysed frames (its caller
-    closes it).
+    closes it). ``clock`` is the run's clock (the source's should be the same); ``models`` replace the ones
+    ``options`` name (tests pass fakes).
     """
     number(0, lo_open=True, optional=True)("seconds", seconds)
     out = Path(out)
@@ -125,19 +127,20 @@ def run_webcam(
     table_path, rec_path = output_paths(out, annotate, started_at)
     with release(table_path):
         return _session(source, options, table_path, rec_path, seconds=seconds, preview=preview, name=name,
-                        started_at=started_at, progress=progress or Silent())  # fmt: skip
+                        started_at=started_at, progress=progress or Silent(), clock=clock,
+                        models=models)  # fmt: skip
 
 
 def _session(source: CaptureSource, options: Options, table_path: Path, rec_path: Path | None, *,
              seconds: float | None, preview: bool, name: str, started_at: datetime,
-             progress: Progress) -> WebcamResult:  # fmt: skip
+             progress: Progress, clock: Clock, models: Models | None) -> WebcamResult:  # fmt: skip
     """One capture session into names already claimed (see ``run_webcam``)."""
     try:
-        analyzer = Analyzer(options)
+        analyzer = Analyzer(options, models)
     except BaseException:
         source.close()
         raise
-    live = LiveAnalysis(analyzer, options, name, Preview.create() if preview else None, progress)
+    live = LiveAnalysis(analyzer, options, name, Preview.create() if preview else None, progress, clock)
     recorder = Recorder(rec_path, analyzer.labels, live.overlay, source.fps) if rec_path is not None else None
     stop, mailbox = threading.Event(), LatestFrame()
     capture = Capture(source, live.t0, mailbox, recorder, stop, seconds)
@@ -173,13 +176,14 @@ class LiveAnalysis:
     the recorder draws and to the preview."""
 
     def __init__(self, analyzer: Analyzer, options: Options, name: str, window: Preview | None,
-                 progress: Progress | None = None) -> None:  # fmt: skip
+                 progress: Progress | None = None, clock: Clock = SYSTEM_CLOCK) -> None:  # fmt: skip
         self.analyzer, self.options, self.name, self.window = analyzer, options, name, window
+        self.clock = clock
         self.progress = progress or Silent()
         self.overlay = Overlay()
         self.rate = Rate()
         self.analysed = self.faces = 0
-        self.t0 = time.monotonic()  # the run's clock: capture times are seconds since this
+        self.t0 = clock.monotonic()  # the run's clock: capture times are seconds since this
         self._painter: Painter | None = None
         self._small_sizes: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -189,7 +193,7 @@ class LiveAnalysis:
         stopped_by: str | None = None
         stop_at: float | None = None  # monotonic time of a stop that still drains the last frame
         while True:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if signals.reason is not None:
                 return signals.reason
             if seconds is not None and now - self.t0 >= seconds and stop_at is None:
@@ -218,7 +222,7 @@ class LiveAnalysis:
         self.analysed += 1
         self.progress.advance()
         self.faces += len(found.faces)
-        self.rate.tick(time.monotonic() - self.t0)
+        self.rate.tick(self.clock.monotonic() - self.t0)
         caption = f"camera {camera_fps:4.1f} fps  analysis {self.rate.fps:4.1f} fps"
         self.overlay.set(found.faces, caption)
         if self.window is not None:
@@ -248,13 +252,10 @@ def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name:
     if capture.count > 1 and capture.last_t is not None and capture.first_t is not None:
         span = capture.last_t - capture.first_t
         measured = (capture.count - 1) / span if span > 0 else None
-    return TableMeta(
-        version=__version__,
-        options=options.as_dict(),
-        source={"camera": name, "description": source.description, "nominal_fps": source.fps},
-        model=analyzer.classifier.describe(),
-        detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
-        provider=analyzer.classifier.session.get_providers()[0],
+    return TableMeta.made_by(
+        analyzer,
+        options,
+        {"camera": name, "description": source.description, "nominal_fps": source.fps},
         width=width,
         height=height,
         rotation=0,

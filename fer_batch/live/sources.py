@@ -22,6 +22,7 @@ import numpy as np
 from fer_batch.errors import CameraError, describe
 from fer_batch.media.orientation import orientation, rotate
 from fer_batch.media.probe import video_stream
+from fer_batch.types import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,8 @@ class RealtimeFile:
     frames at once, as a camera's driver buffer would.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str], clock: Clock = SYSTEM_CLOCK) -> None:
+        self.path, self.clock = Path(path), clock
         self.description = f"{self.path} (file at real-time pace)"
         try:
             self._container = av.open(str(self.path))
@@ -147,23 +148,23 @@ class RealtimeFile:
         try:
             frame = next(self._frames)
         except StopIteration:
-            return False, None, time.monotonic()
+            return False, None, self.clock.monotonic()
         except av.error.FFmpegError as e:
             log.warning("%s: decoding stopped: %s", self.path, describe(e))
-            return False, None, time.monotonic()
+            return False, None, self.clock.monotonic()
         if frame.pts is not None and frame.time_base is not None:
             t = float(frame.pts * frame.time_base)
         else:
             t = self._last_t + self._dt
         self._last_t = t
         image = rotate(frame.to_ndarray(format="bgr24"), *orientation(frame))
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self._start is None or self._first_t is None:
             self._start, self._first_t = now, t
         delay = self._start + (t - self._first_t) - now
         if delay > 0:
-            time.sleep(delay)
-        return True, image, time.monotonic()
+            self.clock.sleep(delay)
+        return True, image, self.clock.monotonic()
 
     def close(self) -> None:
         self._container.close()

@@ -39,7 +39,7 @@ def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
     matrix = next((sd for sd in frame.side_data if str(getattr(sd, "type", "")).endswith("DISPLAYMATRIX")), None)
     if matrix is None:
         return rotation, False
-    m = np.frombuffer(bytes(matrix)[:36], dtype="<i4").astype(np.int64)
+    m = np.frombuffer(bytes(matrix)[:36], dtype="<i4").astype(np.int64)  # type: ignore[arg-type]  # side data is a buffer
     probe_img = np.arange(6).reshape(2, 3)
     shown = _matrix_view(probe_img, m)
     for mirror in (False, True):

@@ -69,7 +69,7 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return av.open(open(name, "rb"))  # noqa: SIM115 — the container owns it until it is closed
+        return av.open(open(name, "rb"), "r")  # noqa: SIM115 — the container owns it until it is closed
     return av.open(name)
 
 
@@ -81,11 +81,11 @@ def video_stream(container: av.container.InputContainer) -> av.video.stream.Vide
     """
     videos = list(container.streams.video)
     if not videos:
-        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["nothing"]
         raise DecodeError(f"no video stream (contains {', '.join(kinds)})")
     pictures = [s for s in videos if s.disposition & av.stream.Disposition.attached_pic]
     best = container.streams.best("video")
-    if best is not None and best not in pictures:
+    if isinstance(best, av.video.stream.VideoStream) and best not in pictures:
         return best
     return next((s for s in videos if s not in pictures), videos[0])
 
@@ -103,16 +103,7 @@ def probe(path: Path, max_pixels: int | None = None) -> VideoInfo:
     if size is not None and max_pixels is not None:
         check_size(*size, max_pixels)
     if is_image(path):
-        if size is None:  # OpenCV would decode it blind, whatever its size: refused before any decoding
-            if os.path.getsize(path) == 0:
-                raise DecodeError("empty file")
-            known = "a damaged header" if is_known_image(path) else "not a format whose size can be read"
-            raise DecodeError(f"not a readable image: its size cannot be read from the header ({known})")
-        img = read_image(path)
-        if max_pixels is not None:
-            check_size(img.shape[1], img.shape[0], max_pixels)
-        return VideoInfo(width=img.shape[1], height=img.shape[0], rotation=0, fps=None, duration_s=0.0, frames=1,
-                         is_image=True)  # fmt: skip
+        return probe_image(path, max_pixels, size)[0]
     try:
         with open_input(path) as container:
             stream = video_stream(container)
@@ -134,6 +125,27 @@ def probe(path: Path, max_pixels: int | None = None) -> VideoInfo:
                              frames=stream.frames or None, mirror=mirror)  # fmt: skip
     except av.error.FFmpegError as e:
         raise DecodeError(describe(e)) from None
+
+
+def probe_image(path: Path, max_pixels: int | None = None,
+                size: tuple[int, int] | None = None) -> tuple[VideoInfo, np.ndarray]:  # fmt: skip
+    """A photo's metadata and its BGR image, decoded once (``probe`` keeps only the metadata; a batch of photos
+    keeps the image, so it is not decoded a second time). ``size``: its header's, where already read."""
+    if size is None:
+        size = image_size(path)
+        if size is not None and max_pixels is not None:
+            check_size(*size, max_pixels)
+    if size is None:  # OpenCV would decode it blind, whatever its size: refused before any decoding
+        if os.path.getsize(path) == 0:
+            raise DecodeError("empty file")
+        known = "a damaged header" if is_known_image(path) else "not a format whose size can be read"
+        raise DecodeError(f"not a readable image: its size cannot be read from the header ({known})")
+    img = read_image(path)
+    if max_pixels is not None:
+        check_size(img.shape[1], img.shape[0], max_pixels)
+    info = VideoInfo(width=img.shape[1], height=img.shape[0], rotation=0, fps=None, duration_s=0.0, frames=1,
+                     is_image=True)  # fmt: skip
+    return info, img
 
 
 def _stream_orientation(container: av.container.InputContainer,

@@ -60,7 +60,8 @@ def yuv_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
     def plane(i: int, pw: int, ph: int) -> np.ndarray:
         p = frame.planes[i]
-        return np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:ph, :pw]
+        view: np.ndarray = np.frombuffer(memoryview(p), np.uint8).reshape(-1, p.line_size)[:ph, :pw]
+        return view
 
     full = frame.format.name == "yuvj420p" or int(frame.color_range or 0) == 2
     return plane(0, w, h), plane(1, cw, ch), plane(2, cw, ch), full
@@ -185,7 +186,7 @@ class FrameReader:
                 if frame.pts is None or frame.pts > expect:
                     return False  # the seek cannot be trusted: decode from the beginning
                 if frame.pts < expect:
-                    clock.last = float(frame.pts * stream.time_base)
+                    clock.last = float(frame.pts * (stream.time_base or 0))
                     continue
             t = clock.time(frame.pts)
             self._last_duration = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 0

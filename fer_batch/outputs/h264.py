@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -71,7 +72,7 @@ class H264Writer:
         # transport stream) would otherwise lose those frames behind the MP4 edit list that players and decoders obey
         self.offset: float | None = None
         self._audio_until = -math.inf
-        self._pending_audio: tuple[float, av.Packet] | None = None
+        self._pending_audio: tuple[float, av.Packet[Any]] | None = None
         self._audio_in: av.container.InputContainer | None = None
         self._target.__enter__()
         self._out: av.container.OutputContainer | None = None
@@ -186,7 +187,7 @@ class H264Writer:
                 audio_in.close()
 
     # --- muxing ------------------------------------------------------------------------------------------------
-    def _mux_video(self, packets: list[av.Packet]) -> None:
+    def _mux_video(self, packets: list[av.Packet[Any]]) -> None:
         assert self._out is not None
         for p in packets:
             p.stream = self._video
@@ -207,7 +208,7 @@ class H264Writer:
             item = None
         self._pending_audio = item
 
-    def _audio_packets(self, audio: AudioSource | None) -> Iterator[tuple[float, av.Packet]]:
+    def _audio_packets(self, audio: AudioSource | None) -> Iterator[tuple[float, av.Packet[Any]]]:
         """(start time in seconds, packet for the output audio stream), trimmed to the source's start/end and moved
         by the video's ``offset``, so sound and picture stay together."""
         for t, packet in self._source_audio(audio):
@@ -218,7 +219,7 @@ class H264Writer:
                 packet.dts = packet.dts + ticks if packet.dts is not None else None
             yield t + shift, packet
 
-    def _source_audio(self, audio: AudioSource | None) -> Iterator[tuple[float, av.Packet]]:
+    def _source_audio(self, audio: AudioSource | None) -> Iterator[tuple[float, av.Packet[Any]]]:
         if self._audio_in is None or audio is None:
             return
         ain = self._audio_in.streams.audio[0]

@@ -21,11 +21,15 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
 from fer_batch._atomic import AtomicPath
-from fer_batch.analysis.quality import LANDMARK_COLUMNS, POSE_COLUMNS
+from fer_batch._version import __version__
+from fer_batch.columns import LANDMARK_COLUMNS, POSE_COLUMNS, SIGNAL_COLUMNS
 from fer_batch.types import Faces
 
 if TYPE_CHECKING:  # pandas only where a table is turned into a DataFrame: importing it costs 0.3 s a process
     import pandas as pd
+
+    from fer_batch.analysis.engine import Analyzer
+    from fer_batch.options import Options
 
 META_KEY = b"fer_batch"
 MANIFEST = "manifest.parquet"  # a run folder: one table per input, this manifest, and the summary
@@ -73,13 +77,25 @@ class TableMeta:
     def labels(self) -> list[str] | None:
         return (self.model or {}).get("labels")
 
+    @classmethod
+    def made_by(cls, analyzer: Analyzer, options: Options, source: dict[str, Any], **recorded: Any) -> TableMeta:
+        """The one builder of a new table's metadata (a video's, a camera's): what every table records of the run
+        that made it — version, the options as given, the models and where they ran — plus what its writer
+        ``recorded``. (Joined segments take their first part's, ``replace``-d.)"""
+        return cls(version=__version__, options=options.as_dict(), source=source,
+                   model=analyzer.classifier.describe(),
+                   detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
+                   provider=analyzer.classifier.provider, **recorded)  # fmt: skip
+
     def replace(self, **changes: Any) -> TableMeta:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object: a camera's fields only in a camera's table; ``segments`` (null when not split) in a
         file's table, ``segment_runs`` only in a joined one."""
-        d = dataclasses.asdict(self)
+        # shallow: the values are plain JSON containers already, and ``asdict``'s deep copy cost a millisecond a
+        # table (seconds over a folder of photos)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if self.clock is None:
             for name in self.CAMERA:
                 d.pop(name)
@@ -121,9 +137,6 @@ def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
-# how far a row can be trusted (``fer_batch.analysis.quality``): null on rows without a face, pose and landmarks
-# also null where the detector gives no landmarks (``--detector none``, Haar)
-SIGNAL_COLUMNS = ("quality", *POSE_COLUMNS, *LANDMARK_COLUMNS, "sharpness")
 
 
 def window_table(
@@ -234,10 +247,13 @@ class ParquetSink:
     """
 
     def __init__(self, path: Path, labels: list[str], smooth: bool = False, *,
-                 table_schema: pa.Schema | None = None) -> None:  # fmt: skip
+                 table_schema: pa.Schema | None = None, commit: bool = True,
+                 compression: str = "zstd") -> None:  # fmt: skip
         self.path = Path(path)
+        self.compression = compression  # "none" for a photo's few rows: zstd's setup per column costs more
+        self.commit = commit  # False: a clean exit leaves ``target`` for the caller to commit (``commit_many``)
         self.schema = table_schema if table_schema is not None else schema(labels, smooth)
-        self._target = AtomicPath(self.path)
+        self._target = self.target = AtomicPath(self.path)
         self.tmp = self._target.tmp
         self.meta: TableMeta | None = None  # set by the writer before a clean exit; the footer records it
         self._pending: list[pa.Table] = []
@@ -247,7 +263,7 @@ class ParquetSink:
     def __enter__(self) -> ParquetSink:
         self._target.__enter__()
         try:  # a failure (or a stop signal) between the file's creation and the with-block leaves no file
-            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression=self.compression)
         except BaseException:
             self._target.discard()
             raise
@@ -284,7 +300,8 @@ class ParquetSink:
             raise
         self._writer = None
         if exc_type is None:
-            self._target.commit()
+            if self.commit:
+                self._target.commit()
         else:
             self._target.discard()
 

@@ -38,14 +38,14 @@ def connect(address: str, timeout: float | None = None) -> Any:
     except ImportError:
         raise ClusterError('--scheduler needs Dask: pip install ".[dask]" (from the clone)') from None
     try:
-        client = Client(address, timeout=f"{timeout}s", set_as_default=False)
+        client = Client(address, timeout=f"{timeout}s", set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError, ValueError) as e:
         reason = describe(e)
         raise ClusterError(f"scheduler {address}: not reachable within {timeout:g} s ({reason})") from None
     try:
         client.wait_for_workers(1, timeout=timeout)
     except (OSError, TimeoutError):
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
         raise ClusterError(f"scheduler {address}: no worker joined within {timeout:g} s") from None
     return client
 
@@ -145,7 +145,7 @@ def _mismatch(rep: dict[str, Any], mine: dict[str, Any]) -> str | None:
     if "custom_model" in mine and rep.get("custom_model") != mine["custom_model"]:
         return f"custom model differs ({rep.get('custom_model')})"
     if "provider_error" in rep:
-        return rep["provider_error"]
+        return str(rep["provider_error"])
     if rep.get("missing_count"):
         more = f" and {rep['missing_count'] - 3} more" if rep["missing_count"] > 3 else ""
         return f"cannot see {rep['missing_count']} input(s): {', '.join(rep['missing_inputs'])}{more}"

@@ -21,7 +21,7 @@ from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.table import RESERVED, TableMeta, has_signal_columns, read_table_meta
-from fer_batch.runs.one_input import VideoResult
+from fer_batch.runs.result import InputResult
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Job:
 
 def expand_inputs(
     paths: Iterable[str | os.PathLike[str]], out: Path | None = None
-) -> tuple[list[tuple[Path, Path]], list[VideoResult]]:
+) -> tuple[list[tuple[Path, Path]], list[InputResult]]:
     """(file, root) pairs for every media file the arguments name, and failures for those that name no media.
 
     An argument that names nothing at all (no such path, a pattern that matches nothing, an empty string) is a
@@ -54,7 +54,7 @@ def expand_inputs(
     argument inside (or equal to) it is a usage error, so a rerun never analyses its own outputs.
     """
     found: list[tuple[Path, Path]] = []
-    missing: list[VideoResult] = []
+    missing: list[InputResult] = []
     for raw in paths:
         arg = str(raw)
         if not arg.strip():  # Path("") would be the current folder
@@ -85,19 +85,19 @@ def expand_inputs(
     return unique, missing
 
 
-def _inputs_of(p: Path, out: Path | None) -> tuple[list[tuple[Path, Path]], VideoResult | None]:
+def _inputs_of(p: Path, out: Path | None) -> tuple[list[tuple[Path, Path]], InputResult | None]:
     """The (file, root) pairs one existing argument names, or the reason it names none."""
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_EXTENSIONS
                        and not (out is not None and is_within(f, out)))  # fmt: skip
         if not files:
-            return [], VideoResult(path=str(p), status="failed", error="folder holds no video or image")
+            return [], InputResult.failed(p, "folder holds no video or image")
         return [(f, p) for f in files], None
     if p.is_file():
         return [(p, p.parent)], None
     if p.exists():
-        return [], VideoResult(path=str(p), status="failed", error="not a regular file")
-    return [], VideoResult(path=str(p), status="failed", error="no such file or directory")
+        return [], InputResult.failed(p, "not a regular file")
+    return [], InputResult.failed(p, "no such file or directory")
 
 
 def is_within(path: Path, folder: Path) -> bool:
@@ -300,7 +300,7 @@ def is_complete(job: Job, options: Options, provenance: Provenance | None = None
     return redo_reason(job, options, provenance) is None
 
 
-def _is_its_video(path: Path, recorded: dict | None) -> bool:
+def _is_its_video(path: Path, recorded: dict[str, Any] | None) -> bool:
     """The annotated video on disk is the one written with the table (same size and mtime as recorded there).
 
     Why: a video made with other options, or someone else's file under that name, must not pass for this table's.

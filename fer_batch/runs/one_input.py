@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from fer_batch._progress import Progress
-from fer_batch._version import __version__
 from fer_batch.analysis.detect.scan_size import small_size
-from fer_batch.analysis.engine import Analysis, Analyzer, Planned, unload_models
+from fer_batch.analysis.engine import Analysis, Analyzer, Models, Planned, unload_models
 from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, describe
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_table
-from fer_batch.types import Decoded
+from fer_batch.runs.result import InputResult, Tally
+from fer_batch.types import Decoded, Status
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +33,7 @@ log = logging.getLogger(__name__)
 INPUT_FAILURES = (DecodeError, OSError, ModelOutputError)
 
 
-@dataclass
-class VideoResult:
-    """One input's outcome: the row it gets in ``manifest.parquet``."""
-
-    path: str
-    status: str  # ok | partial | failed | skipped
-    error: str | None = None
-    frames_decoded: int = 0
-    frames_analysed: int = 0
-    faces: int = 0
-    duration_s: float | None = None
-    wall_s: float = 0.0
-    table: str | None = None
-
-
-def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: VideoResult,
+def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: Tally,
              source: os.stat_result, annotated: Path | None = None) -> TableMeta:  # fmt: skip
     """What the table's Parquet metadata records: enough to reproduce the run and to resume safely.
 
@@ -59,14 +44,11 @@ def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, 
     if annotated is not None:
         st = annotated.stat()
         video = {"path": annotated.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return TableMeta(
-        version=__version__,
-        options=options.as_dict(),
+    return TableMeta.made_by(
+        analyzer,
+        options,
         # absolute: the report and render find the source from any folder they are run in
-        source={"path": str(Path(path).absolute()), "size": source.st_size, "mtime": source.st_mtime},
-        model=analyzer.classifier.describe(),
-        detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
-        provider=analyzer.classifier.session.get_providers()[0],
+        {"path": str(Path(path).absolute()), "size": source.st_size, "mtime": source.st_mtime},
         width=info.width, height=info.height, rotation=info.rotation, fps=info.fps, duration_s=info.duration_s,
         frames_decoded=result.frames_decoded, frames_analysed=result.frames_analysed, faces=result.faces,
         status=result.status, error=result.error, annotated=video,
@@ -87,26 +69,26 @@ def run_video(
     annotate_path: Path | None = None,
     annotate_scale: Scale = AUTO,
     progress: Progress | None = None,
-) -> tuple[VideoResult, MemorySink | None]:
+    models: Models | None = None,
+) -> tuple[InputResult, MemorySink | None]:
     """Analyse one input; write its table (and annotated video, at ``annotate_scale``) or collect it in memory.
 
     Decoding errors never escape: the result says ``failed`` (nothing written) or ``partial`` (the frames
     before the damage are in the table, which records the reason). A source replaced or changed while it was
-    read fails, with nothing written: its table would describe neither file.
+    read fails, with nothing written: its table would describe neither file. ``models`` replace the ones
+    ``options`` name (tests pass fakes).
     """
     t0 = time.perf_counter()
-    result = VideoResult(path=str(path), status="ok")
+    result = Tally()
     try:
         source = os.stat(path)
         info = probe(path, options.max_pixels)
     except (DecodeError, OSError) as e:
-        result.status, result.error = "failed", describe(e, with_file=True)
-        result.wall_s = time.perf_counter() - t0
-        return result, None
+        return InputResult.failed(path, describe(e, with_file=True), wall_s=time.perf_counter() - t0), None
     result.duration_s = info.duration_s
     if progress is not None:
         progress.start(expected_frames(info, options))
-    analyzer = Analyzer(options)
+    analyzer = Analyzer(options, models)
     images = ReaderImages.ANALYSED if analyzer.classifier.needs_color else ReaderImages.NONE
     sizes = window_sizes(info, options.batch_size, annotate_path is not None)
     reader = FrameReader(path, info, options, images=ReaderImages.RENDER if annotate_path is not None else images,
@@ -132,10 +114,8 @@ def run_video(
             raise
         _failed(result, e, info)
         result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
-    result.wall_s = time.perf_counter() - t0
-    if result.status != "failed" and table_path is not None:
-        result.table = str(table_path)
-    return result, (sink if isinstance(sink, MemorySink) and result.status != "failed" else None)
+    done = result.result(path, time.perf_counter() - t0, table_path)
+    return done, (sink if isinstance(sink, MemorySink) and done.status is not Status.FAILED else None)
 
 
 def expected_frames(info: VideoInfo, options: Options) -> int | None:
@@ -172,7 +152,7 @@ class WindowStages:
     """
 
     def __init__(self, analyzer: Analyzer, video_name: str, sink: ParquetSink | MemorySink, rend: Any,
-                 result: VideoResult, progress: Progress | None) -> None:  # fmt: skip
+                 result: Tally, progress: Progress | None) -> None:  # fmt: skip
         self.analyzer, self.video_name, self.sink, self.rend = analyzer, video_name, sink, rend
         self.result, self.progress = result, progress
         self._finishing: Future[None] | None = None
@@ -232,7 +212,7 @@ def _analyse(reader: FrameReader, sizes: WindowSizes, stages: WindowStages) -> N
     try:
         stages.run(_windows(reader, sizes.batch, sizes.hold))
     except StreamBroken as e:
-        result.status, result.error = "partial", str(e)
+        result.set(Status.PARTIAL, str(e))
     result.frames_decoded, result.frames_analysed = reader.decoded, reader.analysed
 
 
@@ -279,9 +259,9 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
                     queue_size=queue)  # fmt: skip
 
 
-def _failed(result: VideoResult, e: Exception, info: VideoInfo) -> None:
+def _failed(result: Tally, e: Exception, info: VideoInfo) -> None:
     """Record an input's failure; after an allocation failure, free what the failed input left behind."""
-    result.status, result.error = "failed", describe(e, with_file=True)
+    result.set(Status.FAILED, describe(e, with_file=True))
     if not isinstance(e, INPUT_FAILURES):  # out of memory (see out_of_memory)
         release_memory()  # so the inputs after this one start from a clean slate
         result.error = f"out of memory ({info.width}x{info.height}): {describe(e, with_file=True)}"

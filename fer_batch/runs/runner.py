@@ -9,49 +9,31 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from fer_batch._atomic import atomic_path, remove_stale
+from fer_batch._atomic import remove_stale
 from fer_batch._progress import Display, Progress, Silent, progress
-from fer_batch._text import utf8
 from fer_batch.analysis.models import cores
 from fer_batch.errors import ManifestError, UsageError, describe
 from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
-from fer_batch.outputs.table import MANIFEST
 from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
-from fer_batch.runs.one_input import VideoResult, run_video
+from fer_batch.runs.one_input import run_video
 from fer_batch.runs.outdir import OutputLock, prepare_out
+from fer_batch.runs.photos import analyze_photos, batchable, photo_batches
+from fer_batch.runs.result import InputResult, ManifestWriter
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import WorkerPool
+from fer_batch.types import Status
 
 log = logging.getLogger(__name__)
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("frames_decoded", pa.int64()),
-        ("frames_analysed", pa.int64()),
-        ("faces", pa.int64()),
-        ("duration_s", pa.float64()),
-        ("wall_s", pa.float64()),
-        ("table", pa.string()),
-    ]
-)
-
-
-def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> VideoResult:
+def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> InputResult:
     """The unit of work: one input → its table (and annotated video) → a result record.
 
     Catches everything an input can cause, so one bad file never stops a folder run. ``display``: how this input's
@@ -67,72 +49,16 @@ def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -
                               progress=frames)  # fmt: skip
     except Exception as e:  # noqa: BLE001 — any failure of one input is reported, the run goes on
         log.debug("%s failed", job.source, exc_info=True)
-        result = VideoResult(path=str(job.source), status="failed", error=describe(e))
+        result = InputResult.failed(job.source, describe(e))
     finally:
         frames.close()
-    result.path = str(job.source)
+    result = result.replace(path=str(job.source))
     return result
 
 
 def local_executor(jobs: int) -> WorkerPool:
     """A pool of ``jobs`` worker processes that survives one of them dying (see ``fer_batch.runs.workers``)."""
     return WorkerPool(jobs)
-
-
-class ManifestWriter:
-    """Rewrites ``manifest.parquet`` atomically as results arrive, so a crash leaves the rows so far.
-
-    Rows of earlier runs into the same folder are kept (their tables are there too); this run's rows replace
-    those of the same input. A write that fails (a full disk) is retried with the next row and at the end.
-
-    Written at most once a second while results arrive (and always at the end): a folder of thousands of photos
-    finishes inputs faster than a whole manifest can be rewritten and synced for each. The tables, not the
-    manifest, are what ``--resume`` trusts, so a crash loses at most a second of manifest rows and no work.
-    """
-
-    INTERVAL_S = 1.0
-
-    def __init__(self, out: Path) -> None:
-        self.path = out / MANIFEST
-        self.rows: dict[str, VideoResult] = self._earlier()
-        self.error: OSError | None = None
-        self._written = float("-inf")
-
-    def _earlier(self) -> dict[str, VideoResult]:
-        try:
-            table = pq.read_table(self.path)
-        except FileNotFoundError:
-            return {}
-        except (OSError, pa.ArrowException) as e:
-            log.warning("%s: unreadable (%s); a new manifest replaces it", self.path, describe(e)[:120])
-            return {}
-        names = [n for n in MANIFEST_SCHEMA.names if n in table.column_names]
-        if "path" not in names or "status" not in names:
-            return {}
-        return {row["path"]: VideoResult(**row) for row in table.select(names).to_pylist()}
-
-    def add(self, result: VideoResult) -> None:
-        self.rows[result.path] = result
-        if time.monotonic() - self._written >= self.INTERVAL_S:
-            self.write()
-
-    def write(self) -> None:
-        cols = {name: [_stored(asdict(r)[name]) for r in self.rows.values()] for name in MANIFEST_SCHEMA.names}
-        try:
-            with atomic_path(self.path) as tmp:
-                pq.write_table(pa.table(cols, schema=MANIFEST_SCHEMA), tmp)
-        except OSError as e:
-            if self.error is None:
-                log.warning("%s: not written (%s); trying again with the next result", self.path, describe(e))
-            self.error = e
-        else:
-            self.error = None
-            self._written = time.monotonic()
-
-
-def _stored(value: Any) -> Any:
-    """A manifest cell: strings (paths from the file system, errors naming them) as valid UTF-8."""
-    return utf8(value) if isinstance(value, str) else value
 
 
 class InlineExecutor(Executor):
@@ -157,11 +83,11 @@ def run_many(
     resume: bool = True,
     quiet: bool = False,
     display: Display | None = None,
-    on_result: Callable[[VideoResult], None] | None = None,
+    on_result: Callable[[InputResult], None] | None = None,
     segment_seconds: float | None = None,
     annotate: bool = False,
     annotate_scale: Scale = AUTO,
-) -> list[VideoResult]:
+) -> list[InputResult]:
     """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``).
 
     Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
@@ -216,8 +142,8 @@ def run_many(
     return run.results
 
 
-def _skipped(job: Job) -> VideoResult:
-    return VideoResult(path=str(job.source), status="skipped", error=None, table=str(job.table))
+def _skipped(job: Job) -> InputResult:
+    return InputResult(path=str(job.source), status=Status.SKIPPED, table=str(job.table))
 
 
 @dataclass
@@ -225,9 +151,10 @@ class Task:
     """One unit of work as submitted, so it can be submitted again after its worker died."""
 
     tag: tuple[str, Job, int]  # kind (whole | part | join), job, segment index
-    fn: Callable[..., VideoResult]
+    fn: Callable[..., Any]
     args: tuple[Any, ...]
     retried: bool = False
+    batch: list[Job] | None = None  # the photos of a ``photos`` task, whose result is one per photo
 
 
 class FolderRun:
@@ -240,7 +167,7 @@ class FolderRun:
     """
 
     def __init__(self, out: Path, executor: Executor, options: Options, *, display: Display,
-                 on_result: Callable[[VideoResult], None] | None) -> None:  # fmt: skip
+                 on_result: Callable[[InputResult], None] | None) -> None:  # fmt: skip
         self.executor, self.options, self.display, self.on_result = executor, options, display, on_result
         self.inline = isinstance(executor, InlineExecutor)
         # an input's own progress: a bar only in this process (bars from several workers would overwrite each
@@ -248,13 +175,13 @@ class FolderRun:
         self.task_display = display if self.inline or display is Display.LINES else Display.SILENT
         self.pool = executor if isinstance(executor, WorkerPool) else None
         self.manifest = ManifestWriter(out)
-        self.results: list[VideoResult] = []
+        self.results: list[InputResult] = []
         self.segments: dict[Job, list[Segment]] = {}
-        self.pending: dict[Future[VideoResult], Task] = {}
-        self.part_results: dict[Job, dict[int, VideoResult]] = {}
+        self.pending: dict[Future[InputResult], Task] = {}
+        self.part_results: dict[Job, dict[int, InputResult]] = {}
         self.bar: Progress = Silent()  # progress over tasks, as a bar (lines say each input's start and end)
 
-    def done(self, result: VideoResult) -> None:
+    def done(self, result: InputResult) -> None:
         """One input's final result: to the list, the manifest and the caller."""
         self.results.append(result)
         self.manifest.add(result)
@@ -276,8 +203,12 @@ class FolderRun:
         bar = self.bar
         bar.start(total)
         try:
-            for job in todo:
-                self._start(job, resume)
+            for unit in self._units(todo):
+                if isinstance(unit, list):
+                    self._submit(Task(("photos", unit[0], 0), analyze_photos,
+                                      (unit, self.options, self.task_display, analyze_one), batch=unit))  # fmt: skip
+                else:
+                    self._start(unit, resume)
                 if self.inline or len(self.pending) % 32 == 0:  # results in reach the manifest while submitting
                     self._harvest(block=False)
             while self.pending:
@@ -289,6 +220,23 @@ class FolderRun:
         finally:
             bar.close()
 
+    def _units(self, todo: list[Job]) -> list[Job | list[Job]]:
+        """The jobs in order, runs of consecutive photos gathered into batches (``runs.photos``), at least one batch
+        per worker where there are enough photos."""
+        workers = self.pool.jobs if self.pool is not None else 1 if self.inline else cores()
+        units: list[Job | list[Job]] = []
+        run: list[Job] = []
+        ended: list[Job | None] = [*todo, None]  # None ends the last run
+        for job in ended:
+            if job is not None and job not in self.segments and batchable(job):
+                run.append(job)
+                continue
+            units += photo_batches(run, workers) if len(run) > 1 else run
+            run = []
+            if job is not None:
+                units.append(job)
+        return units
+
     def _start(self, job: Job, resume: bool) -> None:
         if job not in self.segments:
             self._submit(Task(("whole", job, 0), analyze_one, (job, self.options, self.task_display)))
@@ -296,7 +244,7 @@ class FolderRun:
         for i, seg in enumerate(self.segments[job]):
             res = finished_part(seg) if resume else None
             if res is not None:  # a finished part of a stopped run
-                fut: Future[VideoResult] = Future()
+                fut: Future[InputResult] = Future()
                 fut.set_result(res)
                 self.pending[fut] = Task(("part", job, i), analyze_one, (seg.job, seg.options, self.task_display))
             else:
@@ -309,7 +257,7 @@ class FolderRun:
         if not self.pending:
             return
         ready, _ = wait(list(self.pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        broken: list[tuple[Future[VideoResult], Task]] = []
+        broken: list[tuple[Future[InputResult], Task]] = []
         for fut in ready:
             task = self.pending.pop(fut)
             if self.pool is not None and isinstance(fut.exception(), BrokenProcessPool):
@@ -319,7 +267,7 @@ class FolderRun:
         if broken:
             self._recover(broken)
 
-    def _recover(self, broken: list[tuple[Future[VideoResult], Task]]) -> None:
+    def _recover(self, broken: list[tuple[Future[InputResult], Task]]) -> None:
         """A worker died and broke the pool: every task still out fails at once. Rebuild, retry the tasks that
         had started (one at a time, alone, so a second death names its input), then resubmit the others."""
         assert self.pool is not None
@@ -330,7 +278,7 @@ class FolderRun:
                 broken.append((fut, task))
             else:
                 self._deliver(task, _result_of(fut, task))
-        started = [task for fut, task in broken if self.pool.started(fut)]
+        started = [alone for fut, task in broken if self.pool.started(fut) for alone in self._singles(task)]
         queued = [task for fut, task in broken if not self.pool.started(fut)]
         self.pool.rebuild()
         for task in started:
@@ -338,35 +286,47 @@ class FolderRun:
         for task in queued:
             self._submit(task)
 
-    def _retry_alone(self, task: Task) -> VideoResult:
+    def _singles(self, task: Task) -> list[Task]:
+        """A task as tasks of one input each: a batch of photos whose worker died is retried photo by photo, so
+        only the photo that kills its worker is marked failed."""
+        if task.batch is None:
+            return [task]
+        return [Task(("whole", j, 0), analyze_one, (j, self.options, self.task_display)) for j in task.batch]
+
+    def _retry_alone(self, task: Task) -> InputResult:
         assert self.pool is not None
         job = task.tag[1]
         if task.retried:
-            return VideoResult(path=str(job.source), status="failed", error=WORKER_DIED)
+            return InputResult.failed(job.source, WORKER_DIED)
         task.retried = True
         log.warning("%s: its worker died (killed or out of memory); trying it again on its own", job.source)
         fut = self.executor.submit(task.fn, *task.args)
         wait([fut])
         if isinstance(fut.exception(), BrokenProcessPool):
             self.pool.rebuild()
-            return VideoResult(path=str(job.source), status="failed", error=WORKER_DIED)
+            return InputResult.failed(job.source, WORKER_DIED)
         return _result_of(fut, task)
 
-    def _deliver(self, task: Task, res: VideoResult) -> None:
+    def _deliver(self, task: Task, res: InputResult | list[InputResult]) -> None:
+        if task.batch is not None:
+            each = res if isinstance(res, list) else [_failed_as(res, j) for j in task.batch]
+            for j, r in zip(task.batch, each, strict=True):
+                self._deliver(Task(("whole", j, 0), analyze_one, ()), r)
+            return
+        assert isinstance(res, InputResult)
         kind, job, k = task.tag
         if kind != "join":
             self.bar.advance()
         if kind == "part":
             self._part_done(job, k, res)
             return
-        res.path = str(job.source)
-        self.done(res)
+        self.done(res.replace(path=str(job.source)))
 
-    def _part_done(self, job: Job, k: int, res: VideoResult) -> None:
+    def _part_done(self, job: Job, k: int, res: InputResult) -> None:
         """Record one segment's result; the last one in submits the join of the video's table."""
         got = self.part_results.setdefault(job, {})
         got[k] = res
-        if res.status == "failed":
+        if res.status is Status.FAILED:
             log.warning("%s: segment %d failed: %s", job.source, k, res.error)
         parts = self.segments[job]
         if len(got) == len(parts):
@@ -377,12 +337,17 @@ class FolderRun:
 WORKER_DIED = "worker died (killed or out of memory)"
 
 
-def _result_of(fut: Future[VideoResult], task: Task) -> VideoResult:
+def _failed_as(res: InputResult, job: Job) -> InputResult:
+    """A batch's failure (its worker failed it) as one of its photos' results."""
+    return InputResult(path=str(job.source), status=res.status, error=res.error)
+
+
+def _result_of(fut: Future[InputResult], task: Task) -> InputResult:
     """The task's result, or its failure as a result (a remote worker that died every time, an error in transit)."""
     try:
         return fut.result()
     except Exception as e:  # noqa: BLE001 — one task's failure is its input's failure, the run goes on
-        return VideoResult(path=str(task.tag[1].source), status="failed", error=f"worker failed: {describe(e)}")
+        return InputResult.failed(task.tag[1].source, f"worker failed: {describe(e)}")
 
 
 def check_model(options: Options) -> None:

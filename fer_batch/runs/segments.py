@@ -30,7 +30,8 @@ from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options
 from fer_batch.outputs.table import ParquetSink, read_table_meta
 from fer_batch.runs.jobs import Job, is_complete
-from fer_batch.runs.one_input import VideoResult
+from fer_batch.runs.result import InputResult, Tally
+from fer_batch.types import Status
 
 SEGMENT_SUFFIX = ".segment"  # part tables: Parquet, but not named *.parquet so load() never mistakes them
 STITCH_FRAMES = Tracker().max_missed + 1  # analysed frames each side of a boundary where tracks may continue
@@ -107,8 +108,12 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
     if is_image(job.source):
         return None
     times = frame_times(job.source)
-    if not times:
-        return None
+    return segments_for(job, times, options, seconds) if times else None
+
+
+def segments_for(job: Job, times: list[float], options: Options, seconds: float) -> list[Segment] | None:
+    """``plan_segments`` for a video whose frames are at ``times`` (seconds, ascending): the plan from the times
+    alone, so it is tested without a file."""
     lo = max(times[0], options.start or times[0])
     hi = min(times[-1], options.end) if options.end is not None else times[-1]
     # only ranges that hold a frame: a gap longer than S in a variable-rate video would be an empty part
@@ -177,14 +182,14 @@ def clean_leftovers(job: Job, parts: list[Segment] | None, resume: bool) -> None
                 leftover.unlink(missing_ok=True)
 
 
-def finished_part(seg: Segment) -> VideoResult | None:
+def finished_part(seg: Segment) -> InputResult | None:
     """The result recorded in a part table left complete by a stopped run (``--resume``), or None."""
     if not is_complete(seg.job, seg.options):
         return None
     meta = read_table_meta(seg.job.table)
     if meta is None:
         return None
-    return VideoResult(path=str(seg.job.source), status=meta.status, error=meta.error,
+    return InputResult(path=str(seg.job.source), status=Status(meta.status), error=meta.error,
                        frames_decoded=meta.frames_decoded, frames_analysed=meta.frames_analysed, faces=meta.faces,
                        duration_s=meta.duration_s, table=str(seg.job.table))  # fmt: skip
 
@@ -197,7 +202,8 @@ def _xyxy(table: pa.Table) -> np.ndarray:
 
 def _ids(table: pa.Table) -> np.ndarray:
     """track_id as float64 (NaN where null)."""
-    return table["track_id"].to_numpy(zero_copy_only=False).astype(np.float64)
+    ids: np.ndarray = table["track_id"].to_numpy(zero_copy_only=False).astype(np.float64)
+    return ids
 
 
 def stitch(prev: pa.Table, overlap: pa.Table, local_ids: set[int], next_id: int) -> tuple[dict[int, int], int]:
@@ -267,25 +273,25 @@ class _Stitcher:
 
 
 def _usable_parts(
-    parts: list[Segment], results: list[VideoResult], out: VideoResult
-) -> list[tuple[Segment, VideoResult]]:
+    parts: list[Segment], results: list[InputResult], out: Tally
+) -> list[tuple[Segment, InputResult]]:
     """The parts up to the first that did not finish cleanly; sets ``out``'s status and error accordingly."""
-    use: list[tuple[Segment, VideoResult]] = []
+    use: list[tuple[Segment, InputResult]] = []
     for seg, res in zip(parts, results, strict=True):
-        if res.status == "failed":
+        if res.status is Status.FAILED:
             if not use:
-                out.status, out.error, out.table = "failed", res.error, None
+                out.set(Status.FAILED, res.error)
             else:
-                out.status, out.error = "partial", f"segment from {seg.keep_from or 0:g} s: {res.error}"
+                out.set(Status.PARTIAL, f"segment from {seg.keep_from or 0:g} s: {res.error}")
             break
         use.append((seg, res))
-        if res.status == "partial":
-            out.status, out.error = "partial", res.error
+        if res.status is Status.PARTIAL:
+            out.set(Status.PARTIAL, res.error)
             break
     return use
 
 
-def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], options: Options) -> VideoResult:
+def join_segments(job: Job, parts: list[Segment], results: list[InputResult], options: Options) -> InputResult:
     """Join the part tables of one video into its table, in order, track ids stitched; remove the parts.
 
     Runs as a task (on a worker, or locally). The table is finished by a ``ParquetSink``, like every table.
@@ -294,14 +300,12 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
     """
     t0 = time.perf_counter()
     remove_stale(job.table)  # a join killed earlier
-    out = VideoResult(path=str(job.source), status="ok", table=str(job.table))
-    out.duration_s = next((r.duration_s for r in results if r.duration_s is not None), None)
+    out = Tally(duration_s=next((r.duration_s for r in results if r.duration_s is not None), None))
     use = _usable_parts(parts, results, out)
-    if out.status == "failed":
+    if out.status is Status.FAILED:
         out.frames_decoded = max((r.frames_decoded for r in results), default=0)
-        out.wall_s = sum(r.wall_s for r in results)
         shutil.rmtree(segments_dir(job.table), ignore_errors=True)
-        return out
+        return out.result(job.source, sum(r.wall_s for r in results))
     first = use[0][0].job.table
     meta = read_table_meta(first)
     if meta is None:
@@ -322,5 +326,4 @@ def join_segments(job: Job, parts: list[Segment], results: list[VideoResult], op
                                  frames_analysed=out.frames_analysed, status=out.status, error=out.error,
                                  segments=[list(seg.span) for seg in parts], segment_runs=info)  # fmt: skip
     shutil.rmtree(segments_dir(job.table), ignore_errors=True)
-    out.wall_s = sum(r.wall_s for r in results) + time.perf_counter() - t0
-    return out
+    return out.result(job.source, sum(r.wall_s for r in results) + time.perf_counter() - t0, job.table)

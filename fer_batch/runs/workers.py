@@ -80,17 +80,21 @@ def make_pool(jobs: int, started: Any) -> ProcessPoolExecutor:
 
 
 class WorkerPool(Executor):
-    """A process pool whose tasks report their start, and which can be rebuilt after a worker died."""
+    """A process pool whose tasks report their start, and which can be rebuilt after a worker died.
 
-    def __init__(self, jobs: int) -> None:
+    ``pool_factory(jobs, started)`` makes each pool (default ``make_pool``); tests pass one whose workers misbehave.
+    """
+
+    def __init__(self, jobs: int, pool_factory: Callable[[int, Any], ProcessPoolExecutor] | None = None) -> None:
         self.jobs = jobs
+        self._make_pool = pool_factory or make_pool
         self._queue = get_context("spawn").SimpleQueue()
         self._ids = itertools.count()
         self._id_of: dict[Future[Any], int] = {}
         self._seen: set[int] = set()
         self._lock = threading.Lock()  # one reader of the start reports at a time
         self._closed = False
-        self.pool = make_pool(jobs, self._queue)
+        self.pool = self._make_pool(jobs, self._queue)
         # the reports are read as they come: unread, they fill the pipe (64 KiB, some 3 500 ids) and every worker
         # blocks on its next report, so a run of a few thousand inputs used to hang for good
         threading.Thread(target=self._read_reports, name="task-starts", daemon=True).start()
@@ -121,7 +125,7 @@ class WorkerPool(Executor):
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.started(Future())  # drain the reports of the old pool's tasks
         self._id_of.clear()
-        self.pool = make_pool(self.jobs, self._queue)
+        self.pool = self._make_pool(self.jobs, self._queue)
 
     def stop(self) -> None:
         """Stop at once (Ctrl-C): each worker unwinds its task, removing its temporary files, and exits."""

@@ -13,7 +13,7 @@ from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
 CASCADE = "haarcascade_frontalface_default.xml"
-CASCADE_PATH = Path(cv2.data.haarcascades) / CASCADE
+CASCADE_PATH = Path(cv2.data.haarcascades) / CASCADE  # type: ignore[attr-defined]  # OpenCV stubs lack cv2.data
 
 
 def cascade_sha256() -> str:

@@ -1,0 +1,136 @@
+"""A folder of small face crops: ``fer-batch analyze DIR --detector none`` against a bare read-and-classify loop.
+
+Why: with ``--detector none`` the networks are the only real work, so whatever the whole process costs beyond a bare
+loop that reads the same images and runs both ensemble members in batches is per-image overhead (issue 24, item 2:
+at most 3x). The loop is the reference: ``cv2.imdecode`` of each file, each member's crop of the whole image, the
+members' sessions in ``RUN_FACES`` calls. ``analyze`` runs as a child process (imports included, as a user pays
+them); both sides report wall and CPU seconds, CPU being the fairer measure on a shared machine.
+
+    python benchmarks/crops_folder.py                 # 1000 crops (48-160 px) made from a public-domain photo
+    python benchmarks/crops_folder.py --n 200 --jobs 2 --threads 1
+    python benchmarks/crops_folder.py --repo /tmp/older-checkout     # the same folder through another commit
+    python benchmarks/crops_folder.py --set ../shared/data/expressions/fer2013-privatetest   # measuring only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fer_batch.analysis.classify import Classifier  # noqa: E402
+from fer_batch.analysis.crop import crop_one  # noqa: E402
+from fer_batch.options import Options  # noqa: E402
+
+MODEL = Options.model
+
+
+def make_crops(folder: Path, n: int) -> list[Path]:
+    """``n`` small face crops (PNG and JPEG, 48-160 px, varied brightness and mirroring) of the astronaut's head."""
+    from skimage import data
+
+    head = cv2.cvtColor(np.ascontiguousarray(data.astronaut()[20:220, 140:320]), cv2.COLOR_RGB2BGR)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n):
+        side = int(rng.integers(48, 161))
+        img = cv2.resize(head, (side, side), interpolation=cv2.INTER_AREA)
+        img = cv2.convertScaleAbs(img, alpha=float(rng.uniform(0.7, 1.3)), beta=float(rng.uniform(-20, 20)))
+        if i % 2:
+            img = img[:, ::-1]
+        path = folder / f"{i // 100:02d}" / f"face{i:05d}.{'png' if i % 3 else 'jpg'}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), img)
+        files.append(path)
+    return files
+
+
+def cpu_self() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+def reference(files: list[Path], threads: int | None) -> tuple[float, float, np.ndarray]:
+    """The bare loop: (wall s, CPU s, probabilities). Model loading included, imports not."""
+    t0, c0 = time.perf_counter(), cpu_self()
+    clf = Classifier(Options(model=MODEL, detector="none", device="cpu", threads=threads))
+    crops: list[list[np.ndarray]] = [[] for _ in clf.members]
+    nan = np.full((5, 2), np.nan, np.float32)
+    for f in files:
+        bgr = cv2.imdecode(np.fromfile(str(f), np.uint8), cv2.IMREAD_COLOR)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        box = np.array([0, 0, bgr.shape[1], bgr.shape[0]], np.float32)
+        for k, m in enumerate(clf.members):
+            crops[k].append(crop_one(gray if m.color == "gray" else bgr, box, nan, m.crop, (m.width, m.height)))
+    stacks = [np.stack(c)[..., ::-1] if m.color == "rgb" else np.stack(c)
+              for m, c in zip(clf.members, crops, strict=True)]
+    probs = sum(clf.predict_crops(k, s) for k, s in enumerate(stacks)) / len(clf.members)
+    return time.perf_counter() - t0, cpu_self() - c0, np.asarray(probs)
+
+
+def analyze(folder: Path, out: Path, jobs: int, threads: int | None, repo: Path = REPO) -> tuple[float, float]:
+    """``fer-batch analyze folder --detector none`` in a child: (wall s, CPU s of the child and its workers)."""
+    cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(folder), "--out", str(out), "--detector", "none",
+           "--quiet", "--jobs", str(jobs)] + (["--threads", str(threads)] if threads else [])  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=repo)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"analyze failed: {' '.join(cmd)}")
+    # wait4's usage is the child's own plus that of the children it waited for (the workers of --jobs)
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def check_same(out: Path, files: list[Path], probs: np.ndarray) -> float:
+    """The largest difference between the tables' probabilities and the reference's (they must agree)."""
+    sys.path.insert(0, str(REPO))
+    from fer_batch import load
+
+    df = load(out)
+    labels = list(Classifier(Options(model=MODEL, detector="none", device="cpu")).labels)
+    got = {Path(str(v)).name: row for v, row in zip(df["video"], df[labels].to_numpy(), strict=True)}
+    return float(max(np.abs(got[f.name] - p).max() for f, p in zip(files, probs, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000, help="crops to make (without --set)")
+    ap.add_argument("--set", type=Path, help="an existing folder of crops (searched recursively) instead")
+    ap.add_argument("--jobs", type=int, default=1, help="analyze --jobs")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads on both sides (default: all)")
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose analyze runs (an older commit)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.set is not None:
+            folder = args.set
+            files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        else:
+            folder = Path(tmp) / "crops"
+            files = make_crops(folder, args.n)
+        ref_wall, ref_cpu, probs = reference(files, args.threads)
+        out = Path(tmp) / "out"
+        wall, cpu = analyze(folder, out, args.jobs, args.threads, args.repo)
+        diff = check_same(out, files, probs)
+    print(f"{len(files)} crops, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"bare loop (read, crop, both networks in batches): {ref_wall:6.2f} s wall  {ref_cpu:6.2f} s CPU")
+    print(f"fer-batch analyze --detector none --jobs {args.jobs} ({args.repo.name}): "
+          f"{wall:6.2f} s wall  {cpu:6.2f} s CPU")  # fmt: skip
+    print(f"ratio: {wall / ref_wall:.2f}x wall, {cpu / ref_cpu:.2f}x CPU (target <= 3x); "
+          f"largest probability difference {diff:.2g}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
