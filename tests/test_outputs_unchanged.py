@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "1a8f8423404f5ea7e8419413da11bc9669ae09b6"
+REFERENCE = "64f94f997ddf169f7e2d18e969b9103f1e73c48b"
 
 pytestmark = pytest.mark.slow
 

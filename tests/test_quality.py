@@ -221,5 +221,21 @@ def test_resume_redoes_a_table_written_before_the_quality_columns(clip, tmp_path
     pq.write_table(old.drop_columns(list(SIGNAL_COLUMNS)).replace_schema_metadata(kept), table)
     mtime = table.stat().st_mtime_ns
     assert fer_batch.analyze_many([path], out)[0].status == "ok"  # redone, not "skipped"
-    assert table.stat().st_mtime_ns != mtime and "quality" in pq.read_schema(table).names
+    assert table.stat().st_mtime_ns != mtime and "quality" in pq.read_schema(table).names  # in place
+    assert sorted(p.name for p in out.glob("*.parquet")) == ["clip.parquet", "manifest.parquet"]
     assert fer_batch.analyze_many([path], out)[0].status == "skipped"  # and now complete
+
+
+def test_cli_min_quality(clip, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from fer_batch.cli import app
+
+    path, _ = clip(size=(320, 240), n=4, faces=one_face)
+    q = math.floor(float(fer_batch.analyze_video(path)["quality"].max()) * 1e6) / 1e6  # the best face row reaches it
+    r = CliRunner().invoke(app, ["analyze", str(path), "--out", str(tmp_path / "o"), "--min-quality", str(q), "-q"])
+    assert r.exit_code == 0, r.output
+    df = fer_batch.load(tmp_path / "o")
+    assert len(df) == 4 and 1 <= df["face"].notna().sum() < 4  # every frame keeps its row; faces below Q are null
+    bad = CliRunner().invoke(app, ["analyze", str(path), "--out", str(tmp_path / "p"), "--min-quality", "1.5"])
+    assert bad.exit_code == 2 and "--min-quality" in bad.output

@@ -137,8 +137,9 @@ def test_workers_stop_when_the_driver_is_killed(tmp_path: Path) -> None:
     pids = wait_for_work(ready, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    os.close(ready)
-    assert not still_running(pids), "workers kept running after their driver died"
+    gone = not still_running(pids)
+    os.close(ready)  # after the workers are gone: a report opening the FIFO with no reader left would block
+    assert gone, "workers kept running after their driver died"
     assert not list(out.glob(".*.tmp-*")), "a stopped worker left its temporary file"  # removed before it exited
 
 
@@ -150,10 +151,11 @@ def test_ctrl_c_with_workers_stops_them_and_leaves_no_temporary_file(tmp_path: P
     pids = wait_for_work(ready, run)
     os.killpg(run.pid, signal.SIGINT)
     _, err = run.communicate(timeout=60)
+    gone = not still_running(pids)
     os.close(ready)
     assert run.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted: ")
-    assert not still_running(pids)
+    assert gone
     assert not list(out.glob(".*.tmp-*"))
 
 

@@ -116,11 +116,15 @@ def report_first_write(fifo: str, hold: bool) -> None:
     def write(self: Any, table: Any) -> None:
         real(self, table)
         ParquetSink.write = real  # once per process (a process writes from one thread at a time)
-        fd = os.open(fifo, os.O_WRONLY)
-        try:
-            os.write(fd, f"{os.getpid()}\n".encode())
-        finally:
-            os.close(fd)
+        try:  # without blocking: a test that stopped listening (closed the FIFO) gets no report
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                os.write(fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
         if hold:
             threading.Event().wait()
 
