@@ -33,7 +33,8 @@ from fer_batch.analysis.track import Tracker  # noqa: E402
 from fer_batch.media.probe import probe  # noqa: E402
 from fer_batch.media.reader import FrameReader, ReaderImages  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
-from fer_batch.outputs.table import ParquetSink, TableMeta, window_table  # noqa: E402
+from fer_batch.outputs.metadata import TableMeta  # noqa: E402
+from fer_batch.outputs.table import ParquetSink, window_table  # noqa: E402
 from fer_batch.planes import yuv_to_rgb  # noqa: E402
 from fer_batch.types import Faces, Frames  # noqa: E402
 

@@ -211,7 +211,7 @@ def test_segments_join_into_the_unsplit_table_with_tracks_stitched(client: Any, 
     pd.testing.assert_frame_equal(a.drop(columns="track_id"), b.drop(columns="track_id"))
     pairs = pd.crosstab(a["track_id"], b["track_id"])
     assert pairs.shape == (2, 2) and ((pairs > 0).sum(axis=0) == 1).all() and ((pairs > 0).sum(axis=1) == 1).all()
-    meta = fer_batch.outputs.table.read_metadata(split / "long.parquet")
+    meta = fer_batch.outputs.metadata.read_metadata(split / "long.parquet")
     assert meta is not None and len(meta["segments"]) == 3 and meta["frames_analysed"] == 60
     assert not [p for p in split.rglob("*") if TMP_MARK in p.name or p.name.endswith(".segments")]
 

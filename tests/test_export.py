@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 import fer_batch
 from fer_batch.cli import app
+from fer_batch.outputs.metadata import META_KEY
 from fer_batch.outputs.summary import summarize
-from fer_batch.outputs.table import META_KEY, SIGNAL_COLUMNS, schema
+from fer_batch.outputs.table import SIGNAL_COLUMNS, schema
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 FPS = 10

@@ -9,7 +9,7 @@ from conftest import write_clip
 from fakes import FakeClassifier, FakeDetector, fake_models
 
 from fer_batch.options import Options
-from fer_batch.outputs.table import read_table_meta
+from fer_batch.outputs.metadata import read_table_meta
 from fer_batch.runs.one_input import run_video
 from fer_batch.types import Status
 

@@ -15,7 +15,7 @@ from conftest import astronaut_face
 import fer_batch
 from fer_batch.analysis import models
 from fer_batch.options import Options
-from fer_batch.outputs.table import read_table_meta
+from fer_batch.outputs.metadata import read_table_meta
 from fer_batch.runs import runner
 
 

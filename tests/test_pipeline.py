@@ -9,7 +9,7 @@ from conftest import one_face
 
 import fer_batch
 from fer_batch.options import Options
-from fer_batch.outputs.table import read_metadata
+from fer_batch.outputs.metadata import read_metadata
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 

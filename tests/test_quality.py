@@ -197,7 +197,7 @@ def test_annotated_face_below_the_reliable_quality_is_dashed_and_unlabelled() ->
 
 
 def test_metadata_says_what_quality_means(clip, tmp_path) -> None:
-    from fer_batch.outputs.table import read_table_meta
+    from fer_batch.outputs.metadata import read_table_meta
 
     path, _ = clip(size=(320, 240), n=2, faces=one_face)
     fer_batch.analyze_many([path], tmp_path / "a")

@@ -15,7 +15,7 @@ from conftest import astronaut_face
 from test_models import tiny_classifier
 
 from fer_batch.options import Options
-from fer_batch.outputs.table import META_KEY, read_metadata
+from fer_batch.outputs.metadata import META_KEY, read_metadata
 from fer_batch.runs.runner import run_many
 
 LABELS = ["a", "b", "c"]

@@ -8,20 +8,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fer_batch.outputs.table import (
-    MemorySink,
-    ParquetSink,
-    TableMeta,
-    faces_from_table,
-    read_metadata,
-    read_table_meta,
-    schema,
-    window_table,
-)
+from fer_batch.outputs.metadata import CameraSource, FileSource, TableMeta, read_metadata, read_table_meta
+from fer_batch.outputs.table import MemorySink, ParquetSink, faces_from_table, schema, window_table
 from fer_batch.types import Faces
 
 LABELS = ["calm", "excited", "bored"]
-META = TableMeta(version="0", options={"fps": 5}, source={"path": "v.mp4"}, model={"labels": LABELS}, status="ok")
+META = TableMeta(version="0", options={"fps": 5}, source=FileSource("v.mp4"), model={"labels": LABELS}, status="ok")
 
 
 def some_faces() -> Faces:
@@ -124,4 +116,13 @@ def test_table_metadata_keeps_each_kind_of_table_to_its_own_fields() -> None:
     assert joined["segments"] == [[0.0, 2.0], [2.0, 4.0]] and joined["segment_runs"] == [{"from": None}]
     assert TableMeta.from_dict({**camera, "added_later": 1}) == META.replace(clock="monotonic")
     assert TableMeta.from_dict({"status": "ok"}) is None  # not ours: no version, options or source
-    assert META.labels == LABELS and TableMeta(version="0", options={}, source={}).labels is None
+    assert META.labels == LABELS and TableMeta(version="0", options={}, source=FileSource("x")).labels is None
+
+
+def test_a_tables_source_is_typed_and_its_json_unchanged() -> None:
+    camera = META.replace(source=CameraSource(camera="0", description="usb", nominal_fps=30.0), clock="monotonic")
+    d = camera.as_dict()
+    assert d["source"] == {"camera": "0", "description": "usb", "nominal_fps": 30.0}
+    assert TableMeta.from_dict(d) == camera and isinstance(TableMeta.from_dict(d).source, CameraSource)  # type: ignore[union-attr]
+    file = META.replace(source=FileSource(path="/v.mp4", size=10, mtime=1.5)).as_dict()
+    assert list(file["source"]) == ["path", "size", "mtime"]  # the JSON earlier versions wrote, key for key

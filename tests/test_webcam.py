@@ -25,7 +25,8 @@ from fer_batch.live.session import output_paths, run_webcam
 from fer_batch.live.sources import Captured, RealtimeFile, open_source, redact
 from fer_batch.options import Options
 from fer_batch.outputs.draw import Painter
-from fer_batch.outputs.table import TMP_MARK, read_metadata
+from fer_batch.outputs.metadata import read_metadata
+from fer_batch.outputs.table import TMP_MARK
 from fer_batch.types import Faces
 
 REPO = Path(__file__).resolve().parents[1]

@@ -44,7 +44,8 @@ from fer_batch.live.sources import (
 from fer_batch.media.reader import from_bgr
 from fer_batch.options import Options, number
 from fer_batch.outputs.draw import Painter
-from fer_batch.outputs.table import ParquetSink, TableMeta, window_table
+from fer_batch.outputs.metadata import CameraSource, TableMeta
+from fer_batch.outputs.table import ParquetSink, window_table
 from fer_batch.types import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name:
     return TableMeta.made_by(
         analyzer,
         options,
-        {"camera": name, "description": source.description, "nominal_fps": source.fps},
+        CameraSource(camera=name, description=source.description, nominal_fps=source.fps),
         width=width,
         height=height,
         rotation=0,

@@ -18,8 +18,9 @@ from fer_batch._atomic import atomic_path
 from fer_batch.outputs.aggregate import Level, aggregate, check_options
 from fer_batch.outputs.events import EventsError as ExportError
 from fer_batch.outputs.events import read_events
+from fer_batch.outputs.metadata import FileSource, read_table_meta
 from fer_batch.outputs.summary import read_table
-from fer_batch.outputs.table import read_table_meta, tables
+from fer_batch.outputs.table import tables
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def sidecar_events(paths: list[Path], names: dict[Path, str]) -> pd.DataFrame:
     looked: list[str] = []
     for path in paths:
         meta = read_table_meta(path)
-        src = (meta.source if meta else {}).get("path")
+        src = meta.source.path if meta is not None and isinstance(meta.source, FileSource) else None
         if path not in names or not src:
             continue
         sidecar = Path(src).with_name(Path(src).stem + SIDECAR)

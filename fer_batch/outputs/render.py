@@ -32,7 +32,8 @@ from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import AUTO, MAX_RENDER_SCALE, Options, Scale, check_scale
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.h264 import AudioSource, H264Writer
-from fer_batch.outputs.table import faces_from_table, read_table_meta
+from fer_batch.outputs.metadata import read_table_meta
+from fer_batch.outputs.table import faces_from_table
 from fer_batch.planes import i420, i420_views
 from fer_batch.types import Decoded, Faces
 

@@ -7,13 +7,11 @@ metadata and status, is written.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,98 +19,17 @@ import pyarrow.parquet as pq
 
 from fer_batch._atomic import TMP_MARK as TMP_MARK  # re-exported: where temporary names were always looked up
 from fer_batch._atomic import AtomicPath
-from fer_batch._version import __version__
 from fer_batch.columns import LANDMARK_COLUMNS, POSE_COLUMNS, SIGNAL_COLUMNS
+from fer_batch.outputs.metadata import META_KEY, TableMeta
 from fer_batch.types import Faces
 
 if TYPE_CHECKING:  # pandas only where a table is turned into a DataFrame: importing it costs 0.3 s a process
     import pandas as pd
 
-    from fer_batch.analysis.engine import Analyzer
-    from fer_batch.options import Options
 
-META_KEY = b"fer_batch"
 MANIFEST = "manifest.parquet"  # a run folder: one table per input, this manifest, and the summary
 RESERVED = {MANIFEST, "summary.parquet"}
 ROW_GROUP_ROWS = 8192
-
-
-@dataclass(frozen=True)
-class TableMeta:
-    """What a table's Parquet metadata (key ``fer_batch``, JSON) records: enough to reproduce the run, to resume
-    safely and to draw the table again. One type for the three writers (a video, a camera, joined segments) and
-    the readers (resume, segment resume, ``render``).
-    """
-
-    version: str
-    options: dict[str, Any]
-    source: dict[str, Any]  # a file: path, size, mtime; a camera: camera, description, nominal_fps
-    model: dict[str, Any] | None = None  # id, sha256, labels
-    detector: dict[str, Any] | None = None  # id, sha256
-    provider: str | None = None
-    width: int | None = None
-    height: int | None = None
-    rotation: int | None = None
-    fps: float | None = None
-    duration_s: float | None = None
-    frames_decoded: int = 0
-    frames_analysed: int = 0
-    faces: int = 0
-    status: str = "ok"  # ok | partial
-    error: str | None = None
-    annotated: dict[str, Any] | None = None  # the annotated video written with this table: path, size, mtime_ns
-    # a camera's table only (``clock`` is always set there)
-    frames_captured: int | None = None
-    clock: str | None = None
-    started_at: str | None = None
-    stopped_by: str | None = None
-    recording: str | None = None
-    # how a video's table was made: the parts' [start, end) seconds when it was split (--segment-seconds), else None
-    segments: list[list[float]] | None = None
-    segment_runs: list[dict[str, Any]] | None = None  # a joined table only: each part's range, frames and wall time
-
-    CAMERA: ClassVar[tuple[str, ...]] = ("frames_captured", "clock", "started_at", "stopped_by", "recording")
-
-    @property
-    def labels(self) -> list[str] | None:
-        return (self.model or {}).get("labels")
-
-    @classmethod
-    def made_by(cls, analyzer: Analyzer, options: Options, source: dict[str, Any], **recorded: Any) -> TableMeta:
-        """The one builder of a new table's metadata (a video's, a camera's): what every table records of the run
-        that made it — version, the options as given, the models and where they ran — plus what its writer
-        ``recorded``. (Joined segments take their first part's, ``replace``-d.)"""
-        return cls(version=__version__, options=options.as_dict(), source=source,
-                   model=analyzer.classifier.describe(),
-                   detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
-                   provider=analyzer.classifier.provider, **recorded)  # fmt: skip
-
-    def replace(self, **changes: Any) -> TableMeta:
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON object: a camera's fields only in a camera's table; ``segments`` (null when not split) in a
-        file's table, ``segment_runs`` only in a joined one."""
-        # shallow: the values are plain JSON containers already, and ``asdict``'s deep copy cost a millisecond a
-        # table (seconds over a folder of photos)
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if self.clock is None:
-            for name in self.CAMERA:
-                d.pop(name)
-        else:
-            d.pop("segments")
-        if self.segment_runs is None:
-            d.pop("segment_runs")
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TableMeta | None:
-        """The metadata of a table; None where required fields are missing (not ours, or too old to trust)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        try:
-            return cls(**{k: v for k, v in d.items() if k in known})
-        except TypeError:
-            return None
 
 
 def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
@@ -338,25 +255,6 @@ def _nullable_types(t: pa.DataType) -> Any:
 
     mapping = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
     return mapping.get(t)
-
-
-def read_metadata(path: Path) -> dict[str, Any] | None:
-    """The ``fer_batch`` metadata of a table as JSON, or None if it is not a complete table of ours."""
-    try:
-        meta = pq.read_metadata(path).metadata or {}
-    except (OSError, pa.ArrowException):
-        return None
-    raw = meta.get(META_KEY)
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None
-
-
-def read_table_meta(path: Path) -> TableMeta | None:
-    """The ``fer_batch`` metadata of a table, or None if it is not a complete table of ours."""
-    raw = read_metadata(path)
-    return TableMeta.from_dict(raw) if isinstance(raw, dict) else None
 
 
 def has_signal_columns(path: Path) -> bool:

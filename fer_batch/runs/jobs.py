@@ -20,7 +20,8 @@ from fer_batch._version import __version__
 from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import AUTO, Options, Scale
-from fer_batch.outputs.table import RESERVED, TableMeta, has_signal_columns, read_table_meta
+from fer_batch.outputs.metadata import FileSource, TableMeta, read_table_meta
+from fer_batch.outputs.table import RESERVED, has_signal_columns
 from fer_batch.runs.result import InputResult
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class TableNames:
             if table in self.taken or table.name in RESERVED or not self._on_disk(table):
                 continue
             meta = table_meta(table)
-            recorded = (meta.source.get("path") if meta is not None else None) or ""
+            recorded = meta.source.path if meta is not None and isinstance(meta.source, FileSource) else ""
             if utf8(Path(str(recorded)).name) == rel.name:
                 self.taken.add(table)
                 return table
@@ -277,7 +278,7 @@ def redo_reason(job: Job, options: Options, provenance: Provenance | None = None
         st = job.source.stat()
     except OSError:
         return ""  # the input itself reports the problem
-    if meta.source.get("size") != st.st_size or meta.source.get("mtime") != st.st_mtime:
+    if not isinstance(meta.source, FileSource) or (meta.source.size, meta.source.mtime) != (st.st_size, st.st_mtime):
         return "the input changed since its table was written"
     try:
         same_options = Options.from_stored(meta.options).result_key() == options.result_key()

@@ -23,7 +23,8 @@ from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, descri
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import AUTO, Options, Scale
-from fer_batch.outputs.table import MemorySink, ParquetSink, TableMeta, window_table
+from fer_batch.outputs.metadata import FileSource, TableMeta
+from fer_batch.outputs.table import MemorySink, ParquetSink, window_table
 from fer_batch.runs.result import InputResult, Tally
 from fer_batch.types import Decoded, Status
 
@@ -48,7 +49,7 @@ def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, 
         analyzer,
         options,
         # absolute: the report and render find the source from any folder they are run in
-        {"path": str(Path(path).absolute()), "size": source.st_size, "mtime": source.st_mtime},
+        FileSource(path=str(Path(path).absolute()), size=source.st_size, mtime=source.st_mtime),
         width=info.width, height=info.height, rotation=info.rotation, fps=info.fps, duration_s=info.duration_s,
         frames_decoded=result.frames_decoded, frames_analysed=result.frames_analysed, faces=result.faces,
         status=result.status, error=result.error, annotated=video,

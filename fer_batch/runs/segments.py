@@ -28,7 +28,8 @@ from fer_batch.errors import DecodeError
 from fer_batch.media.probe import is_image, open_input, video_stream
 from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options
-from fer_batch.outputs.table import ParquetSink, read_table_meta
+from fer_batch.outputs.metadata import read_table_meta
+from fer_batch.outputs.table import ParquetSink
 from fer_batch.runs.jobs import Job, is_complete
 from fer_batch.runs.result import InputResult, Tally
 from fer_batch.types import Status

@@ -30,6 +30,7 @@ from fer_batch._text import utf8
 from fer_batch.errors import describe
 from fer_batch.options import int_arg, path_arg
 from fer_batch.outputs.aggregate import HEADLINE_MIN_QUALITY, MIN_TRACK_S
+from fer_batch.outputs.metadata import read_metadata
 from fer_batch.outputs.report.html import (
     _str,
     page,
@@ -43,7 +44,7 @@ from fer_batch.outputs.report.parts import (
 from fer_batch.outputs.report.thumbnails import (
     THUMBS_PER_TRACK,
 )
-from fer_batch.outputs.table import MANIFEST, read_metadata, tables, to_pandas
+from fer_batch.outputs.table import MANIFEST, tables, to_pandas
 
 log = logging.getLogger(__name__)
 
