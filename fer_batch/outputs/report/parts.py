@@ -20,6 +20,7 @@ import pandas as pd
 
 from fer_batch._version import __version__
 from fer_batch.analysis.quality import RELIABLE
+from fer_batch.outputs.metadata import FileSource, TableMeta
 from fer_batch.outputs.report.html import (
     _str,
     data_uri,
@@ -159,7 +160,7 @@ def index_part(entries: list[Entry]) -> str:
             f'<div class=scroll><table class="index"><tr>{head}</tr>{"".join(rows)}</table></div>')  # fmt: skip
 
 
-def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str, href: str, page_dir: Path,
+def video_section(df: pd.DataFrame, meta: TableMeta | None, table: Path, name: str, href: str, page_dir: Path,
                   thumbnails: int, rules: dict[str, float] | None = None) -> tuple[str, Entry]:  # fmt: skip
     """A video's part of the report (its header, player, shares and one row per track) and its index row."""
     labels = labels_of(df)
@@ -169,7 +170,7 @@ def video_section(df: pd.DataFrame, meta: dict[str, Any], table: Path, name: str
     tracks = summ[summ["scope"] == "track"] if len(summ) else pd.DataFrame()
     shown = shown_tracks(tracks)
     thumbs, note = cut_thumbnails(df, shown, meta, thumbnails)
-    status, error = str(meta.get("status") or "ok"), _str(meta.get("error"))
+    status, error = (str(meta.status or "ok"), _str(meta.error)) if meta is not None else ("ok", None)
     shares = {lb: float(video[f"share_{lb}"]) for lb in labels} if video is not None else {}
     entry = Entry(name=name, status=status, error=error, href=href, tracks=len(tracks), shares=shares, colors=colors,
                   duration_s=float(video["duration_s"]) if video is not None else 0.0,
@@ -205,14 +206,17 @@ def shown_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
     return order.head(MAX_TRACKS_PLOTTED).sort_values("track_id")
 
 
-def video_header(e: Entry, meta: dict[str, Any]) -> str:
+def video_header(e: Entry, meta: TableMeta | None) -> str:
     """Name, status and the facts a person checks first: where it came from, how long, how many faces."""
-    src = (meta.get("source") or {}).get("path")
+    src = meta.source.path if meta is not None and isinstance(meta.source, FileSource) else None
+
+    def fact(name: str) -> object:
+        return getattr(meta, name) if meta is not None else "?"
+
     tracks = f"{e.tracks} track" + ("" if e.tracks == 1 else "s")
     facts = [f"source {src}" if src else None, f"{fmt_duration(e.duration_s)} analysed",
-             f"{meta.get('frames_analysed', '?')} of {meta.get('frames_decoded', '?')} frames",
-             f"{meta.get('width', '?')}×{meta.get('height', '?')} px", tracks,
-             e.headline]  # fmt: skip
+             f"{fact('frames_analysed')} of {fact('frames_decoded')} frames",
+             f"{fact('width')}×{fact('height')} px", tracks, e.headline]  # fmt: skip
     out = (f'<h2>{esc(e.name)} <span class="st st-{esc(e.status)}">{esc(e.status)}</span></h2>'
            f'<p class="muted">{esc(" · ".join(f for f in facts if f))}</p>')  # fmt: skip
     if e.error:
@@ -220,7 +224,7 @@ def video_header(e: Entry, meta: dict[str, Any]) -> str:
     return out
 
 
-def player(table: Path, page_dir: Path, meta: dict[str, Any]) -> str:
+def player(table: Path, page_dir: Path, meta: TableMeta | None) -> str:
     """The annotated MP4 next to the table, played in place (a relative link: it is never inlined). The media
     fragment ``#t=`` makes browsers show the first frame instead of a black box before it is played.
 
@@ -228,7 +232,7 @@ def player(table: Path, page_dir: Path, meta: dict[str, Any]) -> str:
     an earlier run with other options would show other faces under this table's name.
     """
     mp4 = table.with_name(table.name[: -len(".parquet")] + ".annotated.mp4")
-    recorded = meta.get("annotated") or {}
+    recorded = (meta.annotated if meta is not None else None) or {}
     try:
         st = mp4.stat()
     except OSError:

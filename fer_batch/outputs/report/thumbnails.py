@@ -10,7 +10,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import av
 import cv2
@@ -20,6 +19,7 @@ import pandas as pd
 from fer_batch.errors import DecodeError, describe
 from fer_batch.media.orientation import orientation, rotate
 from fer_batch.media.probe import is_image, open_input, read_image, video_stream
+from fer_batch.outputs.metadata import FileSource, TableMeta
 from fer_batch.outputs.report.html import data_uri
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Thumb:
     uri: str | None = None
 
 
-def cut_thumbnails(df: pd.DataFrame, shown: pd.DataFrame, meta: dict[str, Any],
+def cut_thumbnails(df: pd.DataFrame, shown: pd.DataFrame, meta: TableMeta | None,
                    per_track: int) -> tuple[dict[int, list[Thumb]], str | None]:  # fmt: skip
     """Thumbnails per track id, and a note for the page where they could not be made (the reason, one line)."""
     if per_track <= 0 or not len(shown):
@@ -56,7 +56,7 @@ def cut_thumbnails(df: pd.DataFrame, shown: pd.DataFrame, meta: dict[str, Any],
     if problem or src is None:
         return {}, f"No thumbnails: {problem}."
     try:
-        frames = grab_frames(src, sorted({t.time_s for t in wanted}), int(meta.get("rotation") or 0))
+        frames = grab_frames(src, sorted({t.time_s for t in wanted}), int((meta.rotation if meta else 0) or 0))
     except (DecodeError, OSError, av.error.FFmpegError) as e:
         return {}, f"No thumbnails: {src} could not be decoded ({describe(e)})."
     out: dict[int, list[Thumb]] = {}
@@ -80,24 +80,22 @@ def thumb_times(df: pd.DataFrame, shown: pd.DataFrame, per_track: int) -> list[T
     return out
 
 
-def source_path(meta: dict[str, Any]) -> Path | None:
-    """The source file a table records. Tables store it absolute; an older table's relative path is tried from
-    the current folder, as it was given."""
-    path = (meta.get("source") or {}).get("path")
-    return Path(path) if path else None
+def source_path(meta: TableMeta | None) -> Path | None:
+    """The source file a table records (None for a camera's table). Tables store it absolute; an older table's
+    relative path is tried from the current folder, as it was given."""
+    src = meta.source if meta is not None else None
+    return Path(src.path) if isinstance(src, FileSource) and src.path else None
 
 
-def source_problem(meta: dict[str, Any]) -> str | None:
+def source_problem(meta: TableMeta | None) -> str | None:
     """Why the source cannot give thumbnails that match the table (gone, or a different file now), or None."""
-    src = meta.get("source") or {}
-    path = src.get("path")
     p = source_path(meta)
-    if p is None:
+    if p is None or meta is None or not isinstance(meta.source, FileSource):
         return "the table does not record its source video"
     if not p.is_file():
-        return f"the source video {path} is not there any more"
-    if src.get("size") is not None and p.stat().st_size != src["size"]:
-        return f"the source video {path} has changed since it was analysed"
+        return f"the source video {meta.source.path} is not there any more"
+    if meta.source.size is not None and p.stat().st_size != meta.source.size:
+        return f"the source video {meta.source.path} has changed since it was analysed"
     return None
 
 

@@ -18,7 +18,6 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -30,7 +29,7 @@ from fer_batch._text import utf8
 from fer_batch.errors import describe
 from fer_batch.options import int_arg, path_arg
 from fer_batch.outputs.aggregate import HEADLINE_MIN_QUALITY, MIN_TRACK_S
-from fer_batch.outputs.metadata import read_metadata
+from fer_batch.outputs.metadata import TableMeta, read_table_meta
 from fer_batch.outputs.report.html import (
     _str,
     page,
@@ -88,7 +87,7 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
     for k, path in enumerate(paths):
         if k:
             progress.advance()  # the table before this one is done
-        meta = read_metadata(path)
+        meta = read_table_meta(path)
         if meta is None and is_foreign(path):  # someone else's Parquet file in the folder: named, not reported
             log.warning("%s: skipped, not a fer-batch table", path)
             continue
@@ -99,7 +98,6 @@ def write_report(run_dir: str | os.PathLike[str], *, thumbnails: int = THUMBS_PE
             entries.append(Entry(name=path.relative_to(root).as_posix(), status="failed",
                                  error=f"unreadable table: {describe(e)}"))  # fmt: skip
             continue
-        meta = meta or {}
         settings[settings_key(meta)] += 1
         name = str(df["video"].iloc[0]) if len(df) else path.stem
         href = f"{PAGES_DIR}/{page_name(k, name)}" if split else f"#v{k}"
@@ -134,9 +132,9 @@ def read_manifest(root: Path) -> pd.DataFrame | None:
         return None
 
 
-def settings_key(meta: dict[str, Any]) -> str:
+def settings_key(meta: TableMeta | None) -> str:
     """What makes two tables comparable: version, models, provider and options (as one JSON string)."""
-    keep = {k: meta.get(k) for k in ("version", "model", "detector", "provider", "options")}
+    keep = {k: getattr(meta, k, None) for k in ("version", "model", "detector", "provider", "options")}
     if isinstance(keep["model"], dict):
         keep["model"] = {k: v for k, v in keep["model"].items() if k != "labels"}
     return json.dumps(keep, sort_keys=True, default=str)
