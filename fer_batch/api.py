@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from fer_batch._progress import Display
 from fer_batch._progress import progress as progress_of
+from fer_batch.columns import IDENTITY_COLUMNS
 from fer_batch.errors import DecodeError, UsageError, describe
 from fer_batch.options import AUTO, Options, Scale, flag_arg, number, path_arg, paths_arg
 from fer_batch.outputs.table import tables, to_pandas
@@ -88,7 +89,8 @@ def analyze_many(
 def load(out: str | os.PathLike[str], *, min_quality: float = 0.0) -> pd.DataFrame:
     """All tables of a run concatenated, in path order (``video`` tells them apart).
 
-    A table that cannot be read (cut short by a full disk, not Parquet) is left out with one warning line.
+    A table that cannot be read (cut short by a full disk, not Parquet), or a Parquet file that is not a fer-batch
+    table (someone else's file in the folder), is left out with one warning line.
     ``min_quality``: leave out the rows of faces whose ``quality`` is below it (rows without a face stay: they say
     a frame was analysed), as ``analyze --min-quality`` does when writing.
     """
@@ -99,9 +101,14 @@ def load(out: str | os.PathLike[str], *, min_quality: float = 0.0) -> pd.DataFra
     parts = []
     for path in paths:
         try:
-            parts.append(pq.read_table(path))
+            part = pq.read_table(path)
         except (OSError, pa.ArrowException) as e:
             log.warning("%s: skipped, not a readable table (%s)", path, describe(e)[:200])
+            continue
+        if not set(IDENTITY_COLUMNS) <= set(part.column_names):
+            log.warning("%s: skipped, not a fer-batch table", path)
+            continue
+        parts.append(part)
     if not parts:
         raise FileNotFoundError(f"{out}: no readable tables found")
     # custom models may have other label columns; unify by name, dictionary columns included

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 # who and when: one row per face per analysed frame (a frame without a face: one row, face and box null)
 ROW_COLUMNS = ("video", "frame", "time_s", "face", "track_id", "x", "y", "w", "h", "det_score")
+# what every table of every fer-batch version has: a Parquet file without them is someone else's
+IDENTITY_COLUMNS = ("video", "frame", "time_s", "face")
 LABEL_COLUMN = "emotion"  # the top label; the probability columns (one per label) stand between det_score and it
 LANDMARK_COLUMNS = (
     "eye_left_x", "eye_left_y", "eye_right_x", "eye_right_y", "nose_x", "nose_y",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -126,3 +127,19 @@ def test_a_tables_source_is_typed_and_its_json_unchanged() -> None:
     assert TableMeta.from_dict(d) == camera and isinstance(TableMeta.from_dict(d).source, CameraSource)  # type: ignore[union-attr]
     file = META.replace(source=FileSource(path="/v.mp4", size=10, mtime=1.5)).as_dict()
     assert list(file["source"]) == ["path", "size", "mtime"]  # the JSON earlier versions wrote, key for key
+
+
+def test_load_leaves_out_a_foreign_parquet_file_with_one_line(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    import logging
+
+    import fer_batch
+
+    out = tmp_path / "run"
+    out.mkdir()
+    table = window_table("v.mp4", np.array([0]), np.array([0.0]), Faces(), LABELS)
+    pq.write_table(table, out / "v.parquet")
+    pq.write_table(pa.table({"subject": ["s1"], "score": [3.0]}), out / "ratings.parquet")  # someone else's file
+    with caplog.at_level(logging.WARNING):
+        df = fer_batch.load(out)
+    assert len(df) == 1 and "subject" not in df.columns
+    assert any("ratings.parquet: skipped, not a fer-batch table" in r.getMessage() for r in caplog.records)

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from fer_batch._atomic import atomic_path
 from fer_batch._progress import Progress, Silent
 from fer_batch._text import utf8
+from fer_batch.columns import IDENTITY_COLUMNS
 from fer_batch.errors import describe
 from fer_batch.options import int_arg, path_arg
 from fer_batch.outputs.aggregate import HEADLINE_MIN_QUALITY, MIN_TRACK_S
@@ -170,7 +171,7 @@ def is_foreign(path: Path) -> bool:
         names = pq.read_schema(path).names
     except (OSError, pa.ArrowException):
         return False
-    return not {"video", "frame", "time_s", "face"} <= set(names)
+    return not set(IDENTITY_COLUMNS) <= set(names)
 
 
 def write_atomic(path: Path, text: str) -> None:
