@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,8 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+from cli_timing import timed_cli  # noqa: E402
 
 from fer_batch.analysis.classify import Classifier  # noqa: E402
 from fer_batch.analysis.crop import crop_one  # noqa: E402
@@ -61,36 +64,33 @@ def cpu_self() -> float:
     return u.ru_utime + u.ru_stime
 
 
-def reference(files: list[Path], threads: int | None) -> tuple[float, float, np.ndarray]:
-    """The bare loop: (wall s, CPU s, probabilities). Model loading included, imports not."""
-    t0, c0 = time.perf_counter(), cpu_self()
-    clf = Classifier(Options(model=MODEL, detector="none", device="cpu", threads=threads))
-    crops: list[list[np.ndarray]] = [[] for _ in clf.members]
+def crops_of(files: list[Path], clf: Classifier) -> list[np.ndarray]:
+    """Each member's uint8 crops of every file (whole image), in the channel order it reads."""
     nan = np.full((5, 2), np.nan, np.float32)
+    out: list[list[np.ndarray]] = [[] for _ in clf.members]
     for f in files:
         bgr = cv2.imdecode(np.fromfile(str(f), np.uint8), cv2.IMREAD_COLOR)
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         box = np.array([0, 0, bgr.shape[1], bgr.shape[0]], np.float32)
         for k, m in enumerate(clf.members):
-            crops[k].append(crop_one(gray if m.color == "gray" else bgr, box, nan, m.crop, (m.width, m.height)))
-    stacks = [np.stack(c)[..., ::-1] if m.color == "rgb" else np.stack(c)
-              for m, c in zip(clf.members, crops, strict=True)]
+            out[k].append(crop_one(gray if m.color == "gray" else bgr, box, nan, m.crop, (m.width, m.height)))
+    return [np.stack(c)[..., ::-1] if m.color == "rgb" else np.stack(c)
+            for m, c in zip(clf.members, out, strict=True)]  # fmt: skip
+
+
+def reference(files: list[Path], threads: int | None) -> tuple[float, float, np.ndarray]:
+    """The bare loop: (wall s, CPU s, probabilities). Model loading included, imports not."""
+    t0, c0 = time.perf_counter(), cpu_self()
+    clf = Classifier(Options(model=MODEL, detector="none", device="cpu", threads=threads))
+    stacks = crops_of(files, clf)
     probs = sum(clf.predict_crops(k, s) for k, s in enumerate(stacks)) / len(clf.members)
     return time.perf_counter() - t0, cpu_self() - c0, np.asarray(probs)
 
 
 def analyze(folder: Path, out: Path, jobs: int, threads: int | None, repo: Path = REPO) -> tuple[float, float]:
     """``fer-batch analyze folder --detector none`` in a child: (wall s, CPU s of the child and its workers)."""
-    cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(folder), "--out", str(out), "--detector", "none",
-           "--quiet", "--jobs", str(jobs)] + (["--threads", str(threads)] if threads else [])  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=repo)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"analyze failed: {' '.join(cmd)}")
-    # wait4's usage is the child's own plus that of the children it waited for (the workers of --jobs)
-    return wall, usage.ru_utime + usage.ru_stime
+    return timed_cli(repo, ["analyze", str(folder), "--out", str(out), "--detector", "none", "--quiet", "--jobs",
+                            str(jobs)] + (["--threads", str(threads)] if threads else []))  # fmt: skip
 
 
 def check_same(out: Path, files: list[Path], probs: np.ndarray) -> float:

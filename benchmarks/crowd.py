@@ -13,32 +13,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from cli_timing import timed_cli  # noqa: E402
 from make_clip import make_crowd_clip  # noqa: E402
 
 
 def measure(repo: Path, clip: Path, out: Path, extra: list[str]) -> tuple[float, float, int]:
     """(wall s, CPU s, face rows) of one ``analyze`` run from ``repo``."""
-    cmd = [sys.executable, "-m", "fer_batch.cli", "analyze", str(clip), "--out", str(out), "--quiet", *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=repo)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"analyze failed: {' '.join(cmd)}")
+    wall, cpu = timed_cli(repo, ["analyze", str(clip), "--out", str(out), "--quiet", *extra])
     import pyarrow.parquet as pq
 
     table = pq.read_table(next(p for p in out.glob("*.parquet") if p.name != "manifest.parquet"), columns=["face"])
     faces = len(table) - table.column("face").null_count
-    return wall, usage.ru_utime + usage.ru_stime, faces
+    return wall, cpu, faces
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,30 +15,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from crops_folder import crops_of  # noqa: E402
 
 from fer_batch.analysis import models  # noqa: E402
 from fer_batch.analysis.classify import Classifier  # noqa: E402
-from fer_batch.analysis.crop import crop_one  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
-
-
-def crops_of(files: list[Path], clf: Classifier) -> list[np.ndarray]:
-    """Each member's uint8 crops of every file (whole image), in the channel order it reads."""
-    nan = np.full((5, 2), np.nan, np.float32)
-    out: list[list[np.ndarray]] = [[] for _ in clf.members]
-    for f in files:
-        bgr = cv2.imdecode(np.fromfile(str(f), np.uint8), cv2.IMREAD_COLOR)
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        box = np.array([0, 0, bgr.shape[1], bgr.shape[0]], np.float32)
-        for k, m in enumerate(clf.members):
-            out[k].append(crop_one(gray if m.color == "gray" else bgr, box, nan, m.crop, (m.width, m.height)))
-    return [np.stack(c)[..., ::-1] if m.color == "rgb" else np.stack(c)
-            for m, c in zip(clf.members, out, strict=True)]  # fmt: skip
 
 
 def timed(member: object, crops: np.ndarray) -> tuple[np.ndarray, float]:
