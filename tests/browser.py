@@ -36,7 +36,24 @@ class BrowserError(RuntimeError):
 class Browser:
     """One headless Chromium process; ``open`` loads a page in a new tab and records what happens on it."""
 
-    def __init__(self, exe: str, profile: Path, size: tuple[int, int] = (1280, 1000)) -> None:
+    def __init__(self, exe: str, profile: Path, size: tuple[int, int] = (1280, 1000),
+                 start_timeout: float = 90, tries: int = 2) -> None:  # fmt: skip
+        # a cold first start on a busy 2-core machine (fresh profile, font cache) once took over 30 s to answer
+        # CI's first call; so wait for a first answer longer than for any later one, and start afresh once
+        for attempt in range(tries):
+            self._start(exe, profile, size)
+            try:
+                self.call("Browser.getVersion", timeout=start_timeout)
+                return
+            except BrowserError:
+                self._stop(grace=0)
+                if attempt == tries - 1:
+                    log = (profile / "chromium.log").read_text(errors="replace")[-2000:]
+                    raise BrowserError(f"{exe} did not answer within {start_timeout:.0f} s, {tries} starts; "
+                                       f"its stderr ends: {log!r}") from None  # fmt: skip
+
+    def _start(self, exe: str, profile: Path, size: tuple[int, int]) -> None:
+        profile.mkdir(parents=True, exist_ok=True)
         to_browser_r, self._w = os.pipe()
         self._r, from_browser_w = os.pipe()
         args = ["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
@@ -45,9 +62,9 @@ class Browser:
         # the protocol wants the browser to read fd 3 and write fd 4; bash puts the pipe ends there (dash cannot
         # redirect from descriptors above 9)
         script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}'
-        self.proc = subprocess.Popen(["bash", "-c", script, exe, *args], pass_fds=(to_browser_r, from_browser_w),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)  # fmt: skip
+        with open(profile / "chromium.log", "ab") as log:
+            self.proc = subprocess.Popen(["bash", "-c", script, exe, *args], pass_fds=(to_browser_r, from_browser_w),
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._buf = b""
@@ -65,8 +82,11 @@ class Browser:
             self.call("Browser.close", timeout=5)
         except (BrowserError, OSError):
             pass
+        self._stop()
+
+    def _stop(self, grace: float = 10) -> None:
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
