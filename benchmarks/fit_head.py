@@ -42,7 +42,7 @@ FEATURES_ORDER = ("fer2013-minixception", "face-api-expression")
 
 def features(model: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(probs, features) for each image and its mirror, and the labels, through the model's own crop and transform."""
-    options = Options(detector="none", model=model, device="cpu")
+    options = Options.of(detector="none", model=model, device="cpu")
     clf = Classifier(options)
     m = clf.single
     graph = onnx.load(str(m.spec.path))

@@ -15,7 +15,7 @@ from fer_batch.outputs.table import tables
 from fer_batch.runs.jobs import plan_jobs
 from fer_batch.runs.runner import run_many
 
-OPTS = Options(detector="none")
+OPTS = Options.of(detector="none")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._version import __version__
+from fer_batch.analysis.info import DetectorInfo, ModelInfo
 
 if TYPE_CHECKING:
     from fer_batch.analysis.engine import Analyzer
@@ -63,8 +64,8 @@ class TableMeta:
     version: str
     options: dict[str, Any]
     source: Source
-    model: dict[str, Any] | None = None  # id, sha256, labels
-    detector: dict[str, Any] | None = None  # id, sha256
+    model: ModelInfo | None = None
+    detector: DetectorInfo | None = None
     provider: str | None = None
     width: int | None = None
     height: int | None = None
@@ -91,7 +92,7 @@ class TableMeta:
 
     @property
     def labels(self) -> list[str] | None:
-        return (self.model or {}).get("labels")
+        return self.model.labels if self.model is not None else None
 
     @classmethod
     def made_by(cls, analyzer: Analyzer, options: Options, source: Source, **recorded: Any) -> TableMeta:
@@ -100,7 +101,7 @@ class TableMeta:
         ``recorded``. (Joined segments take their first part's, ``replace``-d.)"""
         return cls(version=__version__, options=options.as_dict(), source=source,
                    model=analyzer.classifier.describe(),
-                   detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
+                   detector=DetectorInfo(id=analyzer.detector.id, sha256=analyzer.detector.sha256),
                    provider=analyzer.classifier.provider, **recorded)  # fmt: skip
 
     def replace(self, **changes: Any) -> TableMeta:
@@ -113,6 +114,8 @@ class TableMeta:
         # table (seconds over a folder of photos)
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["source"] = dataclasses.asdict(self.source)
+        d["model"] = self.model.as_dict() if self.model is not None else None
+        d["detector"] = self.detector.as_dict() if self.detector is not None else None
         if self.clock is None:
             for name in self.CAMERA:
                 d.pop(name)
@@ -129,6 +132,10 @@ class TableMeta:
         try:
             fields = {k: v for k, v in d.items() if k in known}
             fields["source"] = source_from_dict(fields["source"])
+            if fields.get("model") is not None:
+                fields["model"] = ModelInfo.from_dict(fields["model"])
+            if fields.get("detector") is not None:
+                fields["detector"] = DetectorInfo(id=fields["detector"]["id"], sha256=fields["detector"]["sha256"])
             return cls(**fields)
         except (TypeError, KeyError, AttributeError):
             return None

@@ -71,13 +71,15 @@ def worker_report(files: list[tuple[str, int]], out: str, options: Options) -> d
         }
     except (ModelError, OSError, ValueError) as e:
         report["models"] = {"error": str(e)}
-    if options.model_spec is not None or options.model.endswith(".onnx"):
+    if options.classification.model_spec is not None or options.classification.model.endswith(".onnx"):
         try:
-            report["custom_model"] = resolve(options.model, options.model_spec, task="emotion").sha256
+            report["custom_model"] = resolve(
+                options.classification.model, options.classification.model_spec, task="emotion"
+            ).sha256
         except (ModelError, OSError, ValueError) as e:
             report["custom_model"] = f"error: {e}"
     try:
-        report["provider"] = choose_providers(options.device)[0]
+        report["provider"] = choose_providers(options.runtime.device)[0]
     except ModelError as e:
         report["provider_error"] = str(e)
     missing = []
@@ -183,7 +185,9 @@ def worker_threads(slots: dict[str, int]) -> int:
 def on_worker(fn: Callable[..., Any], slots: dict[str, int], *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` with every ``Options`` argument that leaves threads open sized for this worker."""
     threads = worker_threads(slots)
-    args = tuple(a.replace(threads=threads) if isinstance(a, Options) and a.threads is None else a for a in args)
+    args = tuple(
+        a.replace(threads=threads) if isinstance(a, Options) and a.runtime.threads is None else a for a in args
+    )
     return fn(*args, **kwargs)
 
 

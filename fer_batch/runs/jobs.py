@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fer_batch._text import one_line, utf8
 from fer_batch._version import __version__
@@ -23,6 +23,9 @@ from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.metadata import FileSource, TableMeta, read_table_meta
 from fer_batch.outputs.table import RESERVED, has_signal_columns
 from fer_batch.runs.result import InputResult
+
+if TYPE_CHECKING:
+    from fer_batch.analysis.classify import Fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +246,7 @@ class Provenance:
     """
 
     version: str
-    model: dict[str, Any]  # sha256, spec_sha256, labels (``classify.fingerprint``)
+    model: Fingerprint
     detector_sha256: str
 
     @classmethod
@@ -259,12 +262,14 @@ class Provenance:
         """Why a table was not made by this, or None where it was."""
         if meta.version != self.version:
             return f"written by fer-batch {meta.version}, this is {self.version}"
-        recorded = meta.model or {}
-        for key, what in (("sha256", "another model file"), ("spec_sha256", "another model spec"),
-                          ("labels", "other labels")):  # fmt: skip
-            if recorded.get(key) != self.model[key]:
-                return f"made with {what}"
-        if (meta.detector or {}).get("sha256") != self.detector_sha256:
+        recorded, now = meta.model, self.model
+        if recorded is None or recorded.sha256 != now.sha256:
+            return "made with another model file"
+        if recorded.spec_sha256 != now.spec_sha256:
+            return "made with another model spec"
+        if tuple(recorded.labels) != now.labels:
+            return "made with other labels"
+        if meta.detector is None or meta.detector.sha256 != self.detector_sha256:
             return "made with another detector file"
         return None
 
