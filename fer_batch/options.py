@@ -106,12 +106,6 @@ def optional_text(name: str, value: Any) -> Any:
     return None if value is None else text(name, value)
 
 
-def flag(name: str, value: Any) -> Any:
-    if not isinstance(value, bool):
-        raise UsageError(f"{cli_name(name)} must be True or False, got {value!r}")
-    return value
-
-
 class Group(Enum):
     """The parts of a run's settings; each is a frozen dataclass of ``Options`` (``Options.sampling`` ...)."""
 

@@ -189,21 +189,6 @@ class Classifier:
             probs = (probs + m.predict(np.ascontiguousarray(crops[:, :, ::-1]))) / 2
         return probs[:, self._order[member]]
 
-    @property
-    def single(self) -> Member:
-        """The one model of a classifier that is not an ensemble (benchmarks and tests feed it crops directly)."""
-        if len(self.members) != 1:
-            raise ValueError(f"{self.id} is an ensemble: feed each member its own crops")
-        return self.members[0]
-
-    def crops(self, frames: Frames, faces: Faces) -> np.ndarray:
-        return self.single.crops(frames, faces)
-
-    def predict(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities for one model's uint8 crops, in the classifier's label order (TTA included)."""
-        self.single  # noqa: B018 - raises for an ensemble
-        return self.predict_crops(0, crops)
-
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
         """``faces`` with probabilities, and the signals of how far to trust them: pose, sharpness, quality."""
         return self.many([(frames, faces)])[0]
