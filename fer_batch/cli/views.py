@@ -147,8 +147,8 @@ def list_models() -> None:
     """List the bundled models and whether their sha256 checks out."""
     from fer_batch.analysis.models import check_all
 
-    rows = check_all()
-    for r in rows:
-        ok = "ok" if r["sha256_ok"] else "MISMATCH"
-        typer.echo(f"{r['id']:<24} {r['task']:<8} {r['license']:<6} sha256 {ok:<8} {r['file']}")
-    raise typer.Exit(0 if all(r["sha256_ok"] for r in rows) else 1)
+    checks = check_all()
+    for c in checks:
+        ok = "ok" if c.sha256_ok else "MISMATCH"
+        typer.echo(f"{c.id:<24} {c.task:<8} {c.license:<6} sha256 {ok:<8} {c.file}")
+    raise typer.Exit(0 if all(c.sha256_ok for c in checks) else 1)
