@@ -58,6 +58,8 @@ def worker_report(files: list[tuple[str, int]], out: str, options: Options) -> d
     """What a worker sees: its fer_batch version, model checksums, the inputs and the output folder.
 
     Runs on every worker (``client.run``) before any work is sent; the driver compares the answers with its own.
+    A plain dict on purpose, not a dataclass: it is the one value that crosses between versions, and a worker
+    running another fer_batch must still be able to say which (a class of its version might not unpickle here).
     """
     from fer_batch.analysis.models import choose_providers, file_sha256, load_manifest, models_dir, resolve
     from fer_batch.errors import ModelError
