@@ -4,9 +4,10 @@ keys earlier versions wrote, so tables written before still read."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from fer_batch.analysis.info import DetectorInfo, MemberInfo, ModelInfo
-from fer_batch.outputs.metadata import CameraSource, FileSource, TableMeta
+from fer_batch.outputs.metadata import AnnotatedVideo, CameraSource, FileSource, TableMeta, annotated_path
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -17,7 +18,8 @@ def full_meta() -> TableMeta:
                                MemberInfo(id="b", sha256="4" * 64, crop=None)],
                       quality={"calibrated": True})  # fmt: skip
     return TableMeta(version="9", options={"fps": 5}, source=FileSource("v.mp4", 10, 1.5), model=model,
-                     detector=DetectorInfo(id="centerface", sha256="5" * 64), frames_decoded=3)  # fmt: skip
+                     detector=DetectorInfo(id="centerface", sha256="5" * 64), frames_decoded=3,
+                     annotated=AnnotatedVideo("v.annotated.mp4", 100, 7))  # fmt: skip
 
 
 def test_the_json_round_trips_to_the_same_value() -> None:
@@ -52,3 +54,14 @@ def test_a_camera_table_keeps_its_source_kind() -> None:
     meta = full_meta().replace(source=CameraSource("0", "USB camera", 30.0), clock="monotonic")
     again = TableMeta.from_dict(json.loads(json.dumps(meta.as_dict())))
     assert again is not None and isinstance(again.source, CameraSource) and again.source.nominal_fps == 30.0
+
+
+def test_the_annotated_video_is_recognised_by_size_and_mtime(tmp_path: Path) -> None:
+    table = tmp_path / "a.b.parquet"
+    video = annotated_path(table)
+    assert video.name == "a.b.annotated.mp4"
+    video.write_bytes(b"0" * 10)
+    st = video.stat()
+    assert AnnotatedVideo(video.name, 10, st.st_mtime_ns).is_at(video)
+    assert not AnnotatedVideo(video.name, 11, st.st_mtime_ns).is_at(video)  # another run's video under that name
+    assert not AnnotatedVideo(video.name, 10, st.st_mtime_ns).is_at(tmp_path / "none.mp4")

@@ -43,7 +43,7 @@ from fer_batch.live.sources import (
 from fer_batch.media.reader import from_bgr
 from fer_batch.options import Options, number
 from fer_batch.outputs.draw import Painter
-from fer_batch.outputs.metadata import CameraSource, TableMeta
+from fer_batch.outputs.metadata import CameraSource, TableMeta, annotated_path
 from fer_batch.outputs.table import ParquetSink, window_table
 from fer_batch.types import SYSTEM_CLOCK, Clock
 
@@ -74,7 +74,8 @@ def output_paths(out: Path, annotate: bool, now: datetime | None = None) -> tupl
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
         stem = f"webcam-{stamp}" + (f"-{k}" if k else "")
-        table, rec = out / f"{stem}.parquet", out / f"{stem}.annotated.mp4"
+        table = out / f"{stem}.parquet"
+        rec = annotated_path(table)
         if table.exists() or rec.exists():
             continue
         try:

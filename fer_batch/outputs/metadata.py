@@ -55,6 +55,32 @@ def source_from_dict(d: dict[str, Any]) -> Source:
 
 
 @dataclass(frozen=True)
+class AnnotatedVideo:
+    """The annotated MP4 written with a table: the report plays it only while its size and mtime are these (one
+    left by an earlier run with other options would show other faces under this table's name)."""
+
+    path: str  # its name, beside the table
+    size: int
+    mtime_ns: int
+
+    def is_at(self, path: Path) -> bool:
+        """The file at ``path`` is this video (same size and mtime as recorded); False where there is none."""
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        return (self.size, self.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+ANNOTATED_SUFFIX = ".annotated.mp4"
+
+
+def annotated_path(table: Path) -> Path:
+    """Where a table's annotated video lies: ``a.parquet`` -> ``a.annotated.mp4``, beside it."""
+    return table.with_name(table.name.removesuffix(".parquet") + ANNOTATED_SUFFIX)
+
+
+@dataclass(frozen=True)
 class TableMeta:
     """What a table's Parquet metadata (key ``fer_batch``, JSON) records: enough to reproduce the run, to resume
     safely and to draw the table again. One type for the three writers (a video, a camera, joined segments) and
@@ -77,7 +103,7 @@ class TableMeta:
     faces: int = 0
     status: str = "ok"  # ok | partial
     error: str | None = None
-    annotated: dict[str, Any] | None = None  # the annotated video written with this table: path, size, mtime_ns
+    annotated: AnnotatedVideo | None = None
     # a camera's table only (``clock`` is always set there)
     frames_captured: int | None = None
     clock: str | None = None
@@ -116,6 +142,7 @@ class TableMeta:
         d["source"] = dataclasses.asdict(self.source)
         d["model"] = self.model.as_dict() if self.model is not None else None
         d["detector"] = self.detector.as_dict() if self.detector is not None else None
+        d["annotated"] = dataclasses.asdict(self.annotated) if self.annotated is not None else None
         if self.clock is None:
             for name in self.CAMERA:
                 d.pop(name)
@@ -136,6 +163,9 @@ class TableMeta:
                 fields["model"] = ModelInfo.from_dict(fields["model"])
             if fields.get("detector") is not None:
                 fields["detector"] = DetectorInfo(id=fields["detector"]["id"], sha256=fields["detector"]["sha256"])
+            if fields.get("annotated") is not None:
+                a = fields["annotated"]
+                fields["annotated"] = AnnotatedVideo(path=a["path"], size=a["size"], mtime_ns=a["mtime_ns"])
             return cls(**fields)
         except (TypeError, KeyError, AttributeError):
             return None

@@ -23,7 +23,7 @@ from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, descri
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import AUTO, Options, Scale
-from fer_batch.outputs.metadata import FileSource, TableMeta
+from fer_batch.outputs.metadata import AnnotatedVideo, FileSource, TableMeta
 from fer_batch.outputs.table import MemorySink, ParquetSink, window_table
 from fer_batch.runs.result import InputResult, Tally
 from fer_batch.types import Decoded, Status
@@ -44,7 +44,7 @@ def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, 
     video = None
     if annotated is not None:
         st = annotated.stat()
-        video = {"path": annotated.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        video = AnnotatedVideo(path=annotated.name, size=st.st_size, mtime_ns=st.st_mtime_ns)
     return TableMeta.made_by(
         analyzer,
         options,
