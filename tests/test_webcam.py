@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from fakes import FakeClassifier, FakeClock, FakeDetector
 
+from fer_batch._atomic import TMP_MARK
 from fer_batch.errors import CameraError
 from fer_batch.live.capture import LatestFrame
 from fer_batch.live.recorder import draw
@@ -26,7 +27,6 @@ from fer_batch.live.sources import Captured, RealtimeFile, open_source, redact
 from fer_batch.options import Options
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.metadata import read_metadata
-from fer_batch.outputs.table import TMP_MARK
 from fer_batch.types import Faces
 
 REPO = Path(__file__).resolve().parents[1]

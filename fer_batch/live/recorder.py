@@ -82,10 +82,6 @@ class Recorder:
         self._writer: H264Writer | None = None  # opened at the first frame, whose size it takes
         self._warned_backlog = False
 
-    @property
-    def frames(self) -> int:
-        return self._writer.frames if self._writer is not None else 0
-
     def start(self) -> None:
         self._thread.start()
 
