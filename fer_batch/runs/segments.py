@@ -187,7 +187,7 @@ def finished_part(seg: Segment) -> InputResult | None:
     meta = read_table_meta(seg.job.table)
     if meta is None:
         return None
-    return InputResult(path=str(seg.job.source), status=Status(meta.status), error=meta.error,
+    return InputResult(path=str(seg.job.source), status=meta.status, error=meta.error,
                        frames_decoded=meta.frames_decoded, frames_analysed=meta.frames_analysed, faces=meta.faces,
                        duration_s=meta.duration_s, table=str(seg.job.table))  # fmt: skip
 
