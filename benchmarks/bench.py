@@ -83,7 +83,7 @@ def child_reader(clip: str, det_size: str) -> dict:
 
     path = Path(clip)
     t0, c0 = time.perf_counter(), _cpu()
-    reader = FrameReader(path, probe(path), Options(det_size=int(det_size)))
+    reader = FrameReader(path, probe(path), Options.of(det_size=int(det_size)))
     n = sum(1 for _ in reader)
     return {"frames": n, "seconds": time.perf_counter() - t0, "cpu_s": _cpu() - c0}
 
@@ -151,7 +151,7 @@ def child_classify(threads: str) -> dict:
     from fer_batch.analysis.classify import Classifier
     from fer_batch.options import Options
 
-    clf = Classifier(Options(device="cpu"))
+    clf = Classifier(Options.of(device="cpu"))
     rng = np.random.default_rng(0)
     out = {}
     for m in clf.members:

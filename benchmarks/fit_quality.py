@@ -45,7 +45,7 @@ from fer_batch.media.probe import read_image  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 
 SETS = ("fer2013-privatetest", "ckplus48", "muxspace-dev")
-MEMBERS = tuple(Options.model.split("+"))
+MEMBERS = tuple(Options().classification.model.split("+"))
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 L2 = 1e-3
 BLUR_SIGMA = 1 / 40  # of the image's side: a 48-px face loses its fine detail, a 350-px one looks out of focus
@@ -162,7 +162,8 @@ def fit(x: np.ndarray, y: np.ndarray, sets: np.ndarray, blurred: np.ndarray) -> 
 
 
 def model(params: dict[str, Any], fill: tuple[float, float], fitted_on: list[str]) -> quality.Calibration:
-    return quality.Calibration.from_dict({"features": list(quality.FEATURES), "classifier": Options.model,
+    classifier = Options().classification.model
+    return quality.Calibration.from_dict({"features": list(quality.FEATURES), "classifier": classifier,
                                           "tta": None, "fill_pose": list(fill), "fitted_on": fitted_on, **params})
 
 
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         fill = fill_of(df)
         x, y, _ = design(df, labels, fill)
         params = fit(x, y, df["set"].to_numpy(), df["blurred"].to_numpy())
-        entry = {"features": list(quality.FEATURES), "classifier": Options.model, "tta": None,
+        entry = {"features": list(quality.FEATURES), "classifier": Options().classification.model, "tta": None,
                  "fill_pose": list(fill), "fitted_on": list(SETS), **params,
                  "script": "benchmarks/fit_quality.py"}  # fmt: skip
         args.write.write_text(json.dumps(entry, indent=1) + "\n")

@@ -44,7 +44,7 @@ def entry() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def classifier() -> Member:
     """The model as the pipeline runs it (manifest transform, session), outputs in the network's own order."""
-    return Classifier(Options(model=MODEL_ID, device="cpu", threads=1)).single
+    return Classifier(Options.of(model=MODEL_ID, device="cpu", threads=1)).members[0]
 
 
 @pytest.fixture(scope="module")

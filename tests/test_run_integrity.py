@@ -44,7 +44,7 @@ def test_a_source_replaced_while_it_is_read_is_not_recorded_as_done(tmp_path: Pa
         def close(self) -> None:
             pass
 
-    result, _ = run_video(src, Options(batch_size=4), video_name="v.mp4", table_path=table, progress=Swap())
+    result, _ = run_video(src, Options.of(batch_size=4), video_name="v.mp4", table_path=table, progress=Swap())
     assert swapped and result.status == "failed" and "changed while" in result.error
     assert not table.exists() and not list(table.parent.glob("*tmp*"))
     res = fer_batch.analyze_many(src, tmp_path / "out")  # the next run analyses the new file

@@ -80,10 +80,10 @@ def check_models(options: Options) -> None:
     from fer_batch.analysis.classify import member_ids
     from fer_batch.analysis.models import check_classifier, choose_providers
 
-    choose_providers(options.device)
-    ids = member_ids(options.model)
+    choose_providers(options.runtime.device)
+    ids = member_ids(options.classification.model)
     for m in ids:
-        check_classifier(m, options.model_spec if len(ids) == 1 else None)
+        check_classifier(m, options.classification.model_spec if len(ids) == 1 else None)
 
 
 # options shared by analyze and webcam, declared once
@@ -120,8 +120,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output."
 MaxPixels = Annotated[
     int, typer.Option(metavar="N", help="Refuse inputs whose frames have more pixels (read from the header).")
 ]
-SCALE_HELP = (f"Annotated video size relative to the displayed frame, up to {MAX_RENDER_SCALE:g}; auto enlarges "
-              "videos under 360 px by a whole factor so the labels are legible.")
+SCALE_HELP = (
+    f"Annotated video size relative to the displayed frame, up to {MAX_RENDER_SCALE:g}; auto enlarges "
+    "videos under 360 px by a whole factor so the labels are legible."
+)
 ScanInterval = Annotated[
     float,
     typer.Option(

@@ -142,7 +142,7 @@ class FrameReader:
             self.decoded = 1
             yield 0, 0.0, image
             return
-        seek = self.options.start is not None and self.options.start > 0
+        seek = self.options.sampling.start is not None and self.options.sampling.start > 0
         while True:  # at most twice: seeking, then (if the seek cannot be trusted) from the beginning
             self.damaged, self._damage_reason = 0, ""
             self._last_duration = 0.0  # the last decoded frame's own duration (s), where the container gives one
@@ -154,7 +154,9 @@ class FrameReader:
                 trusted = yield from self._decode_pass(container, seek)
             if trusted:
                 break
-            log.debug("%s: seek to %.3f s not exact, decoding from the beginning", self.path, self.options.start)
+            log.debug(
+                "%s: seek to %.3f s not exact, decoding from the beginning", self.path, self.options.sampling.start
+            )
             seek = False
         if self.damaged:
             expected = f" of {self.info.frames}" if self.info.frames else ""
@@ -164,7 +166,7 @@ class FrameReader:
     def _decode_pass(self, container: av.container.InputContainer,
                      seek: bool) -> Generator[tuple[int, float, av.VideoFrame], None, bool]:  # fmt: skip
         """One decoding pass (seeking to --start if asked); returns False where a seek turned out untrustworthy."""
-        start, end = self.options.start, self.options.end
+        start, end = self.options.sampling.start, self.options.sampling.end
         stream = video_stream(container)
         stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
         stream.codec_context.thread_count = self.decode_threads
@@ -258,7 +260,7 @@ class FrameReader:
 
         Returns (packets with pts < start, pts of the first packet at/after start, last time before it).
         """
-        start, tb = self.options.start, stream.time_base
+        start, tb = self.options.sampling.start, stream.time_base
         assert start is not None
         if tb is None:
             return None

@@ -105,7 +105,7 @@ class Renderer:
 
     @property
     def audio_mode(self) -> str | None:
-        """"copy", "aac" or None (no audio)."""
+        """ "copy", "aac" or None (no audio)."""
         return self._writer.audio_mode if self._writer is not None else None
 
     # --- main thread -------------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def render_table(video: Path, table: Path, out: Path, *, scale: Scale = AUTO, ma
     if max_pixels is not None and enc_w * enc_h > max_pixels:
         raise ValueError(f"--scale {scale} makes {enc_w}x{enc_h} frames, more than --max-pixels {max_pixels}")
     # every=huge: the reader marks (almost) no frame for analysis, so it makes no detector images; the table decides
-    reader = FrameReader(video, info, Options(every=1 << 62), images=ReaderImages.RENDER)
+    reader = FrameReader(video, info, Options.of(every=1 << 62), images=ReaderImages.RENDER)
     progress = progress or Silent()
     progress.start(info.frames or (round(info.duration_s * info.fps) if info.duration_s and info.fps else None))
     with Renderer(video, out, info, labels, scale=scale) as rend:

@@ -33,6 +33,7 @@ from fer_batch.types import Status
 
 log = logging.getLogger(__name__)
 
+
 def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> InputResult:
     """The unit of work: one input → its table (and annotated video) → a result record.
 
@@ -115,7 +116,7 @@ def run_many(
             jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
         own = executor is None
         if executor is None:
-            job_options = options if options.threads else options.replace(threads=max(1, cores() // jobs))
+            job_options = options if options.runtime.threads else options.replace(threads=max(1, cores() // jobs))
             executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
         else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
             job_options = options
@@ -356,9 +357,9 @@ def check_model(options: Options) -> None:
     from fer_batch.analysis.models import check_classifier
     from fer_batch.errors import ModelError
 
-    ids = member_ids(options.model)
+    ids = member_ids(options.classification.model)
     try:
         for m in ids:
-            check_classifier(m, options.model_spec if len(ids) == 1 else None)
+            check_classifier(m, options.classification.model_spec if len(ids) == 1 else None)
     except ModelError as e:
         raise UsageError(str(e)) from None

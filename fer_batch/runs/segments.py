@@ -57,7 +57,6 @@ class Segment:
     span: tuple[float, float]  # the [start, end) seconds this part's rows cover, as the table's metadata records
 
 
-
 def segments_dir(table: Path) -> Path:
     """The hidden folder of a table's parts (a short name where the table's name is long)."""
     return table.parent / f"{hidden_name(table.name, len('.segments'))}.segments"
@@ -95,7 +94,7 @@ def scan_times(times: list[float], options: Options) -> list[tuple[float, int]]:
     sampler = Sampler(options)
     decisions = [d for i, t in enumerate(times) for d in sampler.push(i, t)] + sampler.flush()
     analysed = [times[i] for i, a in decisions if a]
-    schedule = ScanSchedule(options.detect_every, options.scan_interval, regions=True)
+    schedule = ScanSchedule(options.tracking.detect_every, options.tracking.scan_interval, regions=True)
     return [(t, n) for n, t in enumerate(analysed) if schedule.next(t, True) is Action.SCAN]
 
 
@@ -115,29 +114,32 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
 def segments_for(job: Job, times: list[float], options: Options, seconds: float) -> list[Segment] | None:
     """``plan_segments`` for a video whose frames are at ``times`` (seconds, ascending): the plan from the times
     alone, so it is tested without a file."""
-    lo = max(times[0], options.start or times[0])
-    hi = min(times[-1], options.end) if options.end is not None else times[-1]
+    lo = max(times[0], options.sampling.start or times[0])
+    hi = min(times[-1], options.sampling.end) if options.sampling.end is not None else times[-1]
     # only ranges that hold a frame: a gap longer than S in a variable-rate video would be an empty part
     ks = sorted({math.floor(t / seconds + 1e-9) for t in times if lo - 1e-9 <= t <= hi + 1e-9})
     if len(ks) < 2:
         return None
     first, last = ks[0], ks[-1]
-    scans = scan_times(times, options.replace(start=None, end=None)) if options.start is None else []
+    scans = scan_times(times, options.replace(start=None, end=None)) if options.sampling.start is None else []
     folder = segments_dir(job.table)
     parts = []
     for k in ks:
         keep = None if k == first else k * seconds
-        start = options.start
-        if keep is not None and options.start is None:
+        start = options.sampling.start
+        if keep is not None and options.sampling.start is None:
             before = [n for t, n in scans if t < keep - 1e-9]
             n_keep = before[-1] if before else 0
             ok = [t for t, n in scans if t <= keep - PREROLL_S + 1e-9 and n <= n_keep - PREROLL_FRAMES]
             start = ok[-1] if ok else None  # None: from the beginning, as the whole-video run
         elif keep is not None:  # with --start the whole-video run's schedule begins there: so do the parts
-            start = options.start
-        end = options.end if k == last else (k + 1) * seconds
+            start = options.sampling.start
+        end = options.sampling.end if k == last else (k + 1) * seconds
         # every frame of part k lies in [k·S, (k+1)·S), and within --start/--end
-        span = (max(k * seconds, options.start or -math.inf), min((k + 1) * seconds, options.end or math.inf))
+        span = (
+            max(k * seconds, options.sampling.start or -math.inf),
+            min((k + 1) * seconds, options.sampling.end or math.inf),
+        )
         part = Job(source=job.source, name=job.name, table=folder / f"part-{k:05d}{SEGMENT_SUFFIX}", annotated=None)
         parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end),
                              span=span))  # fmt: skip
@@ -273,9 +275,7 @@ class _Stitcher:
         return part
 
 
-def _usable_parts(
-    parts: list[Segment], results: list[InputResult], out: Tally
-) -> list[tuple[Segment, InputResult]]:
+def _usable_parts(parts: list[Segment], results: list[InputResult], out: Tally) -> list[tuple[Segment, InputResult]]:
     """The parts up to the first that did not finish cleanly; sets ``out``'s status and error accordingly."""
     use: list[tuple[Segment, InputResult]] = []
     for seg, res in zip(parts, results, strict=True):
@@ -321,7 +321,7 @@ def join_segments(job: Job, parts: list[Segment], results: list[InputResult], op
             out.frames_decoded = max(out.frames_decoded, res.frames_decoded)
             out.frames_analysed += analysed
             out.faces += part.num_rows - part["face"].null_count
-            info.append({"from": seg.keep_from, "end": seg.end, "analysed_from": seg.options.start,
+            info.append({"from": seg.keep_from, "end": seg.end, "analysed_from": seg.options.sampling.start,
                          "frames_analysed": analysed, "wall_s": round(res.wall_s, 3)})  # fmt: skip
         sink.meta = meta.replace(options=options.as_dict(), frames_decoded=out.frames_decoded, faces=out.faces,
                                  frames_analysed=out.frames_analysed, status=out.status, error=out.error,
