@@ -63,3 +63,23 @@ def test_boxes_at_the_edge_and_no_faces() -> None:
     assert edge is not None and np.isfinite(edge).all()
     none = clf(frames, Faces()).probs
     assert none is not None and none.shape == (0, len(clf.labels))
+
+
+def test_network_input_is_the_manifest_transform_in_the_models_layout() -> None:
+    """The one-pass input (``Member.network_input``) holds exactly the float32 values of ``crops * a + b``,
+    transposed to the layout the model reads, for gray and RGB models and for a channel-reversed view."""
+    clf = Classifier(Options())
+    rng = np.random.default_rng(0)
+    for member in clf.members:
+        c = 1 if member.color == "gray" else 3
+        crops = rng.integers(0, 256, (5, member.height, member.width, c), dtype=np.uint8)
+        views = [crops[..., 0]] if c == 1 else [crops, crops[..., ::-1]]
+        for view in views:
+            x = view.astype(np.float32).reshape(5, member.height, member.width, c) * member.a + member.b
+            want = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if member.layout == "NCHW" else x
+            got = member.network_input(view)
+            assert got.dtype == np.float32 and got.flags.c_contiguous
+            np.testing.assert_array_equal(got, want)
+        member.layout = "NHWC"  # a custom model may take channels last
+        want = crops.astype(np.float32) * member.a + member.b
+        np.testing.assert_array_equal(member.network_input(crops if c == 3 else crops[..., 0]), want)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "64f94f997ddf169f7e2d18e969b9103f1e73c48b"
+REFERENCE = "44309ad8f14419c06cc7a8a8a7d862631f6f0e65"
 
 pytestmark = pytest.mark.slow
 

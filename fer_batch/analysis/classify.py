@@ -92,14 +92,27 @@ class Member:
         """
         if len(crops) > RUN_FACES:
             return np.concatenate([self.predict(crops[lo : lo + RUN_FACES]) for lo in range(0, len(crops), RUN_FACES)])
-        x = crops.astype(np.float32)
-        if x.ndim == 3:
-            x = x[..., None]
-        x = x * self.a + self.b
-        if self.layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)
-        out = models.run_batched(self.session, np.ascontiguousarray(x), self.fixed)
+        out = models.run_batched(self.session, self.network_input(crops), self.fixed)
         return as_probabilities(out, self.output, self.spec.id)  # non-finite or non-probabilities: the input fails
+
+    def network_input(self, crops: np.ndarray) -> np.ndarray:
+        """float32 ``crops * a + b`` in the model's layout, written once into a contiguous array.
+
+        Why not ``astype``, then the transform, then a transposed copy: three passes over the batch, the first
+        reading the channel-reversed view of ``crops`` (RGB models) element by element, cost 0.2 ms a 112x112
+        face, a sixth of the network; one multiply and one add per channel plane give the same float32 values.
+        """
+        x4 = crops if crops.ndim == 4 else crops[..., None]
+        n, h, w, c = x4.shape
+        if self.layout != "NCHW":
+            x: np.ndarray = np.multiply(x4, self.a, dtype=np.float32)
+            x += self.b
+            return x
+        x = np.empty((n, c, h, w), dtype=np.float32)
+        for k in range(c):
+            np.multiply(x4[..., k], self.a[k], out=x[:, k])
+            x[:, k] += self.b[k]
+        return x
 
 
 def member_specs(options: Options) -> list[models.ModelSpec]:
