@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import write_clip
 
+from fer_batch._atomic import TMP_MARK
 from fer_batch.options import Options
 from fer_batch.outputs.metadata import read_metadata
-from fer_batch.outputs.table import TMP_MARK
 from fer_batch.runs.runner import run_many
 from fer_batch.runs.segments import frame_times, segments_dir
 

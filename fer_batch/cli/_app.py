@@ -77,13 +77,11 @@ def setup_logging(quiet: bool) -> None:
 
 def check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
-    from fer_batch.analysis.classify import member_ids
-    from fer_batch.analysis.models import check_classifier, choose_providers
+    from fer_batch.analysis.models import choose_providers
+    from fer_batch.runs.runner import check_model
 
     choose_providers(options.runtime.device)
-    ids = member_ids(options.classification.model)
-    for m in ids:
-        check_classifier(m, options.classification.model_spec if len(ids) == 1 else None)
+    check_model(options)
 
 
 # options shared by analyze and webcam, declared once

@@ -97,8 +97,6 @@ def analyze(
     scale = check_scale("annotate_scale", annotate_scale)
     if scheduler is not None and jobs != 1:
         raise UsageError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
-    if not out.strip():
-        raise UsageError("--out must not be empty")
     check_models(options)
     from fer_batch.runs.runner import run_many
 
@@ -113,7 +111,7 @@ def analyze(
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
         try:
             with _sigterm_unwinds():
-                results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, display=display,
+                results = run_many(paths, out, options, jobs=jobs, resume=resume, display=display,
                                    on_result=announce, executor=client.get_executor() if client else None,
                                    segment_seconds=segment_seconds, annotate=annotate,
                                    annotate_scale=scale)  # fmt: skip

@@ -45,7 +45,7 @@ from fer_batch.options import Options, number
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.metadata import CameraSource, TableMeta, annotated_path
 from fer_batch.outputs.table import ParquetSink, window_table
-from fer_batch.types import SYSTEM_CLOCK, Clock
+from fer_batch.types import SYSTEM_CLOCK, Clock, Status
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name:
         clock="time_s: seconds since the run started, time.monotonic",
         started_at=started_at.isoformat(timespec="seconds"),
         stopped_by=stopped_by,
-        status="ok",
+        status=Status.OK,
         error=describe(capture.error) if capture.error is not None else None,
         recording=str(recording) if recording is not None else None,
     )

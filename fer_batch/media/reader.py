@@ -20,7 +20,15 @@ import numpy as np
 
 from fer_batch.errors import DecodeError, StreamBroken, StreamDamaged, describe
 from fer_batch.media.orientation import rotate
-from fer_batch.media.probe import MAX_BAD_PACKETS, VideoInfo, open_input, read_image, video_stream
+from fer_batch.media.probe import (
+    MAX_BAD_PACKETS,
+    Untimed,
+    VideoInfo,
+    open_input,
+    packet_times,
+    read_image,
+    video_stream,
+)
 from fer_batch.media.sampling import Clock, Sampler
 from fer_batch.options import Options
 from fer_batch.planes import Luma
@@ -264,26 +272,23 @@ class FrameReader:
         assert start is not None
         if tb is None:
             return None
-        count, first, last_before, last_dts = 0, None, None, None
+        count, first, last_before = 0, None, None
         try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                if packet.pts is None or (packet.dts is not None and last_dts is not None and packet.dts < last_dts):
-                    return None  # no timestamps, or timestamps that go back: only a full decode knows the times
-                last_dts = packet.dts if packet.dts is not None else last_dts
-                if float(packet.pts * tb) < start - 1e-9:
+            for pts, dts in packet_times(container, stream):
+                if float(pts * tb) < start - 1e-9:
                     count += 1
-                    t_before = float(packet.pts * tb)
+                    t_before = float(pts * tb)
                     last_before = t_before if last_before is None else max(last_before, t_before)
-                elif first is None or packet.pts < first:
-                    first = packet.pts
+                elif first is None or pts < first:
+                    first = pts
                 # packets come in decode order and pts >= dts: once dts passes the first wanted pts, nothing later
                 # can be earlier
-                if first is not None and packet.dts is not None and packet.dts >= first:
+                if first is not None and dts is not None and dts >= first:
                     break
             if first is not None:
                 container.seek(first, stream=stream, backward=True, any_frame=False)
+        except Untimed:
+            return None  # no timestamps, or timestamps that go back: only a full decode knows the times
         except av.error.FFmpegError:
             return None
         return count, first, last_before

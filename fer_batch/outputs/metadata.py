@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from fer_batch._version import __version__
 from fer_batch.analysis.info import DetectorInfo, ModelInfo
+from fer_batch.types import Status
 
 if TYPE_CHECKING:
     from fer_batch.analysis.engine import Analyzer
@@ -101,7 +102,7 @@ class TableMeta:
     frames_decoded: int = 0
     frames_analysed: int = 0
     faces: int = 0
-    status: str = "ok"  # ok | partial
+    status: Status = Status.OK  # OK or PARTIAL: a failed input leaves no table
     error: str | None = None
     annotated: AnnotatedVideo | None = None
     # a camera's table only (``clock`` is always set there)
@@ -159,6 +160,7 @@ class TableMeta:
         try:
             fields = {k: v for k, v in d.items() if k in known}
             fields["source"] = source_from_dict(fields["source"])
+            fields["status"] = Status(fields.get("status", "ok"))
             if fields.get("model") is not None:
                 fields["model"] = ModelInfo.from_dict(fields["model"])
             if fields.get("detector") is not None:
@@ -167,7 +169,7 @@ class TableMeta:
                 a = fields["annotated"]
                 fields["annotated"] = AnnotatedVideo(path=a["path"], size=a["size"], mtime_ns=a["mtime_ns"])
             return cls(**fields)
-        except (TypeError, KeyError, AttributeError):
+        except (TypeError, KeyError, AttributeError, ValueError):
             return None
 
 

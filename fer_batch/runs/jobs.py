@@ -23,6 +23,7 @@ from fer_batch.options import AUTO, Options, Scale
 from fer_batch.outputs.metadata import FileSource, TableMeta, annotated_path, read_table_meta
 from fer_batch.outputs.table import RESERVED, has_signal_columns
 from fer_batch.runs.result import InputResult
+from fer_batch.types import Status
 
 if TYPE_CHECKING:
     from fer_batch.analysis.classify import Fingerprint
@@ -277,7 +278,7 @@ class Provenance:
 def redo_reason(job: Job, options: Options, provenance: Provenance | None = None) -> str | None:
     """None when the job's table can be kept (``--resume``), else why it is made again ("" where none exists)."""
     meta = table_meta(job.table)
-    if meta is None or meta.status not in ("ok", "partial"):
+    if meta is None or meta.status not in (Status.OK, Status.PARTIAL):
         return ""
     try:
         st = job.source.stat()

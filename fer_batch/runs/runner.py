@@ -24,7 +24,7 @@ from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
 from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
 from fer_batch.runs.one_input import run_video
-from fer_batch.runs.outdir import OutputLock, prepare_out
+from fer_batch.runs.outdir import OutputLock, out_path, prepare_out
 from fer_batch.runs.photos import analyze_photos, batchable, photo_batches
 from fer_batch.runs.result import InputResult, ManifestWriter
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
@@ -76,7 +76,7 @@ class InlineExecutor(Executor):
 
 def run_many(
     paths: Iterable[str | os.PathLike[str]],
-    out: Path,
+    out: str | os.PathLike[str],
     options: Options,
     *,
     jobs: int = 1,
@@ -101,10 +101,8 @@ def run_many(
     """
     check_run(jobs, segment_seconds)
     annotate_scale = check_scale("annotate_scale", annotate_scale)
-    if not str(out).strip():
-        raise UsageError("--out must not be empty")
+    out = out_path(out)
     check_model(options)
-    out = Path(out)
     files, failures = expand_inputs(paths, out)
     if executor is not None and type(executor).__module__.startswith("distributed"):
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written

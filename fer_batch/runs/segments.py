@@ -25,7 +25,7 @@ from fer_batch._atomic import TMP_MARK, hidden_name, remove_stale
 from fer_batch.analysis.engine import Action, ScanSchedule
 from fer_batch.analysis.track import Tracker, iou_matrix, linear_assignment
 from fer_batch.errors import DecodeError
-from fer_batch.media.probe import is_image, open_input, video_stream
+from fer_batch.media.probe import Untimed, is_image, open_input, packet_times, video_stream
 from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options
 from fer_batch.outputs.metadata import read_table_meta
@@ -72,14 +72,9 @@ def frame_times(path: Path) -> list[float] | None:
             tb = s.time_base  # read while the container is open: the stream's memory goes with it
             if tb is None:
                 return None
-            pts, last_dts = [], None
-            for packet in c.demux(s):
-                if packet.size == 0:
-                    continue
-                if packet.pts is None or (packet.dts is not None and last_dts is not None and packet.dts < last_dts):
-                    return None  # no timestamps, or timestamps that jump back: only the decoder's clock knows times
-                last_dts = packet.dts if packet.dts is not None else last_dts
-                pts.append(packet.pts)
+            pts = [p for p, _ in packet_times(c, s)]
+    except Untimed:
+        return None  # only the decoder's clock knows the times: the video runs whole
     except (av.error.FFmpegError, OSError, DecodeError):
         return None  # the whole-video task reports the problem
     return [float(p * tb) for p in sorted(pts)]
@@ -192,7 +187,7 @@ def finished_part(seg: Segment) -> InputResult | None:
     meta = read_table_meta(seg.job.table)
     if meta is None:
         return None
-    return InputResult(path=str(seg.job.source), status=Status(meta.status), error=meta.error,
+    return InputResult(path=str(seg.job.source), status=meta.status, error=meta.error,
                        frames_decoded=meta.frames_decoded, frames_analysed=meta.frames_analysed, faces=meta.faces,
                        duration_s=meta.duration_s, table=str(seg.job.table))  # fmt: skip
 

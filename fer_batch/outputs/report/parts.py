@@ -170,7 +170,7 @@ def video_section(df: pd.DataFrame, meta: TableMeta | None, table: Path, name: s
     tracks = summ[summ["scope"] == "track"] if len(summ) else pd.DataFrame()
     shown = shown_tracks(tracks)
     thumbs, note = cut_thumbnails(df, shown, meta, thumbnails)
-    status, error = (str(meta.status or "ok"), _str(meta.error)) if meta is not None else ("ok", None)
+    status, error = (str(meta.status), _str(meta.error)) if meta is not None else ("ok", None)
     shares = {lb: float(video[f"share_{lb}"]) for lb in labels} if video is not None else {}
     entry = Entry(name=name, status=status, error=error, href=href, tracks=len(tracks), shares=shares, colors=colors,
                   duration_s=float(video["duration_s"]) if video is not None else 0.0,
