@@ -6,7 +6,9 @@
     python benchmarks/video_candidates.py members                       # ensemble members in turn vs in two threads
     python benchmarks/video_candidates.py argmax OLD.onnx NEW.onnx --set DIR ...   # labelled images, old vs new
     python benchmarks/video_candidates.py pipeline CHECKOUT... --clip C --runs 5   # whole analyze, CPU, interleaved
+        [--variants '[]' '["--detector", "centerface-int8"]']                      # ... and with other options
     python benchmarks/video_candidates.py threads --clip C                          # one analyze: CPU s by thread
+    python benchmarks/video_candidates.py compare A.parquet B.parquet               # two tables of one video
 
 ``graph``, ``levels`` and ``input`` time one thread (``RUSAGE_THREAD``); ``members`` and ``pipeline`` the process.
 ``pipeline`` runs each checkout's own ``benchmarks/bench.py`` child (``git archive SHA | tar -x -C DIR`` makes one).
@@ -120,6 +122,8 @@ def cmd_levels(a: argparse.Namespace) -> None:
 
     rng = np.random.default_rng(0)
     cases = [("centerface.onnx", "input.1", rng.random((1, 3, 480, 864), dtype=np.float32) * 255, "scan 864x480"),
+             ("centerface_int8.onnx", "input.1", rng.random((1, 3, 480, 864), dtype=np.float32) * 255,
+              "int8 scan 864x480"),
              ("centerface.onnx", "input.1", rng.random((1, 3, 96, 96), dtype=np.float32) * 255, "region 96x96"),
              ("face_api_expression.onnx", "input", face_batch(8), "face-api, 8 faces"),
              ("fer2013_minixception.onnx", "input", rng.standard_normal((8, 1, 64, 64), dtype=np.float32) * 0.5,
@@ -209,18 +213,21 @@ def cmd_argmax(a: argparse.Namespace) -> None:
 
 
 def cmd_pipeline(a: argparse.Namespace) -> None:
-    """``fer-batch analyze CLIP`` at defaults by each checkout, interleaved ``--runs`` times: CPU s of the child."""
-    cpu: dict[str, list[float]] = {c: [] for c in a.checkouts}
+    """``fer-batch analyze CLIP`` by each checkout with each ``--variants`` argument list (JSON), interleaved
+    ``--runs`` times: CPU s of the child."""
+    cases = [(c, v) for c in a.checkouts for v in a.variants]
+    cpu: dict[tuple[str, str], list[float]] = {k: [] for k in cases}
     for _ in range(a.runs):
-        for checkout in a.checkouts:
+        for checkout, variant in cases:
             bench = Path(checkout) / "benchmarks" / "bench.py"
-            out = subprocess.run([sys.executable, str(bench), "_child", "fer_batch", str(a.clip), "[]"], cwd=checkout,
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+            out = subprocess.run([sys.executable, str(bench), "_child", "fer_batch", str(a.clip), variant],
+                                 cwd=checkout, capture_output=True, text=True, check=True).stdout  # fmt: skip
             r = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
-            cpu[checkout].append(r["cpu_s"])
-            print(f"{checkout}: cpu_s {r['cpu_s']:.2f} wall_s {r['wall_s']:.2f} (load {os.getloadavg()[0]:.1f})")
-    for checkout, v in cpu.items():
-        print(f"{checkout}: median cpu_s {np.median(v):.2f} over {len(v)} runs")
+            cpu[(checkout, variant)].append(r["cpu_s"])
+            print(f"{checkout} {variant}: cpu_s {r['cpu_s']:.2f} wall_s {r['wall_s']:.2f} "
+                  f"(load {os.getloadavg()[0]:.1f})")  # fmt: skip
+    for (checkout, variant), v in cpu.items():
+        print(f"{checkout} {variant}: median cpu_s {np.median(v):.2f} over {len(v)} runs")
 
 
 def cmd_threads(a: argparse.Namespace) -> None:
@@ -262,6 +269,25 @@ def cmd_threads(a: argparse.Namespace) -> None:
           + ", ".join(f"{k} {v:.2f}" for k, v in by_name.most_common() if k != "sampler"))  # fmt: skip
 
 
+def cmd_compare(a: argparse.Namespace) -> None:
+    """Two tables of the same video, row by row (frame, face): box IoU, probability differences, emotion."""
+    import pyarrow.parquet as pq
+
+    from fer_batch.analysis.classify import FER7
+
+    ta, tb = (pq.read_table(t).to_pandas() for t in a.tables)
+    m = ta.merge(tb, on=["frame", "face"], suffixes=("_a", "_b"))
+    xa, ya, wa, ha = (m[c + "_a"].to_numpy(float) for c in "xywh")
+    xb, yb, wb, hb = (m[c + "_b"].to_numpy(float) for c in "xywh")
+    iw = np.clip(np.minimum(xa + wa, xb + wb) - np.maximum(xa, xb), 0, None)
+    ih = np.clip(np.minimum(ya + ha, yb + hb) - np.maximum(ya, yb), 0, None)
+    iou = iw * ih / (wa * ha + wb * hb - iw * ih)
+    diff = np.abs(m[[f"{k}_a" for k in FER7]].to_numpy() - m[[f"{k}_b" for k in FER7]].to_numpy())
+    print(f"rows {len(ta)} / {len(tb)}, matched {len(m)}; box IoU median {np.median(iou):.3f} min {iou.min():.3f}; "
+          f"probabilities max |difference| {diff.max():.3g}, mean {diff.mean():.2g}; "
+          f"emotion equal {(m['emotion_a'] == m['emotion_b']).sum()}/{len(m)}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -276,12 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkouts", nargs="+")
     p.add_argument("--clip", type=Path, required=True)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--variants", nargs="+", default=["[]"], help="fer-batch arguments as JSON lists")
+    p = sub.add_parser("compare")
+    p.add_argument("tables", nargs=2, type=Path)
     p = sub.add_parser("threads")
     p.add_argument("--clip", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=12)
     a = ap.parse_args(argv)
     {"graph": cmd_graph, "levels": cmd_levels, "input": cmd_input, "members": cmd_members, "argmax": cmd_argmax,
-     "pipeline": cmd_pipeline, "threads": cmd_threads}[a.cmd](a)  # fmt: skip
+     "pipeline": cmd_pipeline, "threads": cmd_threads,
+     "compare": cmd_compare}[a.cmd](a)  # fmt: skip
     return 0
 
 
