@@ -9,6 +9,7 @@
         [--variants '[]' '["--detector", "centerface-int8"]']                      # ... and with other options
     python benchmarks/video_candidates.py threads --clip C                          # one analyze: CPU s by thread
     python benchmarks/video_candidates.py compare A.parquet B.parquet               # two tables of one video
+    python benchmarks/video_candidates.py tracked CROWD.mp4 A.parquet B.parquet...  # crowd tables vs true faces
 
 ``graph``, ``levels`` and ``input`` time one thread (``RUSAGE_THREAD``); ``members`` and ``pipeline`` the process.
 ``pipeline`` runs each checkout's own ``benchmarks/bench.py`` child (``git archive SHA | tar -x -C DIR`` makes one).
@@ -288,6 +289,34 @@ def cmd_compare(a: argparse.Namespace) -> None:
           f"emotion equal {(m['emotion_a'] == m['emotion_b']).sum()}/{len(m)}")  # fmt: skip
 
 
+def cmd_tracked(a: argparse.Namespace) -> None:
+    """Tables of ``make_clip.py crowd``'s clip from whole runs (tracking and regions included): the true faces each
+    finds (IoU >= 0.3, one to one, per frame), and the first table's faces each finds."""
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from make_clip import crowd_truth
+    from recall import matched
+
+    from fer_batch.media.probe import probe
+
+    info = probe(a.clip)
+    boxes = []
+    for t in a.tables:
+        df = pq.read_table(t, columns=["frame", "x", "y", "w", "h"]).to_pandas()
+        xyxy = np.stack([df.x, df.y, df.x + df.w, df.y + df.h], axis=1).astype(np.float32)
+        boxes.append({int(f): xyxy[df.frame.to_numpy() == f] for f in df.frame.unique()})
+    frames = sorted(set().union(*boxes))
+    truth = {f: np.array(crowd_truth(info.width, info.height, f), np.float32) for f in frames}
+    n_truth, n_ref = sum(len(v) for v in truth.values()), sum(len(v) for v in boxes[0].values())
+    empty = np.zeros((0, 4), np.float32)
+    for t, b in zip(a.tables, boxes, strict=True):
+        m_truth = sum(matched(truth[f], b.get(f, empty)) for f in frames)
+        m_ref = sum(matched(boxes[0].get(f, empty), b.get(f, empty)) for f in frames)
+        print(f"{t}: {sum(len(v) for v in b.values())} rows on {len(frames)} frames; true faces found "
+              f"{m_truth}/{n_truth} = {m_truth / n_truth:.1%}; first table's faces found {m_ref}/{n_ref}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -305,13 +334,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", default=["[]"], help="fer-batch arguments as JSON lists")
     p = sub.add_parser("compare")
     p.add_argument("tables", nargs=2, type=Path)
+    p = sub.add_parser("tracked")
+    p.add_argument("clip", type=Path)
+    p.add_argument("tables", nargs="+", type=Path)
     p = sub.add_parser("threads")
     p.add_argument("--clip", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=12)
     a = ap.parse_args(argv)
     {"graph": cmd_graph, "levels": cmd_levels, "input": cmd_input, "members": cmd_members, "argmax": cmd_argmax,
      "pipeline": cmd_pipeline, "threads": cmd_threads,
-     "compare": cmd_compare}[a.cmd](a)  # fmt: skip
+     "compare": cmd_compare, "tracked": cmd_tracked}[a.cmd](a)  # fmt: skip
     return 0
 
 
