@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "44309ad8f14419c06cc7a8a8a7d862631f6f0e65"
+REFERENCE = "2dc8794fd57a788a1330bb7d7ee1246a0e37539a"
 
 pytestmark = pytest.mark.slow
 

@@ -63,6 +63,7 @@ class AnnotatedVideo:
     path: str  # its name, beside the table
     size: int
     mtime_ns: int
+    scale: float | str | None = None  # the --annotate-scale asked for ("auto" or a factor); None: not recorded
 
     def is_at(self, path: Path) -> bool:
         """The file at ``path`` is this video (same size and mtime as recorded); False where there is none."""
@@ -167,7 +168,8 @@ class TableMeta:
                 fields["detector"] = DetectorInfo(id=fields["detector"]["id"], sha256=fields["detector"]["sha256"])
             if fields.get("annotated") is not None:
                 a = fields["annotated"]
-                fields["annotated"] = AnnotatedVideo(path=a["path"], size=a["size"], mtime_ns=a["mtime_ns"])
+                fields["annotated"] = AnnotatedVideo(path=a["path"], size=a["size"], mtime_ns=a["mtime_ns"],
+                                                     scale=a.get("scale"))  # fmt: skip
             return cls(**fields)
         except (TypeError, KeyError, AttributeError, ValueError):
             return None

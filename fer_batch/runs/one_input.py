@@ -35,7 +35,7 @@ INPUT_FAILURES = (DecodeError, OSError, ModelOutputError)
 
 
 def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: Tally,
-             source: os.stat_result, annotated: Path | None = None) -> TableMeta:  # fmt: skip
+             source: os.stat_result, annotated: Path | None = None, scale: Scale = AUTO) -> TableMeta:  # fmt: skip
     """What the table's Parquet metadata records: enough to reproduce the run and to resume safely.
 
     ``source`` is the file as it was when reading began; ``annotated`` the annotated video written with this table,
@@ -44,7 +44,7 @@ def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, 
     video = None
     if annotated is not None:
         st = annotated.stat()
-        video = AnnotatedVideo(path=annotated.name, size=st.st_size, mtime_ns=st.st_mtime_ns)
+        video = AnnotatedVideo(path=annotated.name, size=st.st_size, mtime_ns=st.st_mtime_ns, scale=scale)
     return TableMeta.made_by(
         analyzer,
         options,
@@ -109,7 +109,7 @@ def run_video(
                     raise DecodeError(_empty_range(options, info))
                 if not same_file(source, os.stat(path)):  # checked before anything gets its final name
                     raise DecodeError("the file changed while it was read (replaced or rewritten); run again")
-            sink.meta = metadata(path, options, info, analyzer, result, source, annotate_path)
+            sink.meta = metadata(path, options, info, analyzer, result, source, annotate_path, annotate_scale)
     except Exception as e:
         if not isinstance(e, INPUT_FAILURES) and not out_of_memory(e):
             raise
