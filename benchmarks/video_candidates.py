@@ -10,6 +10,7 @@
     python benchmarks/video_candidates.py threads --clip C                          # one analyze: CPU s by thread
     python benchmarks/video_candidates.py compare A.parquet B.parquet               # two tables of one video
     python benchmarks/video_candidates.py tracked CROWD.mp4 A.parquet B.parquet...  # crowd tables vs true faces
+    python benchmarks/video_candidates.py detected SET --detectors A B              # labelled photos, paired
 
 ``graph``, ``levels`` and ``input`` time one thread (``RUSAGE_THREAD``); ``members`` and ``pipeline`` the process.
 ``pipeline`` runs each checkout's own ``benchmarks/bench.py`` child (``git archive SHA | tar -x -C DIR`` makes one).
@@ -287,6 +288,13 @@ def cmd_compare(a: argparse.Namespace) -> None:
     print(f"rows {len(ta)} / {len(tb)}, matched {len(m)}; box IoU median {np.median(iou):.3f} min {iou.min():.3f}; "
           f"probabilities max |difference| {diff.max():.3g}, mean {diff.mean():.2g}; "
           f"emotion equal {(m['emotion_a'] == m['emotion_b']).sum()}/{len(m)}")  # fmt: skip
+    if "quality_a" in m:  # the trust signals that follow from the boxes and landmarks
+        pose = [np.abs(m[f"{c}_a"] - m[f"{c}_b"]).dropna() for c in ("yaw", "pitch")]
+        dq = np.abs(m["quality_a"] - m["quality_b"])
+        same = ((m["quality_a"] >= a.reliable) == (m["quality_b"] >= a.reliable)).sum()
+        print(f"  yaw/pitch |difference| median {pose[0].median():.2g}/{pose[1].median():.2g}, max "
+              f"{pose[0].max():.3g}/{pose[1].max():.3g} deg; quality max {dq.max():.3g}, 95th percentile "
+              f"{dq.quantile(0.95):.3g}; same side of quality {a.reliable}: {same}/{len(m)}")  # fmt: skip
 
 
 def cmd_tracked(a: argparse.Namespace) -> None:
@@ -317,6 +325,40 @@ def cmd_tracked(a: argparse.Namespace) -> None:
               f"{m_truth}/{n_truth} = {m_truth / n_truth:.1%}; first table's faces found {m_ref}/{n_ref}")  # fmt: skip
 
 
+def cmd_detected(a: argparse.Namespace) -> None:
+    """A labelled set through two detectors (largest face of each image, as ``accuracy.py``): balanced accuracy of
+    each, the images whose verdict changed, and a paired bootstrap of the difference (images resampled together)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from accuracy import predictions, score
+
+    verdicts, got = [], []
+    for det in a.detectors:
+        df, labels, _ = predictions(a.set, {"detector": det}, a.jobs)
+        df = df[df["face"].isna() | (df["face"] == 0)].sort_values("video")
+        s = score(df, labels)
+        truth = df["video"].str.split("/").str[0].to_numpy()
+        pred = np.where(df["face"].notna(), np.asarray(labels)[np.nan_to_num(df[labels].to_numpy()).argmax(1)], "")
+        verdicts.append((df["video"].to_numpy(), truth, pred == truth))
+        got.append(s["balanced_accuracy"])
+        print(f"{det}: balanced {s['balanced_accuracy']:.4f}, accuracy {s['accuracy']:.4f}, no face {s['no_face']}")
+    (va, truth, ok_a), (vb, _, ok_b) = verdicts
+    assert (va == vb).all(), "the two runs did not score the same images"
+    known = np.isin(truth, labels)  # contempt: a class the 7-class models cannot say, left out as accuracy.py does
+    truth, ok_a, ok_b = truth[known], ok_a[known], ok_b[known]
+    classes, rng, diffs = np.unique(truth), np.random.default_rng(0), []
+    for _ in range(a.boot):
+        idx = rng.integers(0, len(truth), len(truth))
+        t = truth[idx]
+        per = [(ok_b[idx][t == c].mean() - ok_a[idx][t == c].mean()) for c in classes if (t == c).any()]
+        diffs.append(np.mean(per))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    print(f"{a.detectors[1]} - {a.detectors[0]}: balanced {got[1] - got[0]:+.4f} (paired bootstrap 95 % "
+          f"{lo:+.4f} .. {hi:+.4f}, {a.boot} resamples); right only with {a.detectors[0]}: "
+          f"{int((ok_a & ~ok_b).sum())}, only with {a.detectors[1]}: {int((ok_b & ~ok_a).sum())}; by class: "
+          + ", ".join(f"{c} {int((ok_b & ~ok_a)[truth == c].sum()) - int((ok_a & ~ok_b)[truth == c].sum()):+d}/"
+                      f"{int((truth == c).sum())}" for c in classes))  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -334,16 +376,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", default=["[]"], help="fer-batch arguments as JSON lists")
     p = sub.add_parser("compare")
     p.add_argument("tables", nargs=2, type=Path)
+    p.add_argument("--reliable", type=float, default=0.5, help="the quality that marks a row as reliable")
     p = sub.add_parser("tracked")
     p.add_argument("clip", type=Path)
     p.add_argument("tables", nargs="+", type=Path)
+    p = sub.add_parser("detected")
+    p.add_argument("set", type=Path)
+    p.add_argument("--detectors", nargs=2, default=["centerface", "centerface-int8"])
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--boot", type=int, default=2000)
     p = sub.add_parser("threads")
     p.add_argument("--clip", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=12)
     a = ap.parse_args(argv)
     {"graph": cmd_graph, "levels": cmd_levels, "input": cmd_input, "members": cmd_members, "argmax": cmd_argmax,
      "pipeline": cmd_pipeline, "threads": cmd_threads,
-     "compare": cmd_compare, "tracked": cmd_tracked}[a.cmd](a)  # fmt: skip
+     "compare": cmd_compare, "tracked": cmd_tracked, "detected": cmd_detected}[a.cmd](a)  # fmt: skip
     return 0
 
 
