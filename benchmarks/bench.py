@@ -44,7 +44,7 @@ FER_BATCH_CONFIGS: list[tuple[str, list[str]]] = [
     ("fer-batch analyze --min-face 32 (scans at det-size 640)", ["--min-face", "32"]),
     ("fer-batch analyze --det-size 320 --min-face 64", ["--det-size", "320", "--min-face", "64"]),
     ("fer-batch analyze --scan-interval 0 (full scan every frame)", ["--scan-interval", "0"]),
-    ("fer-batch analyze --detector centerface-int8 (int8 full scans)", ["--detector", "centerface-int8"]),
+    ("fer-batch analyze --detector centerface (float full scans, the old default)", ["--detector", "centerface"]),
     ("fer-batch analyze --threads 1", ["--threads", "1"]),
     ("fer-batch analyze --threads 4 (scans on 2 onnxruntime threads)", ["--threads", "4"]),
 ]

@@ -162,8 +162,9 @@ class Detection(_Settings):
 
     READ_BY_MODELS: ClassVar[bool] = True
 
-    # centerface | centerface-int8 (int8 full scans) | haar | none (each image or frame is one face that fills it)
-    detector: str = option("centerface", choice("centerface", "centerface-int8", "haar", "none"))
+    # centerface-int8 (int8 full scans, float regions; the default: 15-20 % less CPU a video at the float model's
+    # recall, BENCHMARKS.md) | centerface (float scans) | haar | none (each image or frame is one face that fills it)
+    detector: str = option("centerface-int8", choice("centerface", "centerface-int8", "haar", "none"))
     min_face: int = option(24, number(1, 100_000, integer=True))  # px in the displayed frame; smaller dropped
     # longest side of a full-frame scan's input (px), raised by min_face; 0 = full size (documented)
     det_size: int = option(640, number(0, 100_000, integer=True))

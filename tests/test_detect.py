@@ -53,6 +53,13 @@ def test_detectors_find_the_pasted_face_in_frame_pixels(tmp_path, detector: str)
     assert ((width > 40) & (width < 130)).all()  # the face inside the pasted 130-px picture
 
 
+def test_the_default_scans_with_int8_and_float_scans_stay_a_choice() -> None:
+    """Issue 24: int8 full-frame scans by default (float regions); ``detector="centerface"`` keeps float scans."""
+    default, float_scans = make_detector(Options()), make_detector(Options.of(detector="centerface"))
+    assert default.id == "centerface-int8" and float_scans.id == "centerface"
+    assert default.sha256 != float_scans.sha256  # tables and --resume tell them apart
+
+
 def test_only_centerface_looks_in_regions(tmp_path) -> None:
     path = tmp_path / "c.mp4"
     write_clip(path, n=1, size=(480, 270), faces=lambda i: [(300, 60, 130)])
@@ -75,7 +82,7 @@ def test_int8_scans_find_the_faces_the_float_model_finds(tmp_path) -> None:
     path = tmp_path / "c.mp4"
     layout = [(20 + 110 * k, 30 + 60 * (k % 3), 40 + 12 * k) for k in range(6)]  # faces of 40 to 100 px
     write_clip(path, n=2, size=(720, 300), faces=lambda i: layout)
-    float_opts, int8_opts = Options(), Options.of(detector="centerface-int8")
+    float_opts, int8_opts = Options.of(detector="centerface"), Options.of(detector="centerface-int8")
     frames = Frames.from_decoded(list(FrameReader(path, probe(path), float_opts)))
     ref, got = make_detector(float_opts)(frames), make_detector(int8_opts)(frames)
     assert len(ref) >= 10  # most pasted faces found by the float model: there is something to compare

@@ -73,7 +73,7 @@ def assert_same(a: dict[str, object], b: dict[str, object]) -> None:
     "options",
     [Options.of(detector="none", device="cpu"), Options.of(device="cpu"),
      Options.of(device="cpu", smooth=0.5, min_quality=0.3, fps=2.0)],  # fmt: skip
-    ids=["detector-none", "centerface", "smooth-min-quality-fps"],
+    ids=["detector-none", "default-detector", "smooth-min-quality-fps"],
 )
 def test_batched_photos_give_exactly_the_one_at_a_time_outputs(options: Options, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip

@@ -122,7 +122,7 @@ def test_table_metadata_and_load(clip, tmp_path) -> None:
     table = out / "clip.parquet"
     meta = read_metadata(table)
     assert meta["options"]["fps"] == 5 and meta["model"]["id"] == Options().classification.model
-    assert meta["detector"]["id"] == "centerface" and meta["status"] == "ok" and meta["frames_decoded"] == 6
+    assert meta["detector"]["id"] == "centerface-int8" and meta["status"] == "ok" and meta["frames_decoded"] == 6
     assert meta["source"]["size"] == path.stat().st_size and meta["width"] == 320
     loaded = fer_batch.load(out)
     direct = pd.read_parquet(table)

@@ -92,8 +92,8 @@ DetectorOpt = Annotated[
     str,
     typer.Option(
         metavar="NAME",
-        help="centerface, centerface-int8 (int8 full scans), haar, or none (each image/frame is one "
-        "face that fills it).",
+        help="centerface-int8 (the default: int8 full-frame scans, float regions), centerface (float "
+        "scans), haar, or none (each image/frame is one face that fills it).",
     ),
 ]
 ModelOpt = Annotated[

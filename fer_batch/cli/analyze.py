@@ -44,7 +44,7 @@ def analyze(
         list[str], typer.Argument(metavar="PATH...", help="Video files, photos, folders (recursive) or globs.")
     ],
     out: Out,
-    detector: DetectorOpt = "centerface",
+    detector: DetectorOpt = Detection.detector,
     model: ModelOpt = Classification.model,
     model_spec: ModelSpecOpt = None,
     tta: TtaOpt = None,

@@ -44,7 +44,7 @@ def webcam(
     ] = None,
     annotate: Annotated[bool, typer.Option(help="Also record every frame, annotated, to .annotated.mp4.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Window, if a display exists.")] = True,
-    detector: DetectorOpt = "centerface",
+    detector: DetectorOpt = Detection.detector,
     model: ModelOpt = Classification.model,
     model_spec: ModelSpecOpt = None,
     tta: TtaOpt = None,

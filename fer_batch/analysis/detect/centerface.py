@@ -29,8 +29,9 @@ class CenterFace:
     """``CenterFace(options)(frames) -> Faces``; scan images have sides that are multiples of 32.
 
     ``scan_model``: the manifest id of the model for full-frame scans; detection around known faces always runs
-    the float model, whose boxes the tables keep between scans. ``centerface-int8`` scans in about 0.77 of the time
-    and finds the same share of faces (BENCHMARKS.md, ``benchmarks/recall.py``).
+    the float model, whose boxes the tables keep between scans. ``centerface-int8`` (the default detector) scans in
+    about half the CPU time on a CPU with AVX-512 VNNI and finds the same share of faces (BENCHMARKS.md,
+    ``benchmarks/recall.py``).
     """
 
     def __init__(self, options: Options, scan_model: str = "centerface") -> None:
