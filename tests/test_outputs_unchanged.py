@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "2dc8794fd57a788a1330bb7d7ee1246a0e37539a"
+REFERENCE = "6562b1bbf23d43e053571f7e3c89d7f9ebe8b942"
 
 pytestmark = pytest.mark.slow
 
