@@ -7,7 +7,7 @@ warnings and per-input errors to stderr.
 
 from __future__ import annotations
 
-import logging
+import atexit
 import os
 import sys
 
@@ -39,7 +39,9 @@ def _exit_now(code: object) -> None:
     if isinstance(code, str):  # sys.exit("message") semantics: the message on stderr, status 1
         print(code, file=sys.stderr)
     status = code if isinstance(code, int) else (0 if code is None else 1)
-    logging.shutdown()
+    # what a normal exit runs first: logging's flush, multiprocessing's clean-up of a worker pool's semaphores
+    # (skipped, the resource tracker warns of leaks), tqdm's; only the interpreter's teardown is left out
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
