@@ -91,3 +91,26 @@ def test_int8_scans_find_the_faces_the_float_model_finds(tmp_path) -> None:
     int8 = make_detector(int8_opts)
     assert int8.id == "centerface-int8" and int8.sha256 != make_detector(float_opts).sha256  # the tables can tell
     assert int8.session is not int8.region_session  # regions: the float model
+
+
+def test_int8_scans_on_cuda_say_once_how_to_keep_scans_on_the_gpu(monkeypatch, caplog) -> None:
+    """onnxruntime's CUDA provider has no int8 convolution: the default detector there scans on the CPU, and the
+    user is told, once a process, that --detector centerface avoids it (float scans and the CPU say nothing)."""
+    from types import SimpleNamespace
+
+    from fer_batch.analysis import models
+    from fer_batch.analysis.detect import centerface
+
+    def fake_session(path, device, threads):  # noqa: ANN001, ANN202
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        return SimpleNamespace(get_providers=lambda: providers, get_inputs=lambda: [SimpleNamespace(name="input.1")])
+
+    monkeypatch.setattr(models, "session", fake_session)
+    monkeypatch.setattr(centerface, "_warned_cuda_int8", False)
+    make_detector(Options.of(detector="centerface", device="cuda"))
+    make_detector(Options.of(device="cpu"))
+    assert not [r for r in caplog.records if "centerface-int8 on CUDA" in r.getMessage()]
+    make_detector(Options.of(device="cuda"))
+    make_detector(Options.of(device="cuda"))
+    warned = [r.getMessage() for r in caplog.records if "centerface-int8 on CUDA" in r.getMessage()]
+    assert len(warned) == 1 and "--detector centerface keeps them on the GPU" in warned[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from fer_batch.analysis import models
@@ -15,6 +17,9 @@ NMS_IOU = 0.3
 CHUNK = 1  # frames per full-scan call: batches gain nothing on CPU and 8 frames at 864x480 cost 360 MB
 ROI_SCALE = 2.0  # a region of interest is this many times the face's side, centred on its predicted box
 ROI_SIZE = 96  # px: the region's detector input, where the face spans about ROI_SIZE / ROI_SCALE px
+
+log = logging.getLogger(__name__)
+_warned_cuda_int8 = False
 
 
 def fingerprint(scan_model: str) -> tuple[models.ModelSpec, models.ModelSpec, str]:
@@ -44,6 +49,8 @@ class CenterFace:
         self.session = models.session(scan_spec.path, options.runtime.device, threads.scan)
         # regions run in another thread than full scans, each with the threads that suit its size
         self.region_session = models.session(spec.path, options.runtime.device, threads.regions)
+        if scan_spec is not spec and self.session.get_providers()[0] == "CUDAExecutionProvider":
+            _warn_int8_on_cuda()
         self.input_name = self.session.get_inputs()[0].name
         outs = spec.entry["outputs"]
         self.output_names = [outs["heatmap"], outs["scale"], outs["offset"], outs["landmarks"]]
@@ -127,3 +134,12 @@ class CenterFace:
             landmarks=landmarks.astype(np.float32),
             track_id=np.full(n, -1, dtype=np.int64),
         )
+
+
+def _warn_int8_on_cuda() -> None:
+    """Once a process: the default int8 scans cost GPU users speed, which they can only get back by asking."""
+    global _warned_cuda_int8
+    if not _warned_cuda_int8:
+        _warned_cuda_int8 = True
+        log.warning("--detector centerface-int8 on CUDA: onnxruntime has no int8 convolution there, so full-frame "
+                    "scans run on the CPU; --detector centerface keeps them on the GPU")
