@@ -19,7 +19,7 @@ from recall import matched  # noqa: E402
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bench") / "face.mp4"
-    assert make_clip.make_face_clip(path, seconds=1.0, size=(320, 240), fps=10) == 10
+    assert make_clip.make_face_clip(path, seconds=1.0, size=(480, 360), fps=10) == 10  # face clear of min-face
     return path
 
 

@@ -164,7 +164,9 @@ def test_thumbnails_show_the_tracked_face(run: Path) -> None:
     for th in thumbs:
         th_h, th_w = th.shape[:2]
         centre = cv2.resize(th[th_h // 7 : th_h - th_h // 7, th_w // 7 : th_w - th_w // 7], (32, 32)).astype(np.float32)
-        assert np.abs(centre - face).mean() < 0.5 * np.abs(centre - corners).mean()
+        # measured: thumbnails 0.41-0.48 of the way to the flag with float scans, 0.46-0.56 with int8 scans (whose
+        # first box, the template, sits 4 px higher); background crops 0.80-1.9, the face 30 px off 0.67
+        assert np.abs(centre - face).mean() < 0.6 * np.abs(centre - corners).mean()
 
 
 def test_nothing_comes_from_the_network(run: Path) -> None:

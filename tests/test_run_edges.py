@@ -15,8 +15,9 @@ from fer_batch._atomic import TMP_MARK
 
 @pytest.mark.slow
 def test_sigterm_says_what_finished_and_leaves_no_temporary_file(tmp_path: Path) -> None:
-    # 0.3 s into the next input, whose table is being written under a temporary name
-    rc, seen, rest, _ = interrupted_run(tmp_path, signal.SIGTERM, 150, (320, 240), settle_s=0.3)
+    # 0.3 s into the next input, whose table is being written under a temporary name; 450 frames so that input is
+    # still running then (150 were done within 0.3 s at times once full scans ran int8)
+    rc, seen, rest, _ = interrupted_run(tmp_path, signal.SIGTERM, 450, (320, 240), settle_s=0.3)
     out = tmp_path / "out"
     assert rc == 143, seen + rest
     assert "Traceback" not in rest
