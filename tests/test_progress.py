@@ -111,7 +111,9 @@ def test_an_input_run_at_a_terminal_with_a_bar_succeeds(tmp_path: Path, capsys: 
     (tmp_path / "out").mkdir()
     result = analyze_one(job, Options(), Display.BAR)
     assert result.status == "ok", result.error
-    assert "v.mp4: 100%|" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the bar was drawn (how far it got before it was cleared depends on tqdm's redraw interval, not on us)
+    assert "v.mp4:" in err and "%|" in err and "/12" in err, err
 
 
 @pytest.mark.slow
