@@ -113,7 +113,7 @@ def test_an_input_run_at_a_terminal_with_a_bar_succeeds(tmp_path: Path, capsys: 
     assert result.status == "ok", result.error
     err = capsys.readouterr().err
     # the bar was drawn (how far it got before it was cleared depends on tqdm's redraw interval, not on us)
-    assert "v.mp4:" in err and "%|" in err and "/12" in err, err
+    assert "v.mp4:" in err and "%|" in err, err
 
 
 @pytest.mark.slow
