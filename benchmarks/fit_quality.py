@@ -4,7 +4,9 @@ faces (the model and why it is gated: ``quality_fit``).
 Data: only the labelled sets of ``../shared/data/expressions`` (fer2013-privatetest, ckplus48, muxspace-dev).
 fer2013-train is left out: ``fer2013-minixception`` was trained on it, so its answers there are memorised and say
 nothing about new faces. Every image goes through the real ``analyze`` path (``--detector none``: the image is the
-face) once per ensemble member, so each face's features are exactly those the pipeline computes
+face) once per ensemble member, and again with ``--tta flip`` for the members of ``quality.MIRRORED`` (the
+answer averaged with the mirrored face's, as the pipeline computes it for ``quality``), so each face's features are
+exactly those the pipeline computes
 (``fer_batch.analysis.quality.features``: the ensemble's top probability and margin, the members' disagreement,
 face size, sharpness, pose; the gate's image statistics, ``quality.gate_features``); the ensemble's probabilities
 are the members' mean, as in ``Classifier``. The images
@@ -17,8 +19,11 @@ Each fit chooses its L2 strength by a 2-fold split of its own fitting rows (``qu
 Reported beside the raw top probability: ECE (10 equal-width bins), AUROC (right above wrong), and accuracy kept
 versus rows kept at a few thresholds. The shipped model (``models/quality.json``) is fitted on all rows.
 
-    python benchmarks/fit_quality.py --jobs 2 --write models/quality.json [--data ../shared/data/expressions]
+    python benchmarks/fit_quality.py --jobs 1 --write models/quality.json [--data ../shared/data/expressions]
     python benchmarks/fit_quality.py --verify   # the pipeline's quality column == this script's, on one set
+
+After a change to ``quality.FEATURES`` or ``GATE_FEATURES`` the shipped ``models/quality.json`` no longer loads, and
+every run refuses to start: move it aside before fitting (the tables the fit reads do not depend on it).
 """
 
 from __future__ import annotations
@@ -96,14 +101,18 @@ def set_rows(name: str, cache: Path, jobs: int, pose: pd.DataFrame | None = None
     """
     root = DATA[0] / name if pose is None else blurred_copies(name, cache)
     tables = [run(root, cache, model=m, detector="none", jobs=jobs).sort_values("video") for m in MEMBERS]
+    # with ``--tta flip``: the probabilities averaged with the mirrored face's, of the members quality reads so
+    both = [run(root, cache, model=MEMBERS[k], detector="none", jobs=jobs, tta="flip").sort_values("video")
+            for k in quality.MIRRORED]  # fmt: skip
     labels = label_columns(tables[0])
     base = tables[0].reset_index(drop=True)
     out = pd.DataFrame({"set": name, "video": base["video"], "truth": base["video"].str.split("/").str[0],
                         "w": base["w"], "h": base["h"], "sharpness": base["sharpness"]})  # fmt: skip
-    for k, t in enumerate(tables):
-        assert (t["video"].to_numpy() == base["video"].to_numpy()).all()
-        for c in labels:
-            out[f"m{k}_{c}"] = t[c].to_numpy(np.float64)
+    for prefix, runs in (("m", dict(enumerate(tables))), ("b", dict(zip(quality.MIRRORED, both, strict=True)))):
+        for k, t in runs.items():
+            assert (t["video"].to_numpy() == base["video"].to_numpy()).all()
+            for c in labels:
+                out[f"{prefix}{k}_{c}"] = t[c].to_numpy(np.float64)
     # the look but sharpness is no table column: measured here as the pipeline does (the photo decoded as
     # ``media.reader`` decodes it, its gray image, the face's box = the whole image); sharpness must agree
     looks = np.array([looks_of(root / v) for v in out["video"]], np.float64).reshape(-1, len(quality.LOOK))
@@ -133,7 +142,8 @@ def design(df: pd.DataFrame, labels: list[str], fill: tuple[float, float]) -> tu
     boxes = np.stack([np.zeros(len(df)), np.zeros(len(df)), df["w"], df["h"]], axis=1)
     angles = np.stack([df["yaw"], df["pitch"], np.full(len(df), np.nan)], axis=1)
     look = quality.Look(*(df[c].to_numpy(np.float32) for c in quality.LOOK))
-    x = quality.features(probs, [m.astype(np.float32) for m in members], boxes, angles, look, fill)
+    both = [df[[f"b{k}_{c}" for c in labels]].to_numpy(np.float32) for k in quality.MIRRORED]
+    x = quality.features(probs, [m.astype(np.float32) for m in members], both, boxes, angles, look, fill)
     right = np.asarray(labels)[probs.argmax(axis=1)] == df["truth"].to_numpy()
     return x, quality.gate_features(boxes, look), right.astype(float), probs.max(axis=1).astype(np.float64)
 

@@ -59,7 +59,7 @@ def test_a_model_of_the_wrong_shape_is_refused_with_the_reason() -> None:
     assert cal is not None
     d = cal.to_dict()
     d["expert"]["coef"] = d["expert"]["coef"][:2]
-    with pytest.raises(ValueError, match=r"quality.json: shapes .* do not fit 3 kinds of 20 features"):
+    with pytest.raises(ValueError, match=r"quality.json: shapes .* do not fit 3 kinds of 22 features"):
         quality.Calibration.from_dict(d)
     with pytest.raises(ValueError, match="quality.json: gate_features"):
         quality.Calibration.from_dict({**cal.to_dict(), "gate_features": ["log_size"]})
@@ -117,3 +117,38 @@ def test_pipeline_and_fitting_script_compute_the_same_quality(tmp_path: Path, mo
     assert cal is not None
     (tmp_path / "cache").mkdir()
     assert fit_quality.verify(tmp_path / "cache", 1, cal) < 1e-6
+
+
+def test_mirror_features_say_how_much_an_answer_changes_on_the_mirrored_face() -> None:
+    """``both`` (the first member's answer averaged with its mirrored face's, as ``--tta flip`` has it) gives back
+    the mirror's probability of the answer and how far the member's probabilities moved."""
+    plain = np.array([[0.1, 0.0, 0.0, 0.8, 0.0, 0.0, 0.1], [0.1, 0.0, 0.0, 0.8, 0.0, 0.0, 0.1]], np.float32)
+    mirrored = np.array([[0.1, 0.0, 0.0, 0.8, 0.0, 0.0, 0.1], [0.7, 0.0, 0.0, 0.2, 0.0, 0.0, 0.1]], np.float32)
+    both = (plain + mirrored) / 2
+    boxes = np.array([[0, 0, 48, 48]] * 2, np.float32)
+    look = quality.Look(*(np.ones(2, np.float32) for _ in quality.LOOK))
+    assert quality.MIRRORED == (0,)
+    x = quality.features(plain, [plain, plain], [both], boxes, np.full((2, 3), np.nan), look)
+    col = {f: x[:, k] for k, f in enumerate(quality.FEATURES)}
+    np.testing.assert_allclose(col["logit_m0_mirror"], [math.log(0.8 / 0.2), math.log(0.2 / 0.8)], atol=1e-5)
+    np.testing.assert_allclose(col["mirror_change_m0"], [0.0, 0.6], atol=1e-5)
+    np.testing.assert_allclose(col["logit_m0"], math.log(0.8 / 0.2), atol=1e-5)
+
+
+def test_only_the_calibrated_classifier_pays_for_the_mirrored_pass(clip, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fer_batch
+    from fer_batch.analysis.classify import Classifier
+
+    calls: list[int] = []
+    real = Classifier.predict_mirrored
+
+    def counted(self: Classifier, member: int, crops: np.ndarray) -> np.ndarray:
+        calls.append(member)
+        return real(self, member, crops)
+
+    monkeypatch.setattr(Classifier, "predict_mirrored", counted)
+    path, _ = clip(size=(320, 240), n=2, faces=lambda i: [(100, 60, 120)])
+    fer_batch.analyze_video(path, model="fer2013-minixception")
+    assert calls == []  # uncalibrated: quality is the top probability, no mirror needed
+    fer_batch.analyze_video(path)
+    assert calls == [0] * len(calls) and calls  # the default ensemble: its first member again, on mirrored faces

@@ -1,13 +1,14 @@
 """How far a face's row can be trusted: head pose from the five landmarks, sharpness, and a calibrated ``quality``.
 
 Why here, beside the classifier: ``quality`` is an estimate of the probability that the row's ``emotion`` is right,
-built from the ensemble's own margin and agreement, the face's size in pixels, its pose and its sharpness with a
-small gated logistic model fitted on labelled faces (``benchmarks/fit_quality.py``; coefficients shipped as data in
-``models/quality.json``). Why gated: the kinds of material differ in how often the ensemble is right at the same
-confidence, and in which member's confidence to believe (on FER2013-style web crops the member trained on FER2013,
-on posed lab faces the other), so a softmax over image statistics of the face (size, sharpness, contrast,
-symmetry, ...) says how much the face looks like each kind of fitting material, and mixes one logistic model per
-kind by those weights. Those features exist only where the classifier runs, so it calls ``quality``.
+built from the ensemble's own margin and agreement, how its members' answers change when the face is mirrored,
+the face's size in pixels, its pose and its sharpness with a small gated logistic model fitted on labelled faces
+(``benchmarks/fit_quality.py``; coefficients shipped as data in ``models/quality.json``). Why gated: the kinds of
+material differ in how often the ensemble is right at the same confidence, and in which member's confidence to
+believe (on FER2013-style web crops the member trained on FER2013, on posed lab faces the other), so a softmax over
+image statistics of the face (size, sharpness, contrast, symmetry, ...) says how much the face looks like each kind
+of fitting material, and mixes one logistic model per kind by those weights. Those features exist only where the
+classifier runs, so it calls ``quality``.
 
 Pose sign convention (degrees, in the displayed frame): ``roll`` > 0 when the eye line turns clockwise on screen
 (the image-right eye lower); ``yaw`` > 0 when the nose points towards the image's right; ``pitch`` > 0 when the
@@ -45,10 +46,15 @@ SHARP_SIZE = 64  # px: faces are resized to this square before measuring sharpne
 
 FEATURES = (
     "logit_top", "margin", "disagree", "logit_m0", "logit_m1", "agree",
+    "logit_m0_mirror", "mirror_change_m0",
     "is_angry", "is_disgust", "is_fear", "is_happy", "is_sad", "is_surprise",
     "log_size", "log_sharpness", "log_sharpness_sq", "sharpness_x_size", "log_contrast", "brightness",
     "abs_yaw", "abs_pitch",
 )  # fmt: skip
+# the members whose answer on the mirrored face ``quality`` reads: the first (fer2013-minixception), whose second pass
+# is the cheap one (0.6 of the two members' 2.9 s CPU per 1,000 faces) and whose mirror ranks answers best
+# (BENCHMARKS.md, "Quality": held out, FER2013's AUROC 0.794 without it, 0.803 with it, 0.805 with both members')
+MIRRORED = (0,)
 # what the gate reads: how the face looks, not what the classifier says (see ``gate_features``)
 GATE_FEATURES = (
     "log_size", "log_sharpness", "log_contrast", "brightness", "symmetry", "detail_balance", "hist_entropy", "clipped",
@@ -139,13 +145,19 @@ def look_one(image: np.ndarray | Luma | Planes, box: np.ndarray) -> tuple[float,
             float(-(hist * np.log(hist)).sum()), float(((face < 10) | (face > 245)).mean()))  # fmt: skip
 
 
-def features(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, angles: np.ndarray, look: Look,
-             fill_pose: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # fmt: skip
+def features(probs: np.ndarray, members: list[np.ndarray], both: list[np.ndarray], boxes: np.ndarray,
+             angles: np.ndarray, look: Look, fill_pose: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # fmt: skip
     """(n, len(FEATURES)) inputs of the logistic model, in ``FEATURES`` order (two members, seven labels).
 
     ``logit_top``: the ensemble's top probability as a logit; ``margin``: top minus second; ``disagree``: half the L1
     distance between the members' probabilities; ``logit_m0``/``logit_m1``: each member's probability of the
-    ensemble's answer, as a logit; ``agree``: 1 where the members' answers agree; ``is_<label>``: the answer (the
+    ensemble's answer, as a logit; ``agree``: 1 where the members' answers agree; ``logit_m0_mirror``: the first
+    member's probability of the answer on the mirrored face, as a logit, and ``mirror_change_m0``: half the L1
+    distance between its probabilities on the face and on its mirror image (``both``: the probabilities of each
+    member of ``MIRRORED`` averaged with its mirrored face's, float32, as ``--tta flip`` tables hold them; the
+    mirror's are taken back out of that mean here, so that the fitting script, which reads such tables, gets the
+    same numbers bit for bit);
+    ``is_<label>``: the answer (the
     last label is the baseline); ``log_size``: log2 of the face's side in px; ``log_sharpness``: log1p of
     ``sharpness``, also squared and times ``log_size``; ``log_contrast``, ``brightness`` (/100); ``abs_yaw``,
     ``abs_pitch`` in tens of degrees, ``fill_pose`` where a face has no landmarks (the mean of the fitting data).
@@ -156,12 +168,16 @@ def features(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, an
     top2 = np.sort(p, axis=1)[:, -2:]
     m = [np.clip(np.asarray(x, np.float64), 1e-6, 1 - 1e-6) for x in members]
     at = [x[np.arange(n), top] for x in m]
+    mirror = [np.clip(2 * np.asarray(b, np.float64) - np.asarray(members[k], np.float64), 1e-6, 1 - 1e-6)
+              for b, k in zip(both, MIRRORED, strict=True)]  # fmt: skip
     side = np.sqrt(np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0))
     sharp = np.log1p(np.asarray(look.sharpness, np.float64))
     yaw = np.where(np.isfinite(angles[:, 0]), np.abs(angles[:, 0]) / 10, fill_pose[0])
     pitch = np.where(np.isfinite(angles[:, 1]), np.abs(angles[:, 1]) / 10, fill_pose[1])
     cols = [_logit(top2[:, 1]), top2[:, 1] - top2[:, 0], 0.5 * np.abs(m[0] - m[1]).sum(axis=1),
             _logit(at[0]), _logit(at[1]), (m[0].argmax(axis=1) == m[1].argmax(axis=1)).astype(np.float64)]
+    for x, k in zip(mirror, MIRRORED, strict=True):
+        cols += [_logit(x[np.arange(n), top]), 0.5 * np.abs(x - m[k]).sum(axis=1)]
     cols += [(top == k).astype(np.float64) for k in range(p.shape[1] - 1)]
     cols += [np.log2(side), sharp, sharp**2, sharp * np.log2(side), np.log1p(np.asarray(look.contrast, np.float64)),
              np.asarray(look.brightness, np.float64) / 100, yaw, pitch]  # fmt: skip
@@ -286,13 +302,14 @@ def describe(cal: Calibration | None) -> dict[str, Any]:
             "fitted_on": list(cal.fitted_on), "reliable": RELIABLE}  # fmt: skip
 
 
-def quality(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, angles: np.ndarray, look: Look,
-            cal: Calibration | None) -> np.ndarray:  # fmt: skip
-    """``quality`` per face: the calibrated estimate, or (no calibration for this classifier) the top probability."""
+def quality(probs: np.ndarray, members: list[np.ndarray], both: list[np.ndarray], boxes: np.ndarray,
+            angles: np.ndarray, look: Look, cal: Calibration | None) -> np.ndarray:  # fmt: skip
+    """``quality`` per face: the calibrated estimate, or (no calibration for this classifier) the top probability.
+    ``both``: those of each member of ``MIRRORED`` averaged with its mirrored face's (read only where calibrated)."""
     if not len(probs):
         return np.zeros(0, np.float32)
     if cal is None:
         return np.asarray(np.asarray(probs, np.float32).max(axis=1))
-    x = features(probs, members, boxes, angles, look, cal.fill_pose)
+    x = features(probs, members, both, boxes, angles, look, cal.fill_pose)
     return cal.predict(x, gate_features(boxes, look)).astype(np.float32)
 
