@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "64f94f997ddf169f7e2d18e969b9103f1e73c48b"
+REFERENCE = "6e5ae4e06271585da2b7361f43c7118d7bf15945"
 
 pytestmark = pytest.mark.slow
 
