@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     sets = args.set or [SHARED / s for s in DEFAULT_SETS]
-    configs = [parse_config(c) for c in (args.config or [f"model={Options.model}"])]
+    configs = [parse_config(c) for c in (args.config or [f"model={Options().classification.model}"])]
     report: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fer-acc-sets-") as tmp:
         roots = [subset(s, args.limit, Path(tmp) / s.name) if args.limit else s for s in sets]

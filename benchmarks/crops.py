@@ -39,7 +39,7 @@ MODELS = ("fer2013-minixception", "face-api-expression")
 
 def detect_all(files: list[Path]) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
     """Each photo (BGR, gray) with the largest face's box and landmarks (NaN where none was found)."""
-    options = Options(device="cpu")
+    options = Options.of(device="cpu")
     detector = make_detector(options)
     bgrs, grays = [], []
     boxes = np.full((len(files), 4), np.nan, np.float32)
@@ -47,7 +47,7 @@ def detect_all(files: list[Path]) -> tuple[list[np.ndarray], list[np.ndarray], n
     for i, f in enumerate(files):
         bgr = read_image(f)
         h, w = bgr.shape[:2]
-        d = from_bgr(0, 0.0, bgr, small_size(w, h, options.det_size, options.min_face))
+        d = from_bgr(0, 0.0, bgr, small_size(w, h, options.detection.det_size, options.detection.min_face))
         faces = detector(Frames.from_decoded([d], colour=True))
         if len(faces):
             boxes[i], marks[i] = faces.boxes[0], faces.landmarks[0]
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     found = np.flatnonzero(~np.isnan(boxes[:, 0]))
     truth = np.array([f.parent.name for f in files])[found]
     print(f"{args.set.name}: a face found in {len(found)} of {len(files)} photos [{time.perf_counter() - t0:.0f} s]")
-    classifiers = {m: Classifier(Options(model=m, device="cpu")) for m in MODELS}
+    classifiers = {m: Classifier(Options.of(model=m, device="cpu")) for m in MODELS}
     print("| margin | square | align | shift | " + " | ".join(MODELS) + " | average of both |")
     print("|---|---|---|---|" + "---|" * (len(MODELS) + 1))
     for spec in geometries():

@@ -36,7 +36,7 @@ from fer_batch.analysis.classify import Classifier  # noqa: E402
 from fer_batch.analysis.crop import crop_one  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 
-MODEL = Options.model
+MODEL = Options().classification.model
 
 
 def make_crops(folder: Path, n: int) -> list[Path]:
@@ -81,7 +81,7 @@ def crops_of(files: list[Path], clf: Classifier) -> list[np.ndarray]:
 def reference(files: list[Path], threads: int | None) -> tuple[float, float, np.ndarray]:
     """The bare loop: (wall s, CPU s, probabilities). Model loading included, imports not."""
     t0, c0 = time.perf_counter(), cpu_self()
-    clf = Classifier(Options(model=MODEL, detector="none", device="cpu", threads=threads))
+    clf = Classifier(Options.of(model=MODEL, detector="none", device="cpu", threads=threads))
     stacks = crops_of(files, clf)
     probs = sum(clf.predict_crops(k, s) for k, s in enumerate(stacks)) / len(clf.members)
     return time.perf_counter() - t0, cpu_self() - c0, np.asarray(probs)
@@ -99,7 +99,7 @@ def check_same(out: Path, files: list[Path], probs: np.ndarray) -> float:
     from fer_batch import load
 
     df = load(out)
-    labels = list(Classifier(Options(model=MODEL, detector="none", device="cpu")).labels)
+    labels = list(Classifier(Options.of(model=MODEL, detector="none", device="cpu")).labels)
     got = {Path(str(v)).name: row for v, row in zip(df["video"], df[labels].to_numpy(), strict=True)}
     return float(max(np.abs(got[f.name] - p).max() for f, p in zip(files, probs, strict=True)))
 

@@ -42,9 +42,9 @@ FEATURES_ORDER = ("fer2013-minixception", "face-api-expression")
 
 def features(model: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(probs, features) for each image and its mirror, and the labels, through the model's own crop and transform."""
-    options = Options(detector="none", model=model, device="cpu")
+    options = Options.of(detector="none", model=model, device="cpu")
     clf = Classifier(options)
-    m = clf.single
+    (m,) = clf.members
     graph = onnx.load(str(m.spec.path))
     graph.graph.output.append(onnx.helper.make_empty_tensor_value_info(FEATURES[model]))
     sess = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -54,7 +54,7 @@ from fer_batch.media.probe import read_image  # noqa: E402
 from fer_batch.options import Options  # noqa: E402
 
 SETS = ("fer2013-privatetest", "ckplus48", "muxspace-dev")
-MEMBERS = tuple(Options.model.split("+"))
+MEMBERS = tuple(Options().classification.model.split("+"))
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 BLUR_SIGMA = 1 / 40  # of the image's side: a 48-px face loses its fine detail, a 350-px one looks out of focus
 
@@ -155,7 +155,8 @@ def fitted(df: pd.DataFrame, labels: list[str], fitted_on: list[str]) -> tuple[q
     sets, blurred = df["set"].to_numpy(), df["blurred"].to_numpy()
     l2 = choose_l2(x, g, y, sets, blurred, units(df))
     kinds, gate, expert = fit(x, g, y, sets, blurred, l2)
-    return quality.Calibration(Options.model, None, kinds, gate, expert, fill, tuple(fitted_on)), l2
+    classifier = Options().classification.model
+    return quality.Calibration(classifier, None, kinds, gate, expert, fill, tuple(fitted_on)), l2
 
 
 def fill_of(df: pd.DataFrame) -> tuple[float, float]:

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", type=Path, required=True, help="a folder of face crops (searched recursively)")
     a = ap.parse_args(argv)
     files = sorted(p for p in a.set.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    clf = Classifier(Options(detector="none", device="cpu", threads=1))
+    clf = Classifier(Options.of(detector="none", device="cpu", threads=1))
     crops = crops_of(files, clf)
     print(f"{len(files)} crops of {a.set}; onnxruntime 1 thread, CPU time of the network calls only")
     print("| member | argmax agrees with fp32 | fp32 ms CPU/face | int8 ms CPU/face |")

@@ -57,20 +57,20 @@ def detect_photo(bgr: np.ndarray, det_size: int, min_face: int, det: CenterFace 
     ``det``: a CenterFace to use instead of the bundled one (benchmarks/quantize_centerface.py passes another model).
     """
     h, w = bgr.shape[:2]
-    sw, sh = small_size(w, h, det_size) if det_size >= 0 else small_size(w, h, Options.det_size, min_face)
+    sw, sh = small_size(w, h, det_size) if det_size >= 0 else small_size(w, h, Options().detection.det_size, min_face)
     frames = Frames.from_decoded([from_bgr(0, 0.0, bgr, (sw, sh), keep_bgr=False)])
-    return (det or CenterFace(Options(min_face=min_face)))(frames).boxes
+    return (det or CenterFace(Options.of(min_face=min_face)))(frames).boxes
 
 
 def detect_clip(clip: Path, det_size: int, min_face: int, det: CenterFace | None = None) -> list[np.ndarray]:
     """Boxes of a full-frame pass on every frame of a clip, through FrameReader as the pipeline decodes it."""
-    det = det or CenterFace(Options(min_face=min_face))
+    det = det or CenterFace(Options.of(min_face=min_face))
     info = probe(clip)
     # an explicit det_size is measured as it is (not raised by min_face); the detector's own options would raise it
     size = small_size(info.width, info.height, det_size) if det_size >= 0 else small_size(
-        info.width, info.height, Options.det_size, min_face)  # fmt: skip
+        info.width, info.height, Options().detection.det_size, min_face)  # fmt: skip
     out = []
-    for d in FrameReader(clip, info, Options(min_face=min_face)):
+    for d in FrameReader(clip, info, Options.of(min_face=min_face)):
         frames = Frames.from_decoded([d])
         frames.small_image(0, size)  # made here, at this size; the detector then scans it
         out.append(det(frames).boxes)
@@ -89,21 +89,21 @@ def label(s: int, w: int, h: int, min_face: int) -> str:
     """How a size shows in the table: the default names the scan size it comes to."""
     if s >= 0:
         return str(s)
-    sw, sh = small_size(w, h, Options.det_size, min_face)
-    return f"default ({Options.det_size}, raised by min_face: {sw}x{sh})"
+    sw, sh = small_size(w, h, Options().detection.det_size, min_face)
+    return f"default ({Options().detection.det_size}, raised by min_face: {sw}x{sh})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photo", type=Path, default=None)
     ap.add_argument("--clip", type=Path, default=None, help="a clip made by make_clip.py crowd")
-    ap.add_argument("--min-face", type=int, default=Options.min_face)
+    ap.add_argument("--min-face", type=int, default=Options().detection.min_face)
     ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     ap.add_argument("--detector", default="centerface", choices=["centerface", "centerface-int8"],
                     help="the model of the passes measured; the reference is always the float model at full size")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
-    det = CenterFace(Options(min_face=a.min_face, detector=a.detector), scan_model=a.detector)
+    det = CenterFace(Options.of(min_face=a.min_face, detector=a.detector), scan_model=a.detector)
     same = a.detector == "centerface"  # the reference pass is then also the det_size 0 row
     lines = [
         f"detector {a.detector}, min_face = {a.min_face} px; a face is found when IoU >= 0.3 with a box of the pass; "

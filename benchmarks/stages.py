@@ -99,9 +99,9 @@ def with_threads(session: object, threads: int) -> object:
 
 def detect_stages(frames: Frames, rep: int, add: Callable[..., None]) -> Faces:
     """Full scans at the default size and regions around the faces they find; returns the scans' faces."""
-    opts = Options(threads=2, device="cpu")
+    opts = Options.of(threads=2, device="cpu")
     w, h = frames.size
-    size = small_size(w, h, opts.det_size, opts.min_face)
+    size = small_size(w, h, opts.detection.det_size, opts.detection.min_face)
 
     def small() -> int:
         for p in frames.yuv or []:
@@ -145,7 +145,7 @@ def detect_stages(frames: Frames, rep: int, add: Callable[..., None]) -> Faces:
 
 def classify_stages(frames: Frames, faces: Faces, rep: int, add: Callable[..., None]) -> Classifier:
     """Each member of the default classifier: its crops, and its network at several faces per call."""
-    clf = Classifier(Options(threads=2, device="cpu"))
+    clf = Classifier(Options.of(threads=2, device="cpu"))
     for member in clf.members:
         add(f"{member.spec.id}: crops ({member.width}x{member.height} {member.color})",
             timed(lambda m=member: (m.crops(frames, faces), len(faces))[1], rep), "face")  # fmt: skip

@@ -74,14 +74,12 @@ def analyze_many(
     paths = paths_arg("analyze_many", "paths", paths)
     if not isinstance(out, (str, os.PathLike)):
         path_arg("analyze_many", "out", out)  # raises: a wrong type, named
-    if not str(out).strip():  # Path("") is the current folder: never write there by accident
-        raise UsageError("--out must not be empty")
     for name, value in (("resume", resume), ("quiet", quiet), ("annotate", annotate)):
         flag_arg("analyze_many", name, value)
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(f"analyze_many: executor must be a concurrent.futures.Executor (e.g. a Dask client's "
                         f"get_executor()), got {type(executor).__name__}")  # fmt: skip
-    return run_many(paths, Path(out), Options.from_kwargs(**options), jobs=jobs, executor=executor, resume=resume,
+    return run_many(paths, out, Options.from_kwargs(**options), jobs=jobs, executor=executor, resume=resume,
                     display=Display.for_api(progress or not quiet), segment_seconds=segment_seconds,
                     annotate=annotate, annotate_scale=annotate_scale)  # fmt: skip
 

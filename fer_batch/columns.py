@@ -22,3 +22,10 @@ SIGNAL_COLUMNS = ("quality", *POSE_COLUMNS, *LANDMARK_COLUMNS, "sharpness")
 SMOOTH_SUFFIX = "_smooth"  # ``<label>_smooth``: the label's probability smoothed along its track (``--smooth``)
 # every column a table has besides the labels and their smoothed columns
 TABLE_COLUMNS = (*ROW_COLUMNS, LABEL_COLUMN, *SIGNAL_COLUMNS)
+
+
+def label_columns(names: list[str]) -> list[str]:
+    """The probability columns among a table's column names, in order: those between ``det_score`` and ``emotion``
+    that are not trust columns (read from the names where a table carries no metadata)."""
+    between = names[names.index("det_score") + 1 : names.index(LABEL_COLUMN)]
+    return [c for c in between if c not in SIGNAL_COLUMNS]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from enum import Enum
 from numbers import Integral, Real
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union, cast
 
 from fer_batch.errors import UsageError
 
@@ -53,7 +53,11 @@ Check = Callable[[str, Any], Any]  # (option name, value) -> the value (normalis
 
 
 def number(
-    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, integer: bool = False,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    integer: bool = False,
     optional: bool = False,
 ) -> Check:
     """A check for a finite number in [lo, hi] (``lo_open``: (lo, hi]); ``integer`` also asks for a whole number."""
@@ -102,131 +106,209 @@ def optional_text(name: str, value: Any) -> Any:
     return None if value is None else text(name, value)
 
 
-def flag(name: str, value: Any) -> Any:
-    if not isinstance(value, bool):
-        raise UsageError(f"{cli_name(name)} must be True or False, got {value!r}")
-    return value
-
-
 class Group(Enum):
-    """What part of a run a setting belongs to. Each ``Options`` field names its group, once, beside its check."""
+    """The parts of a run's settings; each is a frozen dataclass of ``Options`` (``Options.sampling`` ...)."""
 
-    SAMPLING = "sampling"  # which frames are analysed
-    DETECTION = "detection"  # how faces are found and followed
-    CLASSIFICATION = "classification"  # how a face becomes probabilities (and which rows a table keeps)
-    RUNTIME = "runtime"  # where and how fast: never changes a table's numbers
-
-
-def option(default: Any, group: Group, check: Check) -> Any:
-    """An ``Options`` field: its default, its group and its check, declared together (adding a setting is one line
-    here and one CLI option; ``test_options_checked`` holds the CLI to the same defaults)."""
-    return dataclasses.field(default=default, metadata={"group": group, "check": check})
+    SAMPLING = "sampling"
+    DETECTION = "detection"
+    TRACKING = "tracking"
+    CLASSIFICATION = "classification"
+    RUNTIME = "runtime"
+    LIMITS = "limits"
 
 
-_S, _D, _C, _R = Group.SAMPLING, Group.DETECTION, Group.CLASSIFICATION, Group.RUNTIME
+def option(default: Any, check: Check) -> Any:
+    """A setting: its default and its check, declared together (adding a setting is one line in its group and one
+    CLI option; ``test_options_checked`` holds the CLI to the same defaults)."""
+    return dataclasses.field(default=default, metadata={"check": check})
 
 
 @dataclass(frozen=True)
-class Options:
-    """Analysis settings; the defaults were chosen by measurement (see BENCHMARKS.md).
+class _Settings:
+    """A group of settings, each checked on construction (the CLI and the Python API refuse the same values with
+    the same one-line message). What a group's settings change is declared once, on the group."""
 
-    Every field declares its ``Group`` and its check (run on construction, so the CLI and the Python API refuse the
-    same values with the same one-line message). The groups decide what follows from the options: the resume key is
-    everything but the runtime group (``result_key``); the models a process keeps loaded depend on detection,
-    classification and where they run (``model_key``). Stored flat: one picklable value, with the same keys in every
-    table's metadata and in the API's keyword arguments; ``group`` gives one group's settings.
-    """
-
-    # centerface | centerface-int8 (int8 full scans) | haar | none (each image or frame is one face that fills it)
-    detector: str = option("centerface", _D, choice("centerface", "centerface-int8", "haar", "none"))
-    # a manifest id, ids joined by "+" (an averaged ensemble), or the path of an .onnx file
-    model: str = option("fer2013-minixception+face-api-expression", _C, text)
-    model_spec: str | None = option(None, _C, optional_text)  # JSON manifest entry for a custom --model file
-    # analyse the frame nearest each multiple of 1/fps seconds, or every N-th decoded frame
-    fps: float | None = option(None, _S, number(0, MAX_FPS, lo_open=True, optional=True))
-    every: int | None = option(None, _S, number(1, integer=True, optional=True))
-    start: float | None = option(None, _S, number(0, optional=True))  # seconds
-    end: float | None = option(None, _S, number(0, lo_open=True, optional=True))  # seconds
-    min_face: int = option(24, _D, number(1, 100_000, integer=True))  # px in the displayed frame; smaller dropped
-    # longest side of a full-frame scan's input (px), raised by min_face; 0 = full size (documented)
-    det_size: int = option(640, _D, number(0, 100_000, integer=True))
-    det_threshold: float = option(0.5, _D, number(0, 1, lo_open=True))
-    # run the detector on every N-th analysed frame, track in between
-    detect_every: int = option(1, _D, number(1, integer=True))
-    # s between full-frame scans; other detector frames look only around tracked faces
-    scan_interval: float = option(0.5, _D, number(0))
-    batch_size: int = option(32, _R, number(1, 4096, integer=True))  # frames per window, classified in one call
-    # EMA factor along a track for <label>_smooth columns; None = off
-    smooth: float | None = option(None, _C, number(0, 1, lo_open=True, optional=True))
-    haar_scale_factor: float = option(1.1, _D, number(1, 10, lo_open=True))
-    haar_min_neighbors: int = option(5, _D, number(0, 1000, integer=True))
-    # fraction of the box added on each side; None = the model's own crop
-    crop_margin: float | None = option(None, _C, number(0, 2, optional=True))
-    tta: str | None = option(None, _C, choice(None, "flip"))  # "flip": average each model with its mirrored crop
-    device: str = option("auto", _R, choice("auto", "cpu", "cuda"))
-    # onnxruntime intra-op threads; None = the cores this job owns
-    threads: int | None = option(None, _R, number(1, 1024, integer=True, optional=True))
-    # larger frames are refused from the header, before any decoding
-    max_pixels: int = option(DEFAULT_MAX_PIXELS, _R, number(1, integer=True))
-    # faces whose ``quality`` is below this are left out of the tables (0: none)
-    min_quality: float = option(0.0, _C, number(0, 1))
+    CHANGES_RESULTS: ClassVar[bool] = True  # part of the resume key: another value, other numbers in the table
+    READ_BY_MODELS: ClassVar[bool] = False  # part of the loaded-models key: another value, other model sessions
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = f.metadata["check"](f.name, getattr(self, f.name))
             if value is not getattr(self, f.name):
                 object.__setattr__(self, f.name, value)  # e.g. every=2.0 -> 2
+
+
+@dataclass(frozen=True)
+class Sampling(_Settings):
+    """Which frames are analysed."""
+
+    # analyse the frame nearest each multiple of 1/fps seconds, or every N-th decoded frame
+    fps: float | None = option(None, number(0, MAX_FPS, lo_open=True, optional=True))
+    every: int | None = option(None, number(1, integer=True, optional=True))
+    start: float | None = option(None, number(0, optional=True))  # seconds
+    end: float | None = option(None, number(0, lo_open=True, optional=True))  # seconds
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.fps is not None and self.every is not None:
             raise UsageError("--fps and --every exclude each other")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise UsageError("--end must be after --start")
 
+
+@dataclass(frozen=True)
+class Detection(_Settings):
+    """How faces are found: the detector reads these when it is loaded, and on every scan."""
+
+    READ_BY_MODELS: ClassVar[bool] = True
+
+    # centerface | centerface-int8 (int8 full scans) | haar | none (each image or frame is one face that fills it)
+    detector: str = option("centerface", choice("centerface", "centerface-int8", "haar", "none"))
+    min_face: int = option(24, number(1, 100_000, integer=True))  # px in the displayed frame; smaller dropped
+    # longest side of a full-frame scan's input (px), raised by min_face; 0 = full size (documented)
+    det_size: int = option(640, number(0, 100_000, integer=True))
+    det_threshold: float = option(0.5, number(0, 1, lo_open=True))
+    haar_scale_factor: float = option(1.1, number(1, 10, lo_open=True))
+    haar_min_neighbors: int = option(5, number(0, 1000, integer=True))
+
+
+@dataclass(frozen=True)
+class Tracking(_Settings):
+    """How faces are followed between detector frames and smoothed along a track (the engine reads these, not the
+    models)."""
+
+    # run the detector on every N-th analysed frame, track in between
+    detect_every: int = option(1, number(1, integer=True))
+    # s between full-frame scans; other detector frames look only around tracked faces
+    scan_interval: float = option(0.5, number(0))
+    # EMA factor along a track for <label>_smooth columns; None = off
+    smooth: float | None = option(None, number(0, 1, lo_open=True, optional=True))
+
+
+@dataclass(frozen=True)
+class Classification(_Settings):
+    """How a face becomes probabilities, and which rows a table keeps."""
+
+    READ_BY_MODELS: ClassVar[bool] = True
+
+    # a manifest id, ids joined by "+" (an averaged ensemble), or the path of an .onnx file
+    model: str = option("fer2013-minixception+face-api-expression", text)
+    model_spec: str | None = option(None, optional_text)  # JSON manifest entry for a custom --model file
+    # fraction of the box added on each side; None = the model's own crop
+    crop_margin: float | None = option(None, number(0, 2, optional=True))
+    tta: str | None = option(None, choice(None, "flip"))  # "flip": average each model with its mirrored crop
+    # faces whose ``quality`` is below this are left out of the tables (0: none)
+    min_quality: float = option(0.0, number(0, 1))
+
+
+@dataclass(frozen=True)
+class Runtime(_Settings):
+    """Where the models run (never changes a table's numbers beyond float rounding)."""
+
+    CHANGES_RESULTS: ClassVar[bool] = False
+    READ_BY_MODELS: ClassVar[bool] = True
+
+    device: str = option("auto", choice("auto", "cpu", "cuda"))
+    # onnxruntime intra-op threads; None = the cores this job owns
+    threads: int | None = option(None, number(1, 1024, integer=True, optional=True))
+
+
+@dataclass(frozen=True)
+class Limits(_Settings):
+    """How work is cut and what is refused: never changes a table's numbers (batched output equals one at a time)."""
+
+    CHANGES_RESULTS: ClassVar[bool] = False
+
+    batch_size: int = option(32, number(1, 4096, integer=True))  # frames per window, classified in one call
+    # larger frames are refused from the header, before any decoding
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, number(1, integer=True))
+
+
+@dataclass(frozen=True)
+class Options:
+    """Analysis settings, stored in groups; the defaults were chosen by measurement (see BENCHMARKS.md).
+
+    Why groups: what follows from the settings is declared once per group, so the resume key (``result_key``:
+    the groups that change results) and the key of the models a process keeps loaded (``model_key``: the groups
+    the models read) follow from them. Flat at the edges: ``Options.of(fps=5)``, ``replace``, ``as_dict`` and
+    the tables' metadata use the settings' own names, which are unique across groups.
+    """
+
+    sampling: Sampling = dataclasses.field(default_factory=Sampling)
+    detection: Detection = dataclasses.field(default_factory=Detection)
+    tracking: Tracking = dataclasses.field(default_factory=Tracking)
+    classification: Classification = dataclasses.field(default_factory=Classification)
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
+    limits: Limits = dataclasses.field(default_factory=Limits)
+
     @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> Options:
-        """Build from keyword arguments, naming any that do not exist."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise TypeError(f"unknown option(s): {', '.join(unknown)}")
-        return cls(**kwargs)
+    def of(cls, **settings: Any) -> Options:
+        """Build from settings by name (``Options.of(fps=5, detector="haar")``), naming any that do not exist."""
+        return cls().replace(**settings)
+
+    from_kwargs = of  # the Python API's name for it
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> Options:
         """The options a table's metadata recorded; settings retired since (which never changed a table) dropped."""
-        return cls(**{k: v for k, v in stored.items() if k not in RETIRED})
+        return cls.of(**{k: v for k, v in stored.items() if k not in RETIRED})
+
+    @classmethod
+    def groups(cls) -> dict[Group, type[_Settings]]:
+        """Each group and its dataclass, in declaration order."""
+        return _GROUPS
+
+    @classmethod
+    def settings(cls) -> list[dataclasses.Field[Any]]:
+        """Every setting's field (name, default, check), group by group."""
+        return [f for kind in cls.groups().values() for f in fields(kind)]
 
     @classmethod
     def names(cls, *groups: Group) -> list[str]:
         """The settings of these groups, in declaration order."""
-        return [f.name for f in fields(cls) if f.metadata["group"] in groups]
+        return [f.name for g, kind in cls.groups().items() if g in groups for f in fields(kind)]
 
-    def group(self, group: Group) -> dict[str, Any]:
+    def group(self, group: Group) -> _Settings:
         """One group's settings."""
-        return {name: getattr(self, name) for name in self.names(group)}
+        value: _Settings = getattr(self, group.value)
+        return value
 
     def replace(self, **changes: Any) -> Options:
-        """A copy with some settings changed (checked again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some settings changed by name (checked again); an unknown name is a TypeError."""
+        unknown = sorted(set(changes) - set(_OWNER))
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(unknown)}")
+        groups: dict[str, Any] = {}
+        for g in Group:
+            mine = {k: v for k, v in changes.items() if _OWNER[k] is g}
+            if mine:
+                groups[g.value] = dataclasses.replace(self.group(g), **mine)
+        return dataclasses.replace(self, **groups) if groups else self
 
     def as_dict(self) -> dict[str, Any]:
-        # shallow (every field is a scalar): ``asdict``'s deep copy cost more than a photo's table row
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Every setting by name (flat), group by group: what a table's metadata records."""
+        # shallow (every setting is a scalar): ``asdict``'s deep copy cost more than a photo's table row
+        return {f.name: getattr(self.group(g), f.name) for g, kind in self.groups().items() for f in fields(kind)}
 
     def result_key(self) -> dict[str, Any]:
-        """The options that change a table's content (what ``--resume`` compares besides the models' checksums):
-        every group but the runtime one. ``model`` and ``model_spec`` name files: what they hold is compared
-        instead (``jobs.Provenance``), so a model replaced at the same path is redone and one moved is not."""
-        names = self.names(Group.SAMPLING, Group.DETECTION, Group.CLASSIFICATION)
-        return {name: getattr(self, name) for name in names if name not in NAMES_FILES}
+        """The settings that change a table's content (what ``--resume`` compares besides the models' checksums):
+        the groups that declare ``CHANGES_RESULTS``. ``model`` and ``model_spec`` name files: what they hold is
+        compared instead (``jobs.Provenance``), so a model replaced at the same path is redone and one moved is not."""
+        names = self.names(*(g for g, kind in self.groups().items() if kind.CHANGES_RESULTS))
+        flat = self.as_dict()
+        return {name: flat[name] for name in names if name not in NAMES_FILES}
 
     def model_key(self) -> Options:
-        """These options with only what loading the models reads kept (detection, classification, and where they
-        run): a segment's own --start/--end, or another --batch-size, must not load them again."""
-        defaults = {f.name: f.default for f in fields(self)}
-        reset = [n for n in self.names(Group.SAMPLING, Group.RUNTIME) if n not in ("device", "threads")]
-        reset += ["detect_every", "scan_interval", "smooth"]  # read by the engine and the tracker, not the models
-        return self.replace(**{name: defaults[name] for name in reset})
+        """These options with only the groups the models read (``READ_BY_MODELS``) kept: a segment's own
+        --start/--end, or another --batch-size, must not load them again."""
+        kept: dict[str, Any] = {g.value: self.group(g) for g, kind in self.groups().items() if kind.READ_BY_MODELS}
+        return Options(**kept)
 
+
+# each group's dataclass is its field's default factory; every setting's name is unique across groups
+_GROUPS: dict[Group, type[_Settings]] = {Group(f.name): cast("type[_Settings]", f.default_factory)
+                                         for f in fields(Options)}  # fmt: skip
+_OWNER: dict[str, Group] = {f.name: g for g, kind in _GROUPS.items() for f in fields(kind)}
 
 
 Scale = Union[float, Literal["auto"]]  # the annotated video's size relative to the displayed frame

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from fer_batch.analysis.classify import FER7
+from fer_batch.analysis.info import ModelInfo
 from fer_batch.types import Faces, Frames
 
 BOX = (10.0, 8.0, 50.0, 56.0)  # x1, y1, x2, y2 in pixels: inside every clip the tests make (96x64 and larger)
@@ -78,8 +78,8 @@ class FakeClassifier:
         self.on_call = on_call
         self.calls = 0
 
-    def describe(self) -> dict[str, Any]:
-        return {"id": "fake-classifier", "sha256": "1" * 64, "labels": self.labels}
+    def describe(self) -> ModelInfo:
+        return ModelInfo(id="fake-classifier", sha256="1" * 64, labels=self.labels)
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
         self.calls += 1

@@ -27,7 +27,7 @@ def faces_at(frames: list[int], boxes: list[list[float]]) -> Faces:
 
 
 def test_one_row_of_probabilities_per_face() -> None:
-    clf = Classifier(Options(crop_margin=0.1))
+    clf = Classifier(Options.of(crop_margin=0.1))
     out = clf(two_frames(), faces_at([10, 11, 10], [[20, 20, 120, 120], [120, 20, 220, 120], [150, 30, 230, 110]]))
     assert out.probs is not None and out.probs.shape == (3, len(clf.labels))
     np.testing.assert_allclose(out.probs.sum(axis=1), 1, atol=1e-5)
@@ -37,7 +37,7 @@ def test_one_row_of_probabilities_per_face() -> None:
 def test_each_face_is_cropped_from_its_own_frame() -> None:
     """The same box on the two frames shows the face on one and background on the other: different scores;
     the face and its mirror image, each from its own frame, score alike."""
-    clf = Classifier(Options(crop_margin=0.1))
+    clf = Classifier(Options.of(crop_margin=0.1))
     frames = two_frames()
     same_box = clf(frames, faces_at([10, 11], [[20, 20, 120, 120], [20, 20, 120, 120]])).probs
     mirrored = clf(frames, faces_at([10, 11], [[20, 20, 120, 120], [120, 20, 220, 120]])).probs
@@ -47,7 +47,7 @@ def test_each_face_is_cropped_from_its_own_frame() -> None:
 
 
 def test_order_of_faces_is_kept() -> None:
-    clf = Classifier(Options(crop_margin=0.1))
+    clf = Classifier(Options.of(crop_margin=0.1))
     frames = two_frames()
     faces = faces_at([10, 11], [[20, 20, 120, 120], [20, 20, 120, 120]])
     forward = clf(frames, faces).probs
@@ -57,9 +57,29 @@ def test_order_of_faces_is_kept() -> None:
 
 
 def test_boxes_at_the_edge_and_no_faces() -> None:
-    clf = Classifier(Options(crop_margin=0.1))
+    clf = Classifier(Options.of(crop_margin=0.1))
     frames = two_frames()
     edge = clf(frames, faces_at([10], [[200, 120, 240, 160]])).probs  # the margin would leave the frame
     assert edge is not None and np.isfinite(edge).all()
     none = clf(frames, Faces()).probs
     assert none is not None and none.shape == (0, len(clf.labels))
+
+
+def test_network_input_is_the_manifest_transform_in_the_models_layout() -> None:
+    """The one-pass input (``Member.network_input``) holds exactly the float32 values of ``crops * a + b``,
+    transposed to the layout the model reads, for gray and RGB models and for a channel-reversed view."""
+    clf = Classifier(Options())
+    rng = np.random.default_rng(0)
+    for member in clf.members:
+        c = 1 if member.color == "gray" else 3
+        crops = rng.integers(0, 256, (5, member.height, member.width, c), dtype=np.uint8)
+        views = [crops[..., 0]] if c == 1 else [crops, crops[..., ::-1]]
+        for view in views:
+            x = view.astype(np.float32).reshape(5, member.height, member.width, c) * member.a + member.b
+            want = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if member.layout == "NCHW" else x
+            got = member.network_input(view)
+            assert got.dtype == np.float32 and got.flags.c_contiguous
+            np.testing.assert_array_equal(got, want)
+        member.layout = "NHWC"  # a custom model may take channels last
+        want = crops.astype(np.float32) * member.a + member.b
+        np.testing.assert_array_equal(member.network_input(crops if c == 3 else crops[..., 0]), want)

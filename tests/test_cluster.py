@@ -19,9 +19,9 @@ from conftest import write_clip
 from typer.testing import CliRunner
 
 import fer_batch
+from fer_batch._atomic import TMP_MARK
 from fer_batch.cli import app
 from fer_batch.options import Options
-from fer_batch.outputs.table import TMP_MARK
 from fer_batch.runs import cluster
 from fer_batch.runs.runner import run_many
 

@@ -18,7 +18,7 @@ from fer_batch.planes import yuv_to_rgb
 
 
 def decode_all(path: Path, **opts: object) -> list:
-    options = Options(**opts)  # type: ignore[arg-type]
+    options = Options.of(**opts)  # type: ignore[arg-type]
     return list(FrameReader(path, probe(path), options))
 
 
@@ -40,7 +40,7 @@ def test_rotation_is_applied_to_every_image(clip) -> None:
     assert items[0].gray.shape == (320, 160)
     y, u, v = items[0].yuv
     assert y.shape == (320, 160) and u.shape == v.shape == (160, 80)
-    sw, sh = small_size(160, 320, Options().det_size, Options().min_face)
+    sw, sh = small_size(160, 320, Options().detection.det_size, Options().detection.min_face)
     assert yuv_to_rgb(y, u, v, (sw, sh)).shape == (sh, sw, 3)
 
 
@@ -57,7 +57,7 @@ def test_small_size_is_a_multiple_of_32_and_never_upscales() -> None:
 def test_fps_sampling_picks_the_frame_nearest_each_target_time(fps: float) -> None:
     rng = np.random.default_rng(1)
     times = np.cumsum(rng.uniform(0.01, 0.12, 120))  # variable frame rate
-    sampler = Sampler(Options(fps=fps))
+    sampler = Sampler(Options.of(fps=fps))
     decisions = []
     for i, t in enumerate(times):
         decisions += sampler.push(i, float(t))

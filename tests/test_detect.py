@@ -43,7 +43,7 @@ def test_finish_clips_drops_small_and_orders_largest_first() -> None:
 def test_detectors_find_the_pasted_face_in_frame_pixels(tmp_path, detector: str) -> None:
     path = tmp_path / "c.mp4"
     write_clip(path, n=3, size=(480, 270), faces=lambda i: [(300, 60, 130)])
-    options = Options(detector=detector)
+    options = Options.of(detector=detector)
     frames = Frames.from_decoded(list(FrameReader(path, probe(path), options)))
     faces = make_detector(options)(frames)
     assert faces.frame.tolist() == [0, 1, 2]
@@ -56,7 +56,7 @@ def test_detectors_find_the_pasted_face_in_frame_pixels(tmp_path, detector: str)
 def test_only_centerface_looks_in_regions(tmp_path) -> None:
     path = tmp_path / "c.mp4"
     write_clip(path, n=1, size=(480, 270), faces=lambda i: [(300, 60, 130)])
-    centerface, haar = make_detector(Options()), make_detector(Options(detector="haar"))
+    centerface, haar = make_detector(Options()), make_detector(Options.of(detector="haar"))
     assert isinstance(centerface, RegionDetector) and not isinstance(haar, RegionDetector)
     frames = Frames.from_decoded(list(FrameReader(path, probe(path), Options())))
     near = centerface.regions(frames, 0, np.array([[290, 50, 420, 180]], np.float32))
@@ -75,7 +75,7 @@ def test_int8_scans_find_the_faces_the_float_model_finds(tmp_path) -> None:
     path = tmp_path / "c.mp4"
     layout = [(20 + 110 * k, 30 + 60 * (k % 3), 40 + 12 * k) for k in range(6)]  # faces of 40 to 100 px
     write_clip(path, n=2, size=(720, 300), faces=lambda i: layout)
-    float_opts, int8_opts = Options(), Options(detector="centerface-int8")
+    float_opts, int8_opts = Options(), Options.of(detector="centerface-int8")
     frames = Frames.from_decoded(list(FrameReader(path, probe(path), float_opts)))
     ref, got = make_detector(float_opts)(frames), make_detector(int8_opts)(frames)
     assert len(ref) >= 10  # most pasted faces found by the float model: there is something to compare

@@ -57,19 +57,19 @@ def test_detector_none_pads_a_wide_image_to_a_square(tmp_path: Path) -> None:
     wide[:, 128:] = 255
     path = tmp_path / "wide.png"
     cv2.imwrite(str(path), wide)
-    clf = Classifier(Options(detector="none", model="fer2013-minixception"))
+    clf = Classifier(Options.of(detector="none", model="fer2013-minixception"))
     from fer_batch.analysis.detect.whole import WholeFrame
     from fer_batch.types import Frames
 
     frames = Frames(index=np.array([0]), time_s=np.array([0.0]), gray=[wide], small=[None])
-    crop = clf.crops(frames, WholeFrame(Options(detector="none"))(frames))[0]
+    crop = clf.members[0].crops(frames, WholeFrame(Options.of(detector="none"))(frames))[0]
     assert crop.shape == (64, 64)
     assert (crop[:, :30] == 0).all() and (crop[:, 34:] == 255).all()  # left half dark, right half light, rows alike
 
 
 def test_tta_flip_averages_the_mirrored_crop() -> None:
     crops = np.stack([cv2.cvtColor(astronaut_face(64), cv2.COLOR_RGB2GRAY), np.eye(64, dtype=np.uint8) * 200])
-    got = Classifier(Options(model="fer2013-minixception", tta="flip")).predict(crops)
+    got = Classifier(Options.of(model="fer2013-minixception", tta="flip")).predict_crops(0, crops)
     want = (fer_by_hand(crops) + fer_by_hand(crops[:, :, ::-1].copy())) / 2
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert np.abs(want - fer_by_hand(crops)).max() > 1e-3  # the mirror changes something, so the test can fail
@@ -95,7 +95,7 @@ def test_ensemble_with_an_unknown_member_is_a_usage_error(photo: Path, tmp_path:
     from fer_batch.cli import app
 
     with pytest.raises(ModelError, match="unknown model"):
-        Classifier(Options(model="fer2013-minixception+no-such-model"))
+        Classifier(Options.of(model="fer2013-minixception+no-such-model"))
     r = CliRunner().invoke(app, ["analyze", str(photo), "--out", str(tmp_path / "o"), "--model",
                                  "fer2013-minixception+no-such-model"])  # fmt: skip
     assert r.exit_code == 2 and "no-such-model" in r.output and not (tmp_path / "o").exists()

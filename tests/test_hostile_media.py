@@ -38,7 +38,7 @@ def test_annotate_writes_every_frame_including_negative_times(tmp_path: Path) ->
     times = negative_ts(src)
     assert len(times) == 60 and times[0] < -2.9  # the clip really starts before 0
     out = tmp_path / "out"
-    res = run_many([src], out, Options(detector="none"), quiet=True, annotate=True)
+    res = run_many([src], out, Options.of(detector="none"), quiet=True, annotate=True)
     assert [r.status for r in res] == ["ok"]
     table = pq.read_table(out / "neg.parquet")
     with av.open(str(out / "neg.annotated.mp4")) as c:
@@ -69,7 +69,7 @@ def test_a_complete_file_whose_header_overcounts_frames_is_ok(tmp_path: Path) ->
     with av.open(str(src)) as c:
         vs = c.streams.video[0]
         assert vs.frames == 60 and sum(1 for _ in c.decode(vs)) == 30  # what the file really is
-    res = run_many([src], tmp_path / "out", Options(detector="none"), quiet=True)
+    res = run_many([src], tmp_path / "out", Options.of(detector="none"), quiet=True)
     assert [(r.status, r.error) for r in res] == [("ok", None)]
     assert res[0].frames_analysed == 30
 
@@ -83,7 +83,7 @@ def test_a_file_that_stops_early_in_time_stays_partial(tmp_path: Path) -> None:
     cut = tmp_path / "in" / "cut.mkv"
     cut.parent.mkdir()
     cut.write_bytes(data[: int(len(data) * 0.7)])
-    res = run_many([cut], tmp_path / "out", Options(detector="none"), quiet=True)
+    res = run_many([cut], tmp_path / "out", Options.of(detector="none"), quiet=True)
     assert res[0].status == "partial" and "stream ended at" in res[0].error
 
 
@@ -105,7 +105,7 @@ def test_an_image_size_is_found_wherever_the_header_keeps_it(tmp_path: Path) -> 
     path.parent.mkdir()
     _jpeg_with_big_exif(path, 3000, 2000, 300_000)  # the frame header ~300 KB in: past the first 64 KiB
     assert image_size(path) == (3000, 2000)
-    res = run_many([path], tmp_path / "out", Options(detector="none", max_pixels=5_000_000), quiet=True)
+    res = run_many([path], tmp_path / "out", Options.of(detector="none", max_pixels=5_000_000), quiet=True)
     assert res[0].status == "failed" and "larger than --max-pixels" in res[0].error  # refused before decoding
 
 
@@ -116,7 +116,7 @@ def test_an_image_that_cannot_be_sized_is_refused_before_decoding(tmp_path: Path
     path.parent.mkdir()
     path.write_bytes(b"\xff\xd8\xff\xda" + bytes(100))  # a scan before any frame header
     monkeypatch.setattr(probe, "read_image", lambda p: pytest.fail("decoded an image of unknown size"))
-    res = run_many([path], tmp_path / "out", Options(detector="none"), quiet=True)
+    res = run_many([path], tmp_path / "out", Options.of(detector="none"), quiet=True)
     assert res[0].status == "failed" and "size cannot be read" in res[0].error
 
 
@@ -130,7 +130,7 @@ def test_long_valid_names_work_with_their_temporary_files(tmp_path: Path) -> Non
     src.parent.mkdir()
     write_clip(src, n=4, size=(96, 64), faces=one_face)
     out = tmp_path / "out"
-    res = run_many([src], out, Options(detector="none"), quiet=True, annotate=True)
+    res = run_many([src], out, Options.of(detector="none"), quiet=True, annotate=True)
     assert [(r.status, r.error) for r in res] == [("ok", None)]
     assert (out / f"{stem}.parquet").exists() and (out / f"{stem}.annotated.mp4").exists()
     # a leftover of a killed run under the short temporary name is found and removed
@@ -169,5 +169,5 @@ def test_a_last_frame_that_stays_on_screen_is_not_a_missing_end(tmp_path: Path) 
     with av.open(str(src)) as c:
         vs = c.streams.video[0]
         assert abs(float(vs.duration * vs.time_base) - 3.9) < 0.01  # 20 frames, the last shown for 2 s
-    res = run_many([src], tmp_path / "out", Options(detector="none"), quiet=True)
+    res = run_many([src], tmp_path / "out", Options.of(detector="none"), quiet=True)
     assert [(r.status, r.error) for r in res] == [("ok", None)]

@@ -151,7 +151,7 @@ def test_non_finite_outputs_on_real_faces_fail_that_input(video: Path, tmp_path:
 
     monkeypatch.setattr(models, "run_batched", nan_on_faces)
     out = tmp_path / "out"
-    res = run_many([video], out, Options(detector="none", model=str(model), model_spec=str(spec)), quiet=True)
+    res = run_many([video], out, Options.of(detector="none", model=str(model), model_spec=str(spec)), quiet=True)
     assert [r.status for r in res] == ["failed"]
     assert "non-finite" in res[0].error and "\n" not in res[0].error
     assert not list(out.rglob("*.parquet*")) or [p.name for p in out.rglob("*.parquet*")] == ["manifest.parquet"]

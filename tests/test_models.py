@@ -146,12 +146,12 @@ def test_bring_your_own_classifier_changes_the_columns(clip, tmp_path: Path) -> 
     from fer_batch.analysis.classify import Classifier
     from fer_batch.options import Options
 
-    clf = Classifier(Options(model=str(onnx_path), model_spec=str(spec_path)))
+    clf = Classifier(Options.of(model=str(onnx_path), model_spec=str(spec_path)))
     crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     x = (crops / 255.0 - np.array(spec["input"]["mean"])) / np.array(spec["input"]["std"])
     z = x.mean(axis=(1, 2)) @ np.linspace(-1, 1, 3 * 8).reshape(3, 8)
     want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(clf.predict(crops), want, atol=1e-5)
+    np.testing.assert_allclose(clf.predict_crops(0, crops), want, atol=1e-5)
 
 
 def test_gray_custom_model_with_raw_pixels(tmp_path: Path) -> None:
@@ -166,15 +166,15 @@ def test_gray_custom_model_with_raw_pixels(tmp_path: Path) -> None:
     from fer_batch.analysis.classify import Classifier
     from fer_batch.options import Options
 
-    clf = Classifier(Options(model=str(onnx_path), model_spec=str(spec_path)))
-    probs = clf.predict(np.full((2, 64, 64), 100, np.uint8))
+    clf = Classifier(Options.of(model=str(onnx_path), model_spec=str(spec_path)))
+    probs = clf.predict_crops(0, np.full((2, 64, 64), 100, np.uint8))
     assert probs.shape == (2, 8) and np.allclose(probs.sum(axis=1), 1, atol=1e-6)
     # the same model declared as ending in logits: a softmax over its outputs (here already probabilities)
     spec["output"] = "logits"
     spec_path.write_text(json.dumps(spec))
-    logit_clf = Classifier(Options(model=str(onnx_path), model_spec=str(spec_path)))
+    logit_clf = Classifier(Options.of(model=str(onnx_path), model_spec=str(spec_path)))
     want = np.exp(probs) / np.exp(probs).sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(logit_clf.predict(np.full((2, 64, 64), 100, np.uint8)), want, atol=1e-6)
+    np.testing.assert_allclose(logit_clf.predict_crops(0, np.full((2, 64, 64), 100, np.uint8)), want, atol=1e-6)
 
 
 def test_bad_spec_is_a_usage_error(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def entry() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def classifier() -> Member:
     """The model as the pipeline runs it (manifest transform, session), outputs in the network's own order."""
-    return Classifier(Options(model=MODEL_ID, device="cpu", threads=1)).single
+    return Classifier(Options.of(model=MODEL_ID, device="cpu", threads=1)).members[0]
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +138,21 @@ def test_converter_reproduces_the_committed_model(
     x = reference["crops"].astype(np.float32) * classifier.a + classifier.b
     (probs,) = sess.run(["probs"], {"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})
     np.testing.assert_allclose(probs, classifier.predict(reference["crops"]), rtol=0, atol=ATOL_BATCH)
+
+
+def test_every_add_can_fold_into_its_convolution(entry: dict[str, Any]) -> None:
+    """Each Add sums a running total and a convolution's output that nothing else reads, so onnxruntime folds it
+    into that Conv (its ``Sum`` input); face-api.js' right-to-left nesting left 20 Adds as passes of their own."""
+    import onnx
+
+    graph = onnx.load(str(MODELS / entry["file"])).graph
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers[name] = readers.get(name, 0) + 1
+    adds = [n for n in graph.node if n.op_type == "Add"]
+    assert len(adds) == 12  # three per dense block
+    for n in adds:
+        term = n.input[1]
+        assert producer.get(term) == "Conv" and readers[term] == 1, f"{n.name}: {term} cannot fold into its Conv"

@@ -34,13 +34,17 @@ BAD = [
 @pytest.mark.parametrize(("name", "value"), BAD, ids=[f"{n}={v!r}" for n, v in BAD])
 def test_the_api_refuses_a_bad_value_naming_the_option(name: str, value: object) -> None:
     with pytest.raises(ValueError, match="--" + name.replace("_", "-")):
-        Options(**{name: value})
+        Options.of(**{name: value})
 
 
-def test_every_option_has_a_group_and_a_check() -> None:
-    for f in dataclasses.fields(Options):
-        assert isinstance(f.metadata.get("group"), Group), f.name
+def test_every_setting_has_a_check_and_one_group() -> None:
+    names = [f.name for f in Options.settings()]
+    assert len(names) == len(set(names)), "a setting's name must be unique across groups (flat at the edges)"
+    assert set(names) == set(Options().as_dict())
+    for f in Options.settings():
         assert callable(f.metadata.get("check")), f.name
+    for group in Group:
+        assert set(Options.names(group)) == {f.name for f in dataclasses.fields(Options().group(group))}
 
 
 def cli_defaults(command: str) -> dict[str, object]:
@@ -56,35 +60,45 @@ def cli_defaults(command: str) -> dict[str, object]:
 def test_every_option_is_an_analyze_option_with_the_same_default() -> None:
     """Adding a setting to Options without the CLI, or a CLI default that drifts from Options', fails here."""
     cli = cli_defaults("analyze")
-    for f in dataclasses.fields(Options):
+    for f in Options.settings():
         assert f.name in cli, f"Options.{f.name} has no --{f.name.replace('_', '-')} in `fer-batch analyze`"
         assert cli[f.name] == f.default, (f.name, cli[f.name], f.default)
 
 
 def test_webcam_options_share_analyze_defaults() -> None:
     cli = cli_defaults("webcam")
-    for f in dataclasses.fields(Options):
+    for f in Options.settings():
         if f.name in cli:
             assert cli[f.name] == f.default, (f.name, cli[f.name], f.default)
 
 
-def test_the_resume_key_is_every_group_but_runtime() -> None:
+def test_the_resume_key_follows_from_the_groups() -> None:
     key = Options().result_key()
-    assert set(key) == set(Options.names(Group.SAMPLING, Group.DETECTION, Group.CLASSIFICATION)) - {"model",
-                                                                                                    "model_spec"}
-    assert not set(key) & set(Options.names(Group.RUNTIME))
-    assert Options(batch_size=4, threads=1).result_key() == Options().result_key()
-    assert Options(fps=5).result_key() != Options().result_key()
+    changing = [g for g, kind in Options.groups().items() if kind.CHANGES_RESULTS]
+    assert changing == [Group.SAMPLING, Group.DETECTION, Group.TRACKING, Group.CLASSIFICATION]
+    assert set(key) == set(Options.names(*changing)) - {"model", "model_spec"}
+    assert not set(key) & set(Options.names(Group.RUNTIME, Group.LIMITS))
+    assert Options.of(batch_size=4, threads=1).result_key() == Options().result_key()
+    assert Options.of(fps=5).result_key() != Options().result_key()
 
 
-def test_the_models_key_ignores_what_the_models_do_not_read() -> None:
-    assert Options(start=3.0, end=9.0, batch_size=4).model_key() == Options().model_key()
-    assert Options(det_size=320).model_key() != Options().model_key()
-    assert Options(device="cpu").model_key() != Options().model_key()
+def test_the_models_key_follows_from_the_groups_the_models_read() -> None:
+    assert Options.of(start=3.0, end=9.0, batch_size=4).model_key() == Options().model_key()
+    assert Options.of(detect_every=3, scan_interval=1.0, smooth=0.5).model_key() == Options().model_key()
+    assert Options.of(det_size=320).model_key() != Options().model_key()
+    assert Options.of(device="cpu").model_key() != Options().model_key()
+    assert Options.of(tta="flip").model_key() != Options().model_key()
+
+
+def test_settings_are_read_from_their_group() -> None:
+    o = Options.of(fps=5, detector="haar", smooth=0.5, tta="flip", threads=2, batch_size=4)
+    assert (o.sampling.fps, o.detection.detector, o.tracking.smooth) == (5, "haar", 0.5)
+    assert (o.classification.tta, o.runtime.threads, o.limits.batch_size) == ("flip", 2, 4)
+    assert Options.of(**o.as_dict()) == o
 
 
 def test_whole_numbers_given_as_floats_are_taken() -> None:
-    assert Options(every=2.0).every == 2 and isinstance(Options(every=2.0).every, int)
+    assert Options.of(every=2.0).sampling.every == 2 and isinstance(Options.of(every=2.0).sampling.every, int)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +138,7 @@ def test_the_cli_gives_one_line_and_exit_2(tmp_path: Path, args: list[str]) -> N
 
 def test_sampling_at_a_huge_rate_takes_every_frame_without_looping_over_targets() -> None:
     """fps 10,000 on an hour at 1 frame/s: 36 million targets, which a loop over targets would walk one by one."""
-    sampler = Sampler(Options(fps=10_000))
+    sampler = Sampler(Options.of(fps=10_000))
     decisions = []
     for i in range(3601):
         decisions += sampler.push(i, float(i))

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "6e5ae4e06271585da2b7361f43c7118d7bf15945"
+REFERENCE = "2dc8794fd57a788a1330bb7d7ee1246a0e37539a"
 
 pytestmark = pytest.mark.slow
 

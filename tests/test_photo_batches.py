@@ -71,8 +71,8 @@ def assert_same(a: dict[str, object], b: dict[str, object]) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [Options(detector="none", device="cpu"), Options(device="cpu"),
-     Options(device="cpu", smooth=0.5, min_quality=0.3, fps=2.0)],  # fmt: skip
+    [Options.of(detector="none", device="cpu"), Options.of(device="cpu"),
+     Options.of(device="cpu", smooth=0.5, min_quality=0.3, fps=2.0)],  # fmt: skip
     ids=["detector-none", "centerface", "smooth-min-quality-fps"],
 )
 def test_batched_photos_give_exactly_the_one_at_a_time_outputs(options: Options, tmp_path: Path,
@@ -105,7 +105,7 @@ def test_photos_share_network_calls_and_never_take_the_video_path(tmp_path: Path
 
     monkeypatch.setattr(models, "run_batched", counted)
     monkeypatch.setattr(runner, "run_video", no_video_path)
-    results = runner.run_many([folder], tmp_path / "out", Options(detector="none", device="cpu"), quiet=True)
+    results = runner.run_many([folder], tmp_path / "out", Options.of(detector="none", device="cpu"), quiet=True)
     assert [r.status for r in results] == ["ok"] * 24
     # full calls, faces of many photos in each: each member on the faces, the first also on their mirror images
     assert sum(calls) == 3 * 24 and len(calls) == 3 * 24 // 8
@@ -114,7 +114,7 @@ def test_photos_share_network_calls_and_never_take_the_video_path(tmp_path: Path
 
 def test_resume_stays_exact_per_photo(tmp_path: Path) -> None:
     folder = photo_folder(tmp_path)
-    options, out = Options(detector="none", device="cpu"), tmp_path / "out"
+    options, out = Options.of(detector="none", device="cpu"), tmp_path / "out"
     runner.run_many([folder], out, options, quiet=True)
     changed = folder / "face1.png"
     cv2.imwrite(str(changed), cv2.cvtColor(astronaut_face(70), cv2.COLOR_RGB2BGR))
@@ -131,6 +131,6 @@ def test_temporary_files_a_killed_batch_left_are_removed(tmp_path: Path) -> None
     (out / "sub").mkdir(parents=True)
     (out / "sub" / ".face0.parquet.tmp-123-deadbeef").write_bytes(b"PAR1 half written")
     (out / ".scene.parquet.tmp-9-0badf00d").write_bytes(b"PAR1")
-    results = runner.run_many([folder], out, Options(detector="none", device="cpu"), quiet=True)
+    results = runner.run_many([folder], out, Options.of(detector="none", device="cpu"), quiet=True)
     assert sum(r.status == "ok" for r in results) == 11
     assert not list(out.rglob("*.tmp-*"))

@@ -121,7 +121,7 @@ def test_table_metadata_and_load(clip, tmp_path) -> None:
     assert [r.status for r in results] == ["ok"]
     table = out / "clip.parquet"
     meta = read_metadata(table)
-    assert meta["options"]["fps"] == 5 and meta["model"]["id"] == Options.model
+    assert meta["options"]["fps"] == 5 and meta["model"]["id"] == Options().classification.model
     assert meta["detector"]["id"] == "centerface" and meta["status"] == "ok" and meta["frames_decoded"] == 6
     assert meta["source"]["size"] == path.stat().st_size and meta["width"] == 320
     loaded = fer_batch.load(out)
@@ -211,7 +211,7 @@ def test_an_error_while_finishing_a_window_fails_the_video_and_leaves_no_table(c
     monkeypatch.setattr(ParquetSink, "write", failing_write)
     table = tmp_path / "out" / "clip.parquet"
     table.parent.mkdir()
-    result, _ = run_video(path, Options(batch_size=4), video_name="clip", table_path=table)
+    result, _ = run_video(path, Options.of(batch_size=4), video_name="clip", table_path=table)
     assert result.status == "failed" and "No space left" in (result.error or "")
     assert len(calls) == 1  # the run stopped at the first failing window
     assert not table.exists() and list(table.parent.iterdir()) == []
@@ -234,7 +234,7 @@ def test_a_stream_that_breaks_keeps_the_windows_before_the_damage(clip, monkeypa
             yield item
 
     monkeypatch.setattr(FrameReader, "__iter__", breaking)
-    result, sink = run_video(path, Options(batch_size=4), video_name="clip")
+    result, sink = run_video(path, Options.of(batch_size=4), video_name="clip")
     assert result.status == "partial" and "after 13 frames" in (result.error or "")
     assert sink is not None
     assert set(sink.to_pandas()["frame"]) >= set(range(12))  # the three windows of four before the damage

@@ -122,7 +122,7 @@ def test_a_folder_run_logs_lines_while_each_input_works(tmp_path: Path, capsys: 
 
     monkeypatch.setattr(progress_mod, "LINE_INTERVAL_S", 0.0)
     write_clip(tmp_path / "v.mp4", n=40, faces=one_face)
-    runner.run_many([tmp_path / "v.mp4"], tmp_path / "out", Options(batch_size=8), display=Display.LINES)
+    runner.run_many([tmp_path / "v.mp4"], tmp_path / "out", Options.of(batch_size=8), display=Display.LINES)
     lines = capsys.readouterr().err.splitlines()
     mine = [ln for ln in lines if ln.startswith(f"{tmp_path / 'v.mp4'}: ")]
     assert mine[0] == f"{tmp_path / 'v.mp4'}: started (40 frames)", lines

@@ -80,7 +80,7 @@ def test_table_has_the_signal_columns_null_where_there_is_no_face_or_landmark() 
 
 def test_shipped_calibration_is_for_the_default_ensemble() -> None:
     cal = quality.shipped()
-    assert cal is not None and cal.classifier == Options.model and cal.tta is None
+    assert cal is not None and cal.classifier == Options().classification.model and cal.tta is None
     assert quality.calibration_for("fer2013-minixception", None) is None  # others fall back to the top probability
     assert quality.calibration_for(cal.classifier, "flip") is None
 
@@ -203,8 +203,8 @@ def test_metadata_says_what_quality_means(clip, tmp_path) -> None:
     fer_batch.analyze_many([path], tmp_path / "a")
     fer_batch.analyze_many([path], tmp_path / "b", model="fer2013-minixception")
     a, b = (read_table_meta(tmp_path / d / "clip.parquet") for d in ("a", "b"))
-    assert a.model["quality"]["calibrated"] is True
-    assert b.model["quality"]["calibrated"] is False
+    assert a.model is not None and a.model.quality is not None and a.model.quality["calibrated"] is True
+    assert b.model is not None and b.model.quality is not None and b.model.quality["calibrated"] is False
     df = fer_batch.load(tmp_path / "b")  # uncalibrated: the top probability
     np.testing.assert_allclose(df["quality"], df[LABELS].max(axis=1), atol=1e-6)
 

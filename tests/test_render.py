@@ -129,7 +129,8 @@ def test_clip_is_vfr(clip: Path) -> None:
 
 def test_run_video_annotates(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "vfr.annotated.mp4"
-    result, _ = run_video(clip, Options(fps=5, batch_size=4), video_name="vfr.mp4", table_path=tmp_path / "t.parquet",
+    result, _ = run_video(clip, Options.of(fps=5, batch_size=4), video_name="vfr.mp4",
+                          table_path=tmp_path / "t.parquet",
                           annotate_path=out)  # fmt: skip
     assert result.status == "ok", result.error
     assert result.faces > 0

@@ -27,7 +27,7 @@ def test_a_name_that_is_not_utf8_is_reported(tmp_path: Path) -> None:
     cv2.imwrite(str(src / "ok.png"), astronaut_face(64))
     os.rename(src / "ok.png", odd)
     out = tmp_path / "out"
-    assert [r.status for r in run_many([src], out, Options(detector="none"), quiet=True)] == ["ok"]
+    assert [r.status for r in run_many([src], out, Options.of(detector="none"), quiet=True)] == ["ok"]
     html = write_report(out).read_text(encoding="utf-8")
     assert "bad\\xffname" in html
 
@@ -69,6 +69,6 @@ def test_an_annotated_video_of_an_earlier_run_is_not_shown_as_this_tables(tmp_pa
     out = tmp_path / "out"
     run_many([src], out, Options(), quiet=True, annotate=True)
     assert "<video" in write_report(out).read_text(encoding="utf-8")
-    run_many([src], out, Options(fps=5), quiet=True)  # other options, no --annotate: the old video stays
+    run_many([src], out, Options.of(fps=5), quiet=True)  # other options, no --annotate: the old video stays
     assert (out / "v.annotated.mp4").exists()
     assert "<video" not in write_report(out).read_text(encoding="utf-8")

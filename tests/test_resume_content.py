@@ -38,7 +38,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
 
 
 def _statuses(photo: Path, out: Path, model: Path, spec: Path) -> list[str]:
-    opts = Options(detector="none", model=str(model), model_spec=str(spec))
+    opts = Options.of(detector="none", model=str(model), model_spec=str(spec))
     return [r.status for r in run_many([photo.parent], out, opts, quiet=True)]
 
 

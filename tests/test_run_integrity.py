@@ -44,7 +44,7 @@ def test_a_source_replaced_while_it_is_read_is_not_recorded_as_done(tmp_path: Pa
         def close(self) -> None:
             pass
 
-    result, _ = run_video(src, Options(batch_size=4), video_name="v.mp4", table_path=table, progress=Swap())
+    result, _ = run_video(src, Options.of(batch_size=4), video_name="v.mp4", table_path=table, progress=Swap())
     assert swapped and result.status == "failed" and "changed while" in result.error
     assert not table.exists() and not list(table.parent.glob("*tmp*"))
     res = fer_batch.analyze_many(src, tmp_path / "out")  # the next run analyses the new file
@@ -65,3 +65,20 @@ def test_an_annotated_video_made_with_other_options_is_not_resumed(tmp_path: Pat
     assert fer_batch.analyze_many(src, out, fps=5, annotate=True)[0].status == "skipped"
     shutil.copy(src, out / "v.annotated.mp4")  # someone else's file under that name
     assert fer_batch.analyze_many(src, out, fps=5, annotate=True)[0].status == "ok"
+
+
+def test_an_annotated_video_made_at_another_scale_is_made_again(tmp_path: Path) -> None:
+    """--annotate-scale changes only the video: a resumed run asking for another scale renders it again."""
+    import av
+
+    src = tmp_path / "in" / "v.mp4"
+    src.parent.mkdir()
+    write_clip(src, n=6, size=(160, 120), faces=one_face)
+    out = tmp_path / "out"
+    assert fer_batch.analyze_many(src, out, annotate=True, annotate_scale=1)[0].status == "ok"
+    assert fer_batch.analyze_many(src, out, annotate=True, annotate_scale=1)[0].status == "skipped"
+    assert fer_batch.analyze_many(src, out, annotate=True, annotate_scale=2)[0].status == "ok"
+    with av.open(str(out / "v.annotated.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (320, 240)
+    assert fer_batch.analyze_many(src, out, annotate=True, annotate_scale=2)[0].status == "skipped"
+    assert fer_batch.analyze_many(src, out, annotate=False)[0].status == "skipped"  # the table alone is the same

@@ -89,7 +89,7 @@ def run_in_windows(options: Options, items: list[Decoded], window: int) -> tuple
 
 @pytest.mark.parametrize("window", [1, 3, 7, 40])
 def test_the_engine_scans_the_same_frames_whatever_the_window_size(window: int) -> None:
-    options = Options(detect_every=2, scan_interval=1.0)
+    options = Options.of(detect_every=2, scan_interval=1.0)
     items = decoded(40)
     detector, rows = run_in_windows(options, items, window)
     assert [i for call in detector.scanned for i in call] == [0, 10, 20, 30]  # a scan every 1 s of detector frames
@@ -101,7 +101,7 @@ def test_the_engine_scans_the_same_frames_whatever_the_window_size(window: int) 
 
 def test_frames_not_analysed_are_never_shown_to_the_models() -> None:
     detector, classifier = fake_models(regions=True)
-    analyzer = Analyzer(Options(scan_interval=0.0), models=(detector, classifier))
+    analyzer = Analyzer(Options.of(scan_interval=0.0), models=(detector, classifier))
     found = analyzer.process(decoded(9, every=3))
     assert found.frames.index.tolist() == [0, 3, 6] and found.faces.frame.tolist() == [0, 3, 6]
     assert [i for call in detector.scanned for i in call] == [0, 3, 6] and classifier.calls == 1

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import write_clip
 
+from fer_batch._atomic import TMP_MARK
 from fer_batch.options import Options
 from fer_batch.outputs.metadata import read_metadata
-from fer_batch.outputs.table import TMP_MARK
 from fer_batch.runs.runner import run_many
 from fer_batch.runs.segments import frame_times, segments_dir
 
@@ -29,7 +29,7 @@ def test_frame_times_are_the_same_on_every_call(long_clip: Path) -> None:
 
 
 def test_a_split_table_records_its_parts_and_a_whole_one_null(long_clip: Path, tmp_path: Path) -> None:
-    opts = Options(detector="none", fps=1)
+    opts = Options.of(detector="none", fps=1)
     split = run_many([long_clip], tmp_path / "split", opts, quiet=True, segment_seconds=20)
     assert [r.status for r in split] == ["ok"]
     meta = read_metadata(tmp_path / "split" / "long.parquet")
@@ -56,7 +56,7 @@ def test_a_resumed_run_cleans_every_leftover(long_clip: Path, tmp_path: Path, sp
     out = tmp_path / "out"
     table = out / "long.parquet"
     left = _leave_killed_run(table)
-    res = run_many([long_clip], out, Options(detector="none", fps=1), quiet=True,
+    res = run_many([long_clip], out, Options.of(detector="none", fps=1), quiet=True,
                    segment_seconds=20 if split_again else None)  # fmt: skip
     assert [r.status for r in res] == ["ok"]
     assert not [p for p in left if p.exists()]

@@ -41,29 +41,30 @@ def test_ranges_of_s_seconds_each_starting_on_a_scan_frame_with_enough_preroll()
     assert [p.job.table.name for p in parts] == ["part-00000.segment", "part-00001.segment", "part-00002.segment"]
     assert len({p.job.table.parent for p in parts}) == 1 and parts[0].job.table.parent != JOB.table.parent
     scans = dict(scan_times(times, Options()))  # time -> analysed frames before it, in the whole-video run
-    assert parts[0].options.start is None
+    assert parts[0].options.sampling.start is None
     for p in parts[1:]:
-        start = p.options.start
+        start = p.options.sampling.start
         assert start in scans and p.keep_from is not None
         assert start <= p.keep_from - PREROLL_S
         kept_at = max(n for t, n in scans.items() if t < p.keep_from)  # the last scan before the kept range
         assert scans[start] <= kept_at - PREROLL_FRAMES
-    assert [p.options.start for p in parts] == [None, 7.0, 17.0]  # the latest such scan (every 0.5 s by default)
+    # the latest such scan (every 0.5 s by default)
+    assert [p.options.sampling.start for p in parts] == [None, 7.0, 17.0]
 
 
 def test_with_start_every_part_is_analysed_from_start_as_the_whole_run_is() -> None:
-    parts = segments_for(JOB, at_fps(0, 30), Options(start=4.2), 10.0)
+    parts = segments_for(JOB, at_fps(0, 30), Options.of(start=4.2), 10.0)
     assert parts is not None
-    assert [(p.keep_from, p.options.start, p.end) for p in parts] == [(None, 4.2, 10.0), (10.0, 4.2, 20.0),
+    assert [(p.keep_from, p.options.sampling.start, p.end) for p in parts] == [(None, 4.2, 10.0), (10.0, 4.2, 20.0),
                                                                        (20.0, 4.2, None)]  # fmt: skip
     assert parts[0].span == (4.2, 10.0)
 
 
 def test_with_end_the_last_part_ends_there() -> None:
-    parts = segments_for(JOB, at_fps(0, 30), Options(end=15.0), 10.0)
+    parts = segments_for(JOB, at_fps(0, 30), Options.of(end=15.0), 10.0)
     assert parts is not None
     assert [(p.keep_from, p.end, p.span) for p in parts] == [(None, 10.0, (0.0, 10.0)), (10.0, 15.0, (10.0, 15.0))]
-    assert [p.options.end for p in parts] == [10.0, 15.0]
+    assert [p.options.sampling.end for p in parts] == [10.0, 15.0]
 
 
 def test_a_gap_longer_than_a_range_makes_no_empty_part() -> None:
@@ -72,12 +73,12 @@ def test_a_gap_longer_than_a_range_makes_no_empty_part() -> None:
     assert parts is not None
     assert [(p.k, p.keep_from, p.end) for p in parts] == [(0, None, 10.0), (2, 20.0, None)]
     # its pre-roll lies before the gap: the last scan with 3 s and 20 analysed frames before the kept range
-    assert parts[1].options.start == 2.5
+    assert parts[1].options.sampling.start == 2.5
 
 
 def test_a_video_within_one_range_is_not_split() -> None:
     assert segments_for(JOB, at_fps(0, 9.9), Options(), 10.0) is None
-    assert segments_for(JOB, at_fps(0, 30), Options(start=21.0), 10.0) is None
+    assert segments_for(JOB, at_fps(0, 30), Options.of(start=21.0), 10.0) is None
 
 
 @pytest.mark.parametrize("seconds", [0.0, -1.0, math.nan])

@@ -9,12 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fer_batch.analysis.info import ModelInfo
 from fer_batch.outputs.metadata import CameraSource, FileSource, TableMeta, read_metadata, read_table_meta
 from fer_batch.outputs.table import MemorySink, ParquetSink, faces_from_table, schema, window_table
 from fer_batch.types import Faces
 
 LABELS = ["calm", "excited", "bored"]
-META = TableMeta(version="0", options={"fps": 5}, source=FileSource("v.mp4"), model={"labels": LABELS}, status="ok")
+META = TableMeta(version="0", options={"fps": 5}, source=FileSource("v.mp4"),
+                 model=ModelInfo(id="m", sha256="0" * 64, labels=LABELS), status="ok")
 
 
 def some_faces() -> Faces:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from fakes import FakeClassifier, FakeClock, FakeDetector
 
+from fer_batch._atomic import TMP_MARK
 from fer_batch.errors import CameraError
 from fer_batch.live.capture import LatestFrame
 from fer_batch.live.recorder import draw
@@ -26,7 +27,6 @@ from fer_batch.live.sources import Captured, RealtimeFile, open_source, redact
 from fer_batch.options import Options
 from fer_batch.outputs.draw import Painter
 from fer_batch.outputs.metadata import read_metadata
-from fer_batch.outputs.table import TMP_MARK
 from fer_batch.types import Faces
 
 REPO = Path(__file__).resolve().parents[1]
@@ -262,6 +262,17 @@ def test_draw_marks_faces_and_leaves_the_frame_alone() -> None:
     assert np.any(out[60:160, 98] != 100)  # the outline, just left of the box
     assert np.all(out[60:160, 100:180] == 100)  # nothing drawn over the face
     assert np.any(out[-5:, :40] != 100)  # the caption
+    # a face in the bottom-left corner: the caption moves to the next free corner, and never covers a face
+    low = faces.replace(boxes=np.array([[0, 150, 120, 240]], np.float32))
+    out = draw(bgr, low, Painter(labels, 320, 240), "camera 30.0 fps")
+    assert np.all(out[150:240, 0:120] == 100) and np.any(out[-5:, -40:] != 100)
+    everywhere = faces.replace(frame=np.zeros(4, int), boxes=np.array(
+        [[0, 200, 140, 240], [180, 200, 320, 240], [0, 0, 140, 40], [180, 0, 320, 40]], np.float32),
+        scores=np.ones(4, np.float32), landmarks=np.zeros((4, 5, 2), np.float32), track_id=np.arange(4),
+        probs=np.tile([0.2, 0.8], (4, 1)).astype(np.float32))  # fmt: skip
+    out = draw(bgr, everywhere, Painter(labels, 320, 240), "camera 30.0 fps")
+    for x1, y1, x2, y2 in everywhere.boxes.astype(int):
+        assert np.all(out[y1:y2, x1:x2] == 100)  # no caption at all rather than over a face
 
 
 def test_output_names_never_overwrite(tmp_path: Path) -> None:

@@ -8,14 +8,13 @@ knows nothing of files: ``runs.one_input`` feeds it a video's frames, ``live`` a
 from __future__ import annotations
 
 import enum
-import json
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from fer_batch.analysis.classify import Classifier, FaceClassifier, fingerprint, member_specs
+from fer_batch.analysis.classify import Classifier, FaceClassifier, Fingerprint, fingerprint, member_specs
 from fer_batch.analysis.detect import Detector, RegionDetector, make_detector, nms
 from fer_batch.analysis.models import cores
 from fer_batch.analysis.track import Smoother, Tracker
@@ -31,12 +30,11 @@ def models_for(options: Options) -> tuple[Detector, Classifier]:
     """Detector and classifier for these options, loaded once per process (folder runs and segments reuse them)."""
     # only the settings the models read make a new pair (``Options.model_key``); the files' content is part of the
     # key, so a model or spec replaced at the same path is loaded again
-    content = json.dumps(fingerprint(member_specs(options)), sort_keys=True)
-    return _load_models(options.model_key(), content)
+    return _load_models(options.model_key(), fingerprint(member_specs(options)))
 
 
 @lru_cache(maxsize=4)
-def _load_models(options: Options, content: str) -> tuple[Detector, Classifier]:
+def _load_models(options: Options, content: Fingerprint) -> tuple[Detector, Classifier]:
     return make_detector(options), Classifier(options)
 
 
@@ -108,7 +106,7 @@ class Analyzer:
     """
 
     def __init__(self, options: Options, models: Models | None = None) -> None:
-        if options.threads is None:
+        if options.runtime.threads is None:
             options = options.replace(threads=cores())
         self.options = options
         self.detector: Detector
@@ -122,9 +120,11 @@ class Analyzer:
         in a new ``Analyzer`` (a batch of photos uses one, without looking its models up again for each)."""
         options = self.options
         self.tracker = Tracker()
-        self.smoother = Smoother(options.smooth) if options.smooth else None
+        self.smoother = Smoother(options.tracking.smooth) if options.tracking.smooth else None
         self.region_detector = self.detector if isinstance(self.detector, RegionDetector) else None
-        self.schedule = ScanSchedule(options.detect_every, options.scan_interval, self.region_detector is not None)
+        self.schedule = ScanSchedule(
+            options.tracking.detect_every, options.tracking.scan_interval, self.region_detector is not None
+        )
         self._recent: list[np.ndarray] = []  # boxes found on the latest detector frames, newest first
 
     def process(self, items: list[Decoded]) -> Analysis:

@@ -157,16 +157,25 @@ def resolve(model: str, spec_path: str | None = None, task: str = "emotion") -> 
     return ModelSpec(entry=entry, path=path)
 
 
-def check_all() -> list[dict[str, Any]]:
-    """One row per manifest model: id, task, licence, file and whether its checksum holds."""
-    rows = []
+@dataclass(frozen=True)
+class ModelCheck:
+    """One bundled model as ``fer-batch models`` lists it: what it is, where it lies, whether its checksum holds."""
+
+    id: str
+    task: str
+    license: str
+    file: Path
+    sha256_ok: bool
+
+
+def check_all() -> list[ModelCheck]:
+    """One check per manifest model."""
+    checks = []
     for entry in load_manifest():
         path = models_dir() / entry["file"]
         ok = path.is_file() and file_sha256(path.resolve()) == entry["sha256"]
-        rows.append(
-            {"id": entry["id"], "task": entry["task"], "license": entry["license"], "file": str(path), "sha256_ok": ok}
-        )
-    return rows
+        checks.append(ModelCheck(id=entry["id"], task=entry["task"], license=entry["license"], file=path, sha256_ok=ok))
+    return checks
 
 
 def choose_providers(device: str) -> list[str]:

@@ -77,13 +77,11 @@ def setup_logging(quiet: bool) -> None:
 
 def check_models(options: Options) -> None:
     """Usage errors before any work: an execution provider that is not there, a model that does not check out."""
-    from fer_batch.analysis.classify import member_ids
-    from fer_batch.analysis.models import check_classifier, choose_providers
+    from fer_batch.analysis.models import choose_providers
+    from fer_batch.runs.runner import check_model
 
-    choose_providers(options.device)
-    ids = member_ids(options.model)
-    for m in ids:
-        check_classifier(m, options.model_spec if len(ids) == 1 else None)
+    choose_providers(options.runtime.device)
+    check_model(options)
 
 
 # options shared by analyze and webcam, declared once
@@ -120,8 +118,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output."
 MaxPixels = Annotated[
     int, typer.Option(metavar="N", help="Refuse inputs whose frames have more pixels (read from the header).")
 ]
-SCALE_HELP = (f"Annotated video size relative to the displayed frame, up to {MAX_RENDER_SCALE:g}; auto enlarges "
-              "videos under 360 px by a whole factor so the labels are legible.")
+SCALE_HELP = (
+    f"Annotated video size relative to the displayed frame, up to {MAX_RENDER_SCALE:g}; auto enlarges "
+    "videos under 360 px by a whole factor so the labels are legible."
+)
 ScanInterval = Annotated[
     float,
     typer.Option(

@@ -35,7 +35,7 @@ from fer_batch.cli._app import (
     write_report_line,
 )
 from fer_batch.errors import ManifestError, UsageError
-from fer_batch.options import AUTO, Options, check_run, check_scale
+from fer_batch.options import AUTO, Classification, Detection, Limits, Options, Tracking, check_run, check_scale
 
 
 @command("analyze")
@@ -45,7 +45,7 @@ def analyze(
     ],
     out: Out,
     detector: DetectorOpt = "centerface",
-    model: ModelOpt = Options.model,
+    model: ModelOpt = Classification.model,
     model_spec: ModelSpecOpt = None,
     tta: TtaOpt = None,
     crop_margin: CropMargin = None,
@@ -55,14 +55,12 @@ def analyze(
     every: Annotated[Optional[int], typer.Option(metavar="N", help="Analyse every N-th frame.")] = None,
     start: Annotated[Optional[float], typer.Option(metavar="S", help="Start time (s).")] = None,
     end: Annotated[Optional[float], typer.Option(metavar="S", help="End time (s).")] = None,
-    min_face: MinFace = Options.min_face,
-    det_size: DetSize = Options.det_size,
-    det_threshold: DetThreshold = Options.det_threshold,
+    min_face: MinFace = Detection.min_face,
+    det_size: DetSize = Detection.det_size,
+    det_threshold: DetThreshold = Detection.det_threshold,
     detect_every: DetectEvery = 1,
-    scan_interval: ScanInterval = Options.scan_interval,
-    batch_size: Annotated[
-        int, typer.Option(metavar="N", help="Frames per classification window.")
-    ] = Options.batch_size,
+    scan_interval: ScanInterval = Tracking.scan_interval,
+    batch_size: Annotated[int, typer.Option(metavar="N", help="Frames per classification window.")] = Limits.batch_size,
     smooth: Smooth = None,
     haar_scale_factor: Annotated[float, typer.Option(metavar="F", help="Haar detectMultiScale scaleFactor.")] = 1.1,
     haar_min_neighbors: Annotated[int, typer.Option(metavar="N", help="Haar detectMultiScale minNeighbors.")] = 5,
@@ -78,17 +76,17 @@ def analyze(
     annotate: Annotated[bool, typer.Option(help="Also write <name>.annotated.mp4.")] = False,
     annotate_scale: Annotated[str, typer.Option(metavar="auto|N", help=SCALE_HELP)] = AUTO,
     write_html: Annotated[bool, typer.Option("--report", help="At the end, write OUT/report.html.")] = False,
-    max_pixels: MaxPixels = Options.max_pixels,
+    max_pixels: MaxPixels = Limits.max_pixels,
     min_quality: Annotated[
         float, typer.Option(metavar="Q", help="Leave faces whose quality (0-1) is below Q out of the tables.")
-    ] = Options.min_quality,
+    ] = Classification.min_quality,
     resume: Annotated[bool, typer.Option("--resume/--overwrite", help="Skip inputs whose table is complete.")] = True,
     quiet: Quiet = False,
 ) -> None:
     """Analyse recordings into one Parquet table per input plus OUT/manifest.parquet."""
     setup_logging(quiet)
     # usage errors first, before the heavy modules load, so they answer at once
-    options = Options(
+    options = Options.of(
         detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, fps=fps, every=every,
         start=start, end=end, min_face=min_face, det_size=det_size, det_threshold=det_threshold,
         detect_every=detect_every, scan_interval=scan_interval, batch_size=batch_size, smooth=smooth,
@@ -99,8 +97,6 @@ def analyze(
     scale = check_scale("annotate_scale", annotate_scale)
     if scheduler is not None and jobs != 1:
         raise UsageError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
-    if not out.strip():
-        raise UsageError("--out must not be empty")
     check_models(options)
     from fer_batch.runs.runner import run_many
 
@@ -115,7 +111,7 @@ def analyze(
             client = connect(scheduler)  # one line and exit 2 when unreachable, before anything is written
         try:
             with _sigterm_unwinds():
-                results = run_many(paths, Path(out), options, jobs=jobs, resume=resume, display=display,
+                results = run_many(paths, out, options, jobs=jobs, resume=resume, display=display,
                                    on_result=announce, executor=client.get_executor() if client else None,
                                    segment_seconds=segment_seconds, annotate=annotate,
                                    annotate_scale=scale)  # fmt: skip

@@ -20,7 +20,7 @@ from fer_batch.cli._app import (
     setup_logging,
     write_report_line,
 )
-from fer_batch.options import AUTO, Level, Options, check_scale, number
+from fer_batch.options import AUTO, Level, Limits, check_scale, number
 
 
 @command("render")
@@ -29,7 +29,7 @@ def render(
     table: Annotated[Path, typer.Argument(metavar="TABLE", help="Its table (.parquet) from `fer-batch analyze`.")],
     out: Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="Output .mp4 (H.264, audio kept).")],
     scale: Annotated[str, typer.Option(metavar="auto|N", help=SCALE_HELP)] = AUTO,
-    max_pixels: MaxPixels = Options.max_pixels,
+    max_pixels: MaxPixels = Limits.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Draw a saved table's faces onto the video, without running any model."""
@@ -107,8 +107,12 @@ def export(
     run_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A run folder written by `fer-batch analyze`.")],
     out: Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="Output file: .csv, .tsv or .parquet.")],
     by: Annotated[
-        Level, typer.Option(metavar="LEVEL", help="frame, second, track, video or event: one row per face-frame, "
-                            "track time bin, track, video or track x event.")  # fmt: skip
+        Level,
+        typer.Option(
+            metavar="LEVEL",
+            help="frame, second, track, video or event: one row per face-frame, "
+            "track time bin, track, video or track x event.",
+        ),  # fmt: skip
     ] = Level.FRAME,
     bin_s: Annotated[float, typer.Option("--bin", metavar="S", help="Time bin of --by second (s).")] = 1.0,
     events: Annotated[
@@ -143,8 +147,8 @@ def list_models() -> None:
     """List the bundled models and whether their sha256 checks out."""
     from fer_batch.analysis.models import check_all
 
-    rows = check_all()
-    for r in rows:
-        ok = "ok" if r["sha256_ok"] else "MISMATCH"
-        typer.echo(f"{r['id']:<24} {r['task']:<8} {r['license']:<6} sha256 {ok:<8} {r['file']}")
-    raise typer.Exit(0 if all(r["sha256_ok"] for r in rows) else 1)
+    checks = check_all()
+    for c in checks:
+        ok = "ok" if c.sha256_ok else "MISMATCH"
+        typer.echo(f"{c.id:<24} {c.task:<8} {c.license:<6} sha256 {ok:<8} {c.file}")
+    raise typer.Exit(0 if all(c.sha256_ok for c in checks) else 1)

@@ -26,7 +26,7 @@ from fer_batch.cli._app import (
     command,
     setup_logging,
 )
-from fer_batch.options import Options, number
+from fer_batch.options import Classification, Detection, Options, number
 from fer_batch.runs.outdir import check_out
 
 
@@ -45,13 +45,13 @@ def webcam(
     annotate: Annotated[bool, typer.Option(help="Also record every frame, annotated, to .annotated.mp4.")] = False,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Window, if a display exists.")] = True,
     detector: DetectorOpt = "centerface",
-    model: ModelOpt = Options.model,
+    model: ModelOpt = Classification.model,
     model_spec: ModelSpecOpt = None,
     tta: TtaOpt = None,
     crop_margin: CropMargin = None,
-    min_face: MinFace = Options.min_face,
-    det_size: DetSize = Options.det_size,
-    det_threshold: DetThreshold = Options.det_threshold,
+    min_face: MinFace = Detection.min_face,
+    det_size: DetSize = Detection.det_size,
+    det_threshold: DetThreshold = Detection.det_threshold,
     detect_every: DetectEvery = 1,
     smooth: Smooth = None,
     device: Device = "auto",
@@ -70,7 +70,7 @@ def webcam(
     """
     setup_logging(quiet)
     # usage errors first, before the heavy modules load
-    options = Options(
+    options = Options.of(
         detector=detector, model=model, model_spec=str(model_spec) if model_spec else None, min_face=min_face,
         det_size=det_size, det_threshold=det_threshold, detect_every=detect_every, batch_size=1, smooth=smooth,
         device=device, threads=threads, tta=tta, crop_margin=crop_margin,

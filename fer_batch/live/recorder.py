@@ -47,19 +47,32 @@ class Overlay:
 def draw(bgr: np.ndarray, faces: Faces, painter: Painter, caption: str = "") -> np.ndarray:
     """A copy of the frame with boxes, labels, per-face probability bars and a caption (the current fps).
 
-    The caption sits at the bottom left, where it rarely covers a face's label (drawn above the box).
+    The caption takes the first corner (bottom left, bottom right, top left, top right) where it covers no face,
+    and is left out where every corner would: like the labels, it never hides a face.
     """
     img = bgr.copy()
     painter.draw(img, faces)
     if caption:
         s = painter.style
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, s.font, s.thick)
-        top = max(0, img.shape[0] - (th + base + 2 * s.pad))
-        cv2.rectangle(img, (0, top), (tw + 2 * s.pad, img.shape[0]), (0, 0, 0), -1)
-        cv2.putText(img, caption, (s.pad, top + s.pad + th), cv2.FONT_HERSHEY_SIMPLEX, s.font, (255, 255, 255),
-                    s.thick, cv2.LINE_AA)  # fmt: skip
+        spot = caption_spot(img.shape[1], img.shape[0], (tw + 2 * s.pad, th + base + 2 * s.pad), faces.boxes)
+        if spot is not None:
+            x, y = spot
+            cv2.rectangle(img, (x, y), (x + tw + 2 * s.pad, y + th + base + 2 * s.pad), (0, 0, 0), -1)
+            cv2.putText(img, caption, (x + s.pad, y + s.pad + th), cv2.FONT_HERSHEY_SIMPLEX, s.font, (255, 255, 255),
+                        s.thick, cv2.LINE_AA)  # fmt: skip
     out: np.ndarray = img
     return out
+
+
+def caption_spot(width: int, height: int, size: tuple[int, int], boxes: np.ndarray) -> tuple[int, int] | None:
+    """The top-left corner of the first frame corner where a ``size`` caption overlaps no face box, or None."""
+    cw, ch = size
+    for x, y in ((0, height - ch), (width - cw, height - ch), (0, 0), (width - cw, 0)):
+        x, y = max(0, x), max(0, y)
+        if not any(x < bx2 and bx1 < x + cw and y < by2 and by1 < y + ch for bx1, by1, bx2, by2 in boxes.tolist()):
+            return x, y
+    return None
 
 
 # --- recorder --------------------------------------------------------------------------------------------------
@@ -81,10 +94,6 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="webcam-recorder", daemon=True)
         self._writer: H264Writer | None = None  # opened at the first frame, whose size it takes
         self._warned_backlog = False
-
-    @property
-    def frames(self) -> int:
-        return self._writer.frames if self._writer is not None else 0
 
     def start(self) -> None:
         self._thread.start()

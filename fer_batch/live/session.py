@@ -12,7 +12,6 @@ same times as its PTS (1/1000 s time base). The capture source is an interface (
 tests.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from fer_batch._progress import Progress, Silent
-from fer_batch.analysis.detect.scan_size import small_size
+from fer_batch.analysis.detect.scan_size import scan_size
 from fer_batch.analysis.engine import Analyzer, Models
 from fer_batch.errors import describe
 from fer_batch.live.capture import (
@@ -44,9 +43,9 @@ from fer_batch.live.sources import (
 from fer_batch.media.reader import from_bgr
 from fer_batch.options import Options, number
 from fer_batch.outputs.draw import Painter
-from fer_batch.outputs.metadata import CameraSource, TableMeta
+from fer_batch.outputs.metadata import CameraSource, TableMeta, annotated_path
 from fer_batch.outputs.table import ParquetSink, window_table
-from fer_batch.types import SYSTEM_CLOCK, Clock
+from fer_batch.types import SYSTEM_CLOCK, Clock, Status
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,8 @@ def output_paths(out: Path, annotate: bool, now: datetime | None = None) -> tupl
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
         stem = f"webcam-{stamp}" + (f"-{k}" if k else "")
-        table, rec = out / f"{stem}.parquet", out / f"{stem}.annotated.mp4"
+        table = out / f"{stem}.parquet"
+        rec = annotated_path(table)
         if table.exists() or rec.exists():
             continue
         try:
@@ -145,7 +145,7 @@ def _session(source: CaptureSource, options: Options, table_path: Path, rec_path
     recorder = Recorder(rec_path, analyzer.labels, live.overlay, source.fps) if rec_path is not None else None
     stop, mailbox = threading.Event(), LatestFrame()
     capture = Capture(source, live.t0, mailbox, recorder, stop, seconds)
-    sink = ParquetSink(table_path, analyzer.labels, options.smooth is not None)
+    sink = ParquetSink(table_path, analyzer.labels, options.tracking.smooth is not None)
     log.info("webcam: capturing from %s into %s", source.description, table_path)
     recording: Path | None = None
     with StopSignals(stop) as signals, sink:
@@ -215,7 +215,7 @@ class LiveAnalysis:
         """One frame: analysed, its rows written, the overlay and the preview updated."""
         h, w = item.bgr.shape[:2]
         opts = self.options
-        small_wh = self._small_sizes.setdefault((w, h), small_size(w, h, opts.det_size, opts.min_face))
+        small_wh = self._small_sizes.setdefault((w, h), scan_size(opts.detection, w, h))
         found = self.analyzer.process([from_bgr(item.index, item.time_s, item.bgr, small_wh)])
         labels = self.analyzer.labels
         sink.write(window_table(self.name, found.frames.index, found.frames.time_s, found.faces, labels,
@@ -267,7 +267,7 @@ def _metadata(options: Options, analyzer: Analyzer, source: CaptureSource, name:
         clock="time_s: seconds since the run started, time.monotonic",
         started_at=started_at.isoformat(timespec="seconds"),
         stopped_by=stopped_by,
-        status="ok",
+        status=Status.OK,
         error=describe(capture.error) if capture.error is not None else None,
         recording=str(recording) if recording is not None else None,
     )

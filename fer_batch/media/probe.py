@@ -205,3 +205,26 @@ def _stderr_lines() -> Iterator[list[str]]:
             os.close(saved)
             sink.seek(0)
             lines += [ln.strip() for ln in sink.read().decode(errors="replace").splitlines() if ln.strip()]
+
+
+class Untimed(Exception):
+    """A stream whose packets have no timestamps, or whose decode timestamps go back: only a full decode knows the
+    frames' times (``packet_times`` stops with this; its callers fall back to decoding)."""
+
+
+def packet_times(container: av.container.InputContainer,
+                 stream: av.video.stream.VideoStream) -> Iterator[tuple[int, int | None]]:  # fmt: skip
+    """(pts, dts) of every packet of ``stream``, in decode order, from a demux-only pass.
+
+    The one rule for trusting packet timestamps without decoding (the reader's --start seek plan and the segment
+    planner both use it): empty packets are skipped; a packet without pts, or a dts that goes back, raises
+    ``Untimed``.
+    """
+    last_dts = None
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if packet.pts is None or (packet.dts is not None and last_dts is not None and packet.dts < last_dts):
+            raise Untimed
+        last_dts = packet.dts if packet.dts is not None else last_dts
+        yield packet.pts, packet.dts

@@ -20,7 +20,15 @@ import numpy as np
 
 from fer_batch.errors import DecodeError, StreamBroken, StreamDamaged, describe
 from fer_batch.media.orientation import rotate
-from fer_batch.media.probe import MAX_BAD_PACKETS, VideoInfo, open_input, read_image, video_stream
+from fer_batch.media.probe import (
+    MAX_BAD_PACKETS,
+    Untimed,
+    VideoInfo,
+    open_input,
+    packet_times,
+    read_image,
+    video_stream,
+)
 from fer_batch.media.sampling import Clock, Sampler
 from fer_batch.options import Options
 from fer_batch.planes import Luma
@@ -142,7 +150,7 @@ class FrameReader:
             self.decoded = 1
             yield 0, 0.0, image
             return
-        seek = self.options.start is not None and self.options.start > 0
+        seek = self.options.sampling.start is not None and self.options.sampling.start > 0
         while True:  # at most twice: seeking, then (if the seek cannot be trusted) from the beginning
             self.damaged, self._damage_reason = 0, ""
             self._last_duration = 0.0  # the last decoded frame's own duration (s), where the container gives one
@@ -154,7 +162,9 @@ class FrameReader:
                 trusted = yield from self._decode_pass(container, seek)
             if trusted:
                 break
-            log.debug("%s: seek to %.3f s not exact, decoding from the beginning", self.path, self.options.start)
+            log.debug(
+                "%s: seek to %.3f s not exact, decoding from the beginning", self.path, self.options.sampling.start
+            )
             seek = False
         if self.damaged:
             expected = f" of {self.info.frames}" if self.info.frames else ""
@@ -164,7 +174,7 @@ class FrameReader:
     def _decode_pass(self, container: av.container.InputContainer,
                      seek: bool) -> Generator[tuple[int, float, av.VideoFrame], None, bool]:  # fmt: skip
         """One decoding pass (seeking to --start if asked); returns False where a seek turned out untrustworthy."""
-        start, end = self.options.start, self.options.end
+        start, end = self.options.sampling.start, self.options.sampling.end
         stream = video_stream(container)
         stream.thread_type = "AUTO" if self.decode_threads > 1 else "SLICE"
         stream.codec_context.thread_count = self.decode_threads
@@ -258,30 +268,27 @@ class FrameReader:
 
         Returns (packets with pts < start, pts of the first packet at/after start, last time before it).
         """
-        start, tb = self.options.start, stream.time_base
+        start, tb = self.options.sampling.start, stream.time_base
         assert start is not None
         if tb is None:
             return None
-        count, first, last_before, last_dts = 0, None, None, None
+        count, first, last_before = 0, None, None
         try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                if packet.pts is None or (packet.dts is not None and last_dts is not None and packet.dts < last_dts):
-                    return None  # no timestamps, or timestamps that go back: only a full decode knows the times
-                last_dts = packet.dts if packet.dts is not None else last_dts
-                if float(packet.pts * tb) < start - 1e-9:
+            for pts, dts in packet_times(container, stream):
+                if float(pts * tb) < start - 1e-9:
                     count += 1
-                    t_before = float(packet.pts * tb)
+                    t_before = float(pts * tb)
                     last_before = t_before if last_before is None else max(last_before, t_before)
-                elif first is None or packet.pts < first:
-                    first = packet.pts
+                elif first is None or pts < first:
+                    first = pts
                 # packets come in decode order and pts >= dts: once dts passes the first wanted pts, nothing later
                 # can be earlier
-                if first is not None and packet.dts is not None and packet.dts >= first:
+                if first is not None and dts is not None and dts >= first:
                     break
             if first is not None:
                 container.seek(first, stream=stream, backward=True, any_frame=False)
+        except Untimed:
+            return None  # no timestamps, or timestamps that go back: only a full decode knows the times
         except av.error.FFmpegError:
             return None
         return count, first, last_before

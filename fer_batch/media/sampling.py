@@ -47,7 +47,7 @@ class Sampler:
     """
 
     def __init__(self, options: Options) -> None:
-        self.fps, self.every = options.fps, options.every
+        self.fps, self.every = options.sampling.fps, options.sampling.every
         self._pending: tuple[int, float] | None = None
         self._last_dt: float | None = None  # the last frame's duration, to know where the video ends
         self._pending_mark = False

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from fer_batch.analysis.quality import RELIABLE
+from fer_batch.columns import label_columns
 from fer_batch.errors import UsageError
 from fer_batch.options import Level, number
 from fer_batch.outputs.events import read_events
@@ -47,14 +48,9 @@ HEADLINE_TRACKS = 4  # per-track headlines listed before "+N more"
 
 
 # per-face measurements (#21), never labels, wherever a table version places them
-NOT_LABELS = frozenset({"quality", "yaw", "pitch", "roll", "sharpness"} | {
-    f"{p}_{a}" for p in ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right") for a in "xy"})  # fmt: skip
-
-
 def labels_of(df: pd.DataFrame) -> list[str]:
     """The probability columns of a table: those between ``det_score`` and ``emotion``, in order."""
-    cols = list(df.columns)
-    return [c for c in cols[cols.index("det_score") + 1 : cols.index("emotion")] if c not in NOT_LABELS]
+    return label_columns(list(df.columns))
 
 
 def frame_durations(df: pd.DataFrame) -> pd.Series:

@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer_batch._version import __version__
+from fer_batch.analysis.info import DetectorInfo, ModelInfo
+from fer_batch.types import Status
 
 if TYPE_CHECKING:
     from fer_batch.analysis.engine import Analyzer
@@ -54,6 +56,33 @@ def source_from_dict(d: dict[str, Any]) -> Source:
 
 
 @dataclass(frozen=True)
+class AnnotatedVideo:
+    """The annotated MP4 written with a table: the report plays it only while its size and mtime are these (one
+    left by an earlier run with other options would show other faces under this table's name)."""
+
+    path: str  # its name, beside the table
+    size: int
+    mtime_ns: int
+    scale: float | str | None = None  # the --annotate-scale asked for ("auto" or a factor); None: not recorded
+
+    def is_at(self, path: Path) -> bool:
+        """The file at ``path`` is this video (same size and mtime as recorded); False where there is none."""
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        return (self.size, self.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+ANNOTATED_SUFFIX = ".annotated.mp4"
+
+
+def annotated_path(table: Path) -> Path:
+    """Where a table's annotated video lies: ``a.parquet`` -> ``a.annotated.mp4``, beside it."""
+    return table.with_name(table.name.removesuffix(".parquet") + ANNOTATED_SUFFIX)
+
+
+@dataclass(frozen=True)
 class TableMeta:
     """What a table's Parquet metadata (key ``fer_batch``, JSON) records: enough to reproduce the run, to resume
     safely and to draw the table again. One type for the three writers (a video, a camera, joined segments) and
@@ -63,8 +92,8 @@ class TableMeta:
     version: str
     options: dict[str, Any]
     source: Source
-    model: dict[str, Any] | None = None  # id, sha256, labels
-    detector: dict[str, Any] | None = None  # id, sha256
+    model: ModelInfo | None = None
+    detector: DetectorInfo | None = None
     provider: str | None = None
     width: int | None = None
     height: int | None = None
@@ -74,9 +103,9 @@ class TableMeta:
     frames_decoded: int = 0
     frames_analysed: int = 0
     faces: int = 0
-    status: str = "ok"  # ok | partial
+    status: Status = Status.OK  # OK or PARTIAL: a failed input leaves no table
     error: str | None = None
-    annotated: dict[str, Any] | None = None  # the annotated video written with this table: path, size, mtime_ns
+    annotated: AnnotatedVideo | None = None
     # a camera's table only (``clock`` is always set there)
     frames_captured: int | None = None
     clock: str | None = None
@@ -91,7 +120,7 @@ class TableMeta:
 
     @property
     def labels(self) -> list[str] | None:
-        return (self.model or {}).get("labels")
+        return self.model.labels if self.model is not None else None
 
     @classmethod
     def made_by(cls, analyzer: Analyzer, options: Options, source: Source, **recorded: Any) -> TableMeta:
@@ -100,7 +129,7 @@ class TableMeta:
         ``recorded``. (Joined segments take their first part's, ``replace``-d.)"""
         return cls(version=__version__, options=options.as_dict(), source=source,
                    model=analyzer.classifier.describe(),
-                   detector={"id": analyzer.detector.id, "sha256": analyzer.detector.sha256},
+                   detector=DetectorInfo(id=analyzer.detector.id, sha256=analyzer.detector.sha256),
                    provider=analyzer.classifier.provider, **recorded)  # fmt: skip
 
     def replace(self, **changes: Any) -> TableMeta:
@@ -113,6 +142,9 @@ class TableMeta:
         # table (seconds over a folder of photos)
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["source"] = dataclasses.asdict(self.source)
+        d["model"] = self.model.as_dict() if self.model is not None else None
+        d["detector"] = self.detector.as_dict() if self.detector is not None else None
+        d["annotated"] = dataclasses.asdict(self.annotated) if self.annotated is not None else None
         if self.clock is None:
             for name in self.CAMERA:
                 d.pop(name)
@@ -129,8 +161,17 @@ class TableMeta:
         try:
             fields = {k: v for k, v in d.items() if k in known}
             fields["source"] = source_from_dict(fields["source"])
+            fields["status"] = Status(fields.get("status", "ok"))
+            if fields.get("model") is not None:
+                fields["model"] = ModelInfo.from_dict(fields["model"])
+            if fields.get("detector") is not None:
+                fields["detector"] = DetectorInfo(id=fields["detector"]["id"], sha256=fields["detector"]["sha256"])
+            if fields.get("annotated") is not None:
+                a = fields["annotated"]
+                fields["annotated"] = AnnotatedVideo(path=a["path"], size=a["size"], mtime_ns=a["mtime_ns"],
+                                                     scale=a.get("scale"))  # fmt: skip
             return cls(**fields)
-        except (TypeError, KeyError, AttributeError):
+        except (TypeError, KeyError, AttributeError, ValueError):
             return None
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from fer_batch._progress import Progress, Silent
+from fer_batch.columns import label_columns
 from fer_batch.media.probe import VideoInfo, open_input, probe, video_stream
 from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import AUTO, MAX_RENDER_SCALE, Options, Scale, check_scale
@@ -105,7 +106,7 @@ class Renderer:
 
     @property
     def audio_mode(self) -> str | None:
-        """"copy", "aac" or None (no audio)."""
+        """ "copy", "aac" or None (no audio)."""
         return self._writer.audio_mode if self._writer is not None else None
 
     # --- main thread -------------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def render_table(video: Path, table: Path, out: Path, *, scale: Scale = AUTO, ma
     """
     meta = read_table_meta(table)
     tbl = pq.read_table(table)
-    labels = (meta.labels if meta is not None else None) or _labels_from_columns(tbl.column_names)
+    labels = (meta.labels if meta is not None else None) or label_columns(tbl.column_names)
     by_frame = faces_from_table(tbl, labels).by_frame()
     frame_ids = tbl.column("frame").to_numpy(zero_copy_only=False).astype(np.int64).tolist()
     times = dict(zip(frame_ids, tbl.column("time_s").to_numpy(zero_copy_only=False).tolist(), strict=True))
@@ -251,7 +252,7 @@ def render_table(video: Path, table: Path, out: Path, *, scale: Scale = AUTO, ma
     if max_pixels is not None and enc_w * enc_h > max_pixels:
         raise ValueError(f"--scale {scale} makes {enc_w}x{enc_h} frames, more than --max-pixels {max_pixels}")
     # every=huge: the reader marks (almost) no frame for analysis, so it makes no detector images; the table decides
-    reader = FrameReader(video, info, Options(every=1 << 62), images=ReaderImages.RENDER)
+    reader = FrameReader(video, info, Options.of(every=1 << 62), images=ReaderImages.RENDER)
     progress = progress or Silent()
     progress.start(info.frames or (round(info.duration_s * info.fps) if info.duration_s and info.fps else None))
     with Renderer(video, out, info, labels, scale=scale) as rend:
@@ -271,7 +272,3 @@ def render_table(video: Path, table: Path, out: Path, *, scale: Scale = AUTO, ma
             progress.advance(len(window))
     return rend.frames_written
 
-
-def _labels_from_columns(names: list[str]) -> list[str]:
-    """The probability columns of a table without our metadata: those between ``det_score`` and ``emotion``."""
-    return names[names.index("det_score") + 1 : names.index("emotion")]

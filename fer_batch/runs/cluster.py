@@ -58,6 +58,8 @@ def worker_report(files: list[tuple[str, int]], out: str, options: Options) -> d
     """What a worker sees: its fer_batch version, model checksums, the inputs and the output folder.
 
     Runs on every worker (``client.run``) before any work is sent; the driver compares the answers with its own.
+    A plain dict on purpose, not a dataclass: it is the one value that crosses between versions, and a worker
+    running another fer_batch must still be able to say which (a class of its version might not unpickle here).
     """
     from fer_batch.analysis.models import choose_providers, file_sha256, load_manifest, models_dir, resolve
     from fer_batch.errors import ModelError
@@ -71,13 +73,15 @@ def worker_report(files: list[tuple[str, int]], out: str, options: Options) -> d
         }
     except (ModelError, OSError, ValueError) as e:
         report["models"] = {"error": str(e)}
-    if options.model_spec is not None or options.model.endswith(".onnx"):
+    if options.classification.model_spec is not None or options.classification.model.endswith(".onnx"):
         try:
-            report["custom_model"] = resolve(options.model, options.model_spec, task="emotion").sha256
+            report["custom_model"] = resolve(
+                options.classification.model, options.classification.model_spec, task="emotion"
+            ).sha256
         except (ModelError, OSError, ValueError) as e:
             report["custom_model"] = f"error: {e}"
     try:
-        report["provider"] = choose_providers(options.device)[0]
+        report["provider"] = choose_providers(options.runtime.device)[0]
     except ModelError as e:
         report["provider_error"] = str(e)
     missing = []
@@ -183,7 +187,9 @@ def worker_threads(slots: dict[str, int]) -> int:
 def on_worker(fn: Callable[..., Any], slots: dict[str, int], *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` with every ``Options`` argument that leaves threads open sized for this worker."""
     threads = worker_threads(slots)
-    args = tuple(a.replace(threads=threads) if isinstance(a, Options) and a.threads is None else a for a in args)
+    args = tuple(
+        a.replace(threads=threads) if isinstance(a, Options) and a.runtime.threads is None else a for a in args
+    )
     return fn(*args, **kwargs)
 
 

@@ -13,16 +13,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fer_batch._text import one_line, utf8
 from fer_batch._version import __version__
 from fer_batch.errors import UsageError
 from fer_batch.media.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fer_batch.options import AUTO, Options, Scale
-from fer_batch.outputs.metadata import FileSource, TableMeta, read_table_meta
+from fer_batch.outputs.metadata import FileSource, TableMeta, annotated_path, read_table_meta
 from fer_batch.outputs.table import RESERVED, has_signal_columns
 from fer_batch.runs.result import InputResult
+from fer_batch.types import Status
+
+if TYPE_CHECKING:
+    from fer_batch.analysis.classify import Fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +143,7 @@ def plan_jobs(files: list[tuple[Path, Path]], out: Path, annotate: bool, annotat
         table = earlier.get(f) or names.new(rel)
         if not table.resolve().is_relative_to(out):
             raise UsageError(f"{f}: output {table} would leave {out}")
-        annotated = table.with_name(table.name[: -len(".parquet")] + ".annotated.mp4") if annotate else None
+        annotated = annotated_path(table) if annotate else None
         for target in (table, annotated):
             if target is not None and target.resolve() in inputs:
                 raise UsageError(f"--out {out}: the output {target} would overwrite an input; choose another --out")
@@ -243,7 +247,7 @@ class Provenance:
     """
 
     version: str
-    model: dict[str, Any]  # sha256, spec_sha256, labels (``classify.fingerprint``)
+    model: Fingerprint
     detector_sha256: str
 
     @classmethod
@@ -259,12 +263,14 @@ class Provenance:
         """Why a table was not made by this, or None where it was."""
         if meta.version != self.version:
             return f"written by fer-batch {meta.version}, this is {self.version}"
-        recorded = meta.model or {}
-        for key, what in (("sha256", "another model file"), ("spec_sha256", "another model spec"),
-                          ("labels", "other labels")):  # fmt: skip
-            if recorded.get(key) != self.model[key]:
-                return f"made with {what}"
-        if (meta.detector or {}).get("sha256") != self.detector_sha256:
+        recorded, now = meta.model, self.model
+        if recorded is None or recorded.sha256 != now.sha256:
+            return "made with another model file"
+        if recorded.spec_sha256 != now.spec_sha256:
+            return "made with another model spec"
+        if tuple(recorded.labels) != now.labels:
+            return "made with other labels"
+        if meta.detector is None or meta.detector.sha256 != self.detector_sha256:
             return "made with another detector file"
         return None
 
@@ -272,7 +278,7 @@ class Provenance:
 def redo_reason(job: Job, options: Options, provenance: Provenance | None = None) -> str | None:
     """None when the job's table can be kept (``--resume``), else why it is made again ("" where none exists)."""
     meta = table_meta(job.table)
-    if meta is None or meta.status not in ("ok", "partial"):
+    if meta is None or meta.status not in (Status.OK, Status.PARTIAL):
         return ""
     try:
         st = job.source.stat()
@@ -291,26 +297,17 @@ def redo_reason(job: Job, options: Options, provenance: Provenance | None = None
         return why
     if not has_signal_columns(job.table):
         return "written before the trust columns (quality, pose, landmarks, sharpness)"
-    if job.annotated is not None and not _is_its_video(job.annotated, meta.annotated):
+    # a video made with other options, or someone else's file under that name, must not pass for this table's
+    if job.annotated is not None and (meta.annotated is None or not meta.annotated.is_at(job.annotated)):
         return "its annotated video is missing or was not written with it"
+    if job.annotated is not None and meta.annotated is not None and meta.annotated.scale != job.annotate_scale:
+        return f"its annotated video was made at another --annotate-scale ({meta.annotated.scale})"
     return None
 
 
 def is_complete(job: Job, options: Options, provenance: Provenance | None = None) -> bool:
     """True when the job's table exists and was made from this source, with these options, by these models."""
     return redo_reason(job, options, provenance) is None
-
-
-def _is_its_video(path: Path, recorded: dict[str, Any] | None) -> bool:
-    """The annotated video on disk is the one written with the table (same size and mtime as recorded there).
-
-    Why: a video made with other options, or someone else's file under that name, must not pass for this table's.
-    """
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return recorded is not None and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
 
 
 PROVENANCE_WORDS = ("written by", "made with another", "made with other labels")  # ``Provenance.mismatch``

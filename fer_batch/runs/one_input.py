@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from fer_batch._progress import Progress
-from fer_batch.analysis.detect.scan_size import small_size
+from fer_batch.analysis.detect.scan_size import scan_size
 from fer_batch.analysis.engine import Analysis, Analyzer, Models, Planned, unload_models
 from fer_batch.errors import DecodeError, ModelOutputError, StreamBroken, describe
 from fer_batch.media.probe import VideoInfo, probe
 from fer_batch.media.reader import FrameReader, ReaderImages
 from fer_batch.options import AUTO, Options, Scale
-from fer_batch.outputs.metadata import FileSource, TableMeta
+from fer_batch.outputs.metadata import AnnotatedVideo, FileSource, TableMeta
 from fer_batch.outputs.table import MemorySink, ParquetSink, window_table
 from fer_batch.runs.result import InputResult, Tally
 from fer_batch.types import Decoded, Status
@@ -35,7 +35,7 @@ INPUT_FAILURES = (DecodeError, OSError, ModelOutputError)
 
 
 def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, result: Tally,
-             source: os.stat_result, annotated: Path | None = None) -> TableMeta:  # fmt: skip
+             source: os.stat_result, annotated: Path | None = None, scale: Scale = AUTO) -> TableMeta:  # fmt: skip
     """What the table's Parquet metadata records: enough to reproduce the run and to resume safely.
 
     ``source`` is the file as it was when reading began; ``annotated`` the annotated video written with this table,
@@ -44,7 +44,7 @@ def metadata(path: Path, options: Options, info: VideoInfo, analyzer: Analyzer, 
     video = None
     if annotated is not None:
         st = annotated.stat()
-        video = {"path": annotated.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        video = AnnotatedVideo(path=annotated.name, size=st.st_size, mtime_ns=st.st_mtime_ns, scale=scale)
     return TableMeta.made_by(
         analyzer,
         options,
@@ -83,7 +83,7 @@ def run_video(
     result = Tally()
     try:
         source = os.stat(path)
-        info = probe(path, options.max_pixels)
+        info = probe(path, options.limits.max_pixels)
     except (DecodeError, OSError) as e:
         return InputResult.failed(path, describe(e, with_file=True), wall_s=time.perf_counter() - t0), None
     result.duration_s = info.duration_s
@@ -91,11 +91,11 @@ def run_video(
         progress.start(expected_frames(info, options))
     analyzer = Analyzer(options, models)
     images = ReaderImages.ANALYSED if analyzer.classifier.needs_color else ReaderImages.NONE
-    sizes = window_sizes(info, options.batch_size, annotate_path is not None)
+    sizes = window_sizes(info, options.limits.batch_size, annotate_path is not None)
     reader = FrameReader(path, info, options, images=ReaderImages.RENDER if annotate_path is not None else images,
-                         scan_size=small_size(info.width, info.height, options.det_size, options.min_face),
+                         scan_size=scan_size(options.detection, info.width, info.height),
                          queue_size=sizes.queue, decode_threads=1)  # fmt: skip
-    smooth = options.smooth is not None
+    smooth = options.tracking.smooth is not None
     sink: ParquetSink | MemorySink = (
         ParquetSink(table_path, analyzer.labels, smooth) if table_path else MemorySink(analyzer.labels, smooth)
     )
@@ -109,7 +109,7 @@ def run_video(
                     raise DecodeError(_empty_range(options, info))
                 if not same_file(source, os.stat(path)):  # checked before anything gets its final name
                     raise DecodeError("the file changed while it was read (replaced or rewritten); run again")
-            sink.meta = metadata(path, options, info, analyzer, result, source, annotate_path)
+            sink.meta = metadata(path, options, info, analyzer, result, source, annotate_path, annotate_scale)
     except Exception as e:
         if not isinstance(e, INPUT_FAILURES) and not out_of_memory(e):
             raise
@@ -125,10 +125,10 @@ def expected_frames(info: VideoInfo, options: Options) -> int | None:
         return 1
     if not (info.fps and info.duration_s):
         return info.frames or None
-    if options.start is None and options.end is None:
+    if options.sampling.start is None and options.sampling.end is None:
         return info.frames or round(info.duration_s * info.fps)
-    end = min(options.end if options.end is not None else info.duration_s, info.duration_s)
-    return max(0, round((end - (options.start or 0.0)) * info.fps))
+    end = min(options.sampling.end if options.sampling.end is not None else info.duration_s, info.duration_s)
+    return max(0, round((end - (options.sampling.start or 0.0)) * info.fps))
 
 
 class WindowStages:
@@ -189,8 +189,10 @@ class WindowStages:
         found = self.analyzer.classify(detected)
         if len(found.frames):
             faces, smoothed = found.faces, found.smoothed
-            if self.analyzer.options.min_quality > 0 and faces.quality is not None:  # --min-quality: rows left out
-                keep = faces.quality >= self.analyzer.options.min_quality
+            if (
+                self.analyzer.options.classification.min_quality > 0 and faces.quality is not None
+            ):  # --min-quality: rows left out
+                keep = faces.quality >= self.analyzer.options.classification.min_quality
                 faces, smoothed = faces.take(keep), None if smoothed is None else smoothed[keep]
             self.sink.write(window_table(self.video_name, found.frames.index, found.frames.time_s, faces,
                                          self.analyzer.labels, smoothed))  # fmt: skip
@@ -256,7 +258,8 @@ def _renderer(path: Path, annotate_path: Path | None, info: VideoInfo, labels: l
     from fer_batch.outputs.render import Renderer
 
     queue = int(max(1, min(8, (WINDOW_BYTES // 2) // max(1, info.width * info.height * 1.5))))  # frames, by bytes
-    return Renderer(path, annotate_path, info, labels, scale=scale, start=options.start, end=options.end,
+    span = options.sampling
+    return Renderer(path, annotate_path, info, labels, scale=scale, start=span.start, end=span.end,
                     queue_size=queue)  # fmt: skip
 
 
@@ -293,9 +296,9 @@ def _windows(items: Iterable[Decoded], batch_size: int, hold_limit: int) -> Iter
 
 def _empty_range(options: Options, info: VideoInfo) -> str:
     ends = f" (the video ends at {info.duration_s:.2f} s)" if info.duration_s else ""
-    if options.end is not None:
-        return f"no frame between --start {options.start or 0:g} s and --end {options.end:g} s{ends}"
-    return f"no frame at or after --start {options.start or 0:g} s{ends}"
+    if options.sampling.end is not None:
+        return f"no frame between --start {options.sampling.start or 0:g} s and --end {options.sampling.end:g} s{ends}"
+    return f"no frame at or after --start {options.sampling.start or 0:g} s{ends}"
 
 
 OOM_WORDS = ("bad_alloc", "insufficient memory", "failed to allocate", "out of memory", "cannot allocate memory")

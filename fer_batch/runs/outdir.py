@@ -18,11 +18,17 @@ from fer_batch.errors import UsageError
 log = logging.getLogger(__name__)
 
 
-def check_out(out: str | os.PathLike[str]) -> Path:
-    """Check ``out`` without creating anything: not empty, not a file or under one, its nearest folder writable."""
+def out_path(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a path; an empty one is a usage error (``Path("")`` is the current folder: never write there by
+    accident). Every entry point (CLI, API, webcam) comes through here with ``out`` as it was given."""
     if not str(out).strip():
         raise UsageError("--out must not be empty")
-    path = Path(out)
+    return Path(out)
+
+
+def check_out(out: str | os.PathLike[str]) -> Path:
+    """Check ``out`` without creating anything: not empty, not a file or under one, its nearest folder writable."""
+    path = out_path(out)
     for p in (path, *path.parents):
         if p.exists() or p.is_symlink():
             if not p.is_dir():

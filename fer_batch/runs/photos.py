@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from fer_batch._atomic import AtomicPath, commit_many, remove_stale, stale_folders
 from fer_batch._progress import Display, progress
-from fer_batch.analysis.detect.scan_size import small_size
+from fer_batch.analysis.detect.scan_size import scan_size
 from fer_batch.analysis.engine import Analysis, Analyzer
 from fer_batch.errors import DecodeError, describe
 from fer_batch.media.probe import VideoInfo, is_image, probe_image
@@ -129,11 +129,11 @@ def _read(job: Job, options: Options, analyzer: Analyzer) -> _Photo | InputResul
         return None
     try:
         source = os.stat(job.source)
-        info, bgr = probe_image(job.source, options.max_pixels)
+        info, bgr = probe_image(job.source, options.limits.max_pixels)
     except INPUT_FAILURES as e:
         return InputResult.failed(job.source, describe(e, with_file=True), wall_s=time.perf_counter() - t0)
     colour = analyzer.classifier.needs_color
-    decoded = from_bgr(0, 0.0, bgr, small_size(info.width, info.height, options.det_size, options.min_face),
+    decoded = from_bgr(0, 0.0, bgr, scan_size(options.detection, info.width, info.height),
                        keep_bgr=colour)  # fmt: skip
     analyzer.reset()
     detected = analyzer.detect([decoded])
@@ -151,11 +151,13 @@ def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, sh
     result = Tally(duration_s=photo.info.duration_s, frames_decoded=1, frames_analysed=1)
     analyzer.reset()
     smoothed = analyzer.smoother(faces) if analyzer.smoother is not None else None
-    if options.min_quality > 0 and faces.quality is not None:  # as ``WindowStages.finish`` leaves rows out
-        keep = faces.quality >= options.min_quality
+    if (
+        options.classification.min_quality > 0 and faces.quality is not None
+    ):  # as ``WindowStages.finish`` leaves rows out
+        keep = faces.quality >= options.classification.min_quality
         faces, smoothed = faces.take(keep), None if smoothed is None else smoothed[keep]
     try:
-        with ParquetSink(job.table, analyzer.labels, options.smooth is not None, commit=False,
+        with ParquetSink(job.table, analyzer.labels, options.tracking.smooth is not None, commit=False,
                          compression="none") as sink:  # fmt: skip
             sink.write(window_table(job.name, frames.index, frames.time_s, faces, analyzer.labels, smoothed))
             result.faces = len(faces)
@@ -169,4 +171,3 @@ def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, sh
     bar.advance(1)
     bar.close()
     return result.result(job.source, photo.seconds + share + (time.perf_counter() - t1), job.table), target
-

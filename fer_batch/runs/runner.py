@@ -24,7 +24,7 @@ from fer_batch.options import AUTO, Options, Scale, check_run, check_scale
 from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
 from fer_batch.runs.one_input import run_video
-from fer_batch.runs.outdir import OutputLock, prepare_out
+from fer_batch.runs.outdir import OutputLock, out_path, prepare_out
 from fer_batch.runs.photos import analyze_photos, batchable, photo_batches
 from fer_batch.runs.result import InputResult, ManifestWriter
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
@@ -32,6 +32,7 @@ from fer_batch.runs.workers import WorkerPool
 from fer_batch.types import Status
 
 log = logging.getLogger(__name__)
+
 
 def analyze_one(job: Job, options: Options, display: Display = Display.SILENT) -> InputResult:
     """The unit of work: one input → its table (and annotated video) → a result record.
@@ -75,7 +76,7 @@ class InlineExecutor(Executor):
 
 def run_many(
     paths: Iterable[str | os.PathLike[str]],
-    out: Path,
+    out: str | os.PathLike[str],
     options: Options,
     *,
     jobs: int = 1,
@@ -100,10 +101,8 @@ def run_many(
     """
     check_run(jobs, segment_seconds)
     annotate_scale = check_scale("annotate_scale", annotate_scale)
-    if not str(out).strip():
-        raise UsageError("--out must not be empty")
+    out = out_path(out)
     check_model(options)
-    out = Path(out)
     files, failures = expand_inputs(paths, out)
     if executor is not None and type(executor).__module__.startswith("distributed"):
         executor = prepare_executor(executor, [f for f, _ in files], out, options)  # raises before anything is written
@@ -115,7 +114,7 @@ def run_many(
             jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
         own = executor is None
         if executor is None:
-            job_options = options if options.threads else options.replace(threads=max(1, cores() // jobs))
+            job_options = options if options.runtime.threads else options.replace(threads=max(1, cores() // jobs))
             executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
         else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
             job_options = options
@@ -356,9 +355,9 @@ def check_model(options: Options) -> None:
     from fer_batch.analysis.models import check_classifier
     from fer_batch.errors import ModelError
 
-    ids = member_ids(options.model)
+    ids = member_ids(options.classification.model)
     try:
         for m in ids:
-            check_classifier(m, options.model_spec if len(ids) == 1 else None)
+            check_classifier(m, options.classification.model_spec if len(ids) == 1 else None)
     except ModelError as e:
         raise UsageError(str(e)) from None

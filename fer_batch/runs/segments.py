@@ -25,7 +25,7 @@ from fer_batch._atomic import TMP_MARK, hidden_name, remove_stale
 from fer_batch.analysis.engine import Action, ScanSchedule
 from fer_batch.analysis.track import Tracker, iou_matrix, linear_assignment
 from fer_batch.errors import DecodeError
-from fer_batch.media.probe import is_image, open_input, video_stream
+from fer_batch.media.probe import Untimed, is_image, open_input, packet_times, video_stream
 from fer_batch.media.sampling import Sampler
 from fer_batch.options import Options
 from fer_batch.outputs.metadata import read_table_meta
@@ -57,7 +57,6 @@ class Segment:
     span: tuple[float, float]  # the [start, end) seconds this part's rows cover, as the table's metadata records
 
 
-
 def segments_dir(table: Path) -> Path:
     """The hidden folder of a table's parts (a short name where the table's name is long)."""
     return table.parent / f"{hidden_name(table.name, len('.segments'))}.segments"
@@ -73,14 +72,9 @@ def frame_times(path: Path) -> list[float] | None:
             tb = s.time_base  # read while the container is open: the stream's memory goes with it
             if tb is None:
                 return None
-            pts, last_dts = [], None
-            for packet in c.demux(s):
-                if packet.size == 0:
-                    continue
-                if packet.pts is None or (packet.dts is not None and last_dts is not None and packet.dts < last_dts):
-                    return None  # no timestamps, or timestamps that jump back: only the decoder's clock knows times
-                last_dts = packet.dts if packet.dts is not None else last_dts
-                pts.append(packet.pts)
+            pts = [p for p, _ in packet_times(c, s)]
+    except Untimed:
+        return None  # only the decoder's clock knows the times: the video runs whole
     except (av.error.FFmpegError, OSError, DecodeError):
         return None  # the whole-video task reports the problem
     return [float(p * tb) for p in sorted(pts)]
@@ -95,7 +89,7 @@ def scan_times(times: list[float], options: Options) -> list[tuple[float, int]]:
     sampler = Sampler(options)
     decisions = [d for i, t in enumerate(times) for d in sampler.push(i, t)] + sampler.flush()
     analysed = [times[i] for i, a in decisions if a]
-    schedule = ScanSchedule(options.detect_every, options.scan_interval, regions=True)
+    schedule = ScanSchedule(options.tracking.detect_every, options.tracking.scan_interval, regions=True)
     return [(t, n) for n, t in enumerate(analysed) if schedule.next(t, True) is Action.SCAN]
 
 
@@ -115,29 +109,32 @@ def plan_segments(job: Job, options: Options, seconds: float) -> list[Segment] |
 def segments_for(job: Job, times: list[float], options: Options, seconds: float) -> list[Segment] | None:
     """``plan_segments`` for a video whose frames are at ``times`` (seconds, ascending): the plan from the times
     alone, so it is tested without a file."""
-    lo = max(times[0], options.start or times[0])
-    hi = min(times[-1], options.end) if options.end is not None else times[-1]
+    lo = max(times[0], options.sampling.start or times[0])
+    hi = min(times[-1], options.sampling.end) if options.sampling.end is not None else times[-1]
     # only ranges that hold a frame: a gap longer than S in a variable-rate video would be an empty part
     ks = sorted({math.floor(t / seconds + 1e-9) for t in times if lo - 1e-9 <= t <= hi + 1e-9})
     if len(ks) < 2:
         return None
     first, last = ks[0], ks[-1]
-    scans = scan_times(times, options.replace(start=None, end=None)) if options.start is None else []
+    scans = scan_times(times, options.replace(start=None, end=None)) if options.sampling.start is None else []
     folder = segments_dir(job.table)
     parts = []
     for k in ks:
         keep = None if k == first else k * seconds
-        start = options.start
-        if keep is not None and options.start is None:
+        start = options.sampling.start
+        if keep is not None and options.sampling.start is None:
             before = [n for t, n in scans if t < keep - 1e-9]
             n_keep = before[-1] if before else 0
             ok = [t for t, n in scans if t <= keep - PREROLL_S + 1e-9 and n <= n_keep - PREROLL_FRAMES]
             start = ok[-1] if ok else None  # None: from the beginning, as the whole-video run
         elif keep is not None:  # with --start the whole-video run's schedule begins there: so do the parts
-            start = options.start
-        end = options.end if k == last else (k + 1) * seconds
+            start = options.sampling.start
+        end = options.sampling.end if k == last else (k + 1) * seconds
         # every frame of part k lies in [k·S, (k+1)·S), and within --start/--end
-        span = (max(k * seconds, options.start or -math.inf), min((k + 1) * seconds, options.end or math.inf))
+        span = (
+            max(k * seconds, options.sampling.start or -math.inf),
+            min((k + 1) * seconds, options.sampling.end or math.inf),
+        )
         part = Job(source=job.source, name=job.name, table=folder / f"part-{k:05d}{SEGMENT_SUFFIX}", annotated=None)
         parts.append(Segment(job=part, k=k, keep_from=keep, end=end, options=options.replace(start=start, end=end),
                              span=span))  # fmt: skip
@@ -190,7 +187,7 @@ def finished_part(seg: Segment) -> InputResult | None:
     meta = read_table_meta(seg.job.table)
     if meta is None:
         return None
-    return InputResult(path=str(seg.job.source), status=Status(meta.status), error=meta.error,
+    return InputResult(path=str(seg.job.source), status=meta.status, error=meta.error,
                        frames_decoded=meta.frames_decoded, frames_analysed=meta.frames_analysed, faces=meta.faces,
                        duration_s=meta.duration_s, table=str(seg.job.table))  # fmt: skip
 
@@ -273,9 +270,7 @@ class _Stitcher:
         return part
 
 
-def _usable_parts(
-    parts: list[Segment], results: list[InputResult], out: Tally
-) -> list[tuple[Segment, InputResult]]:
+def _usable_parts(parts: list[Segment], results: list[InputResult], out: Tally) -> list[tuple[Segment, InputResult]]:
     """The parts up to the first that did not finish cleanly; sets ``out``'s status and error accordingly."""
     use: list[tuple[Segment, InputResult]] = []
     for seg, res in zip(parts, results, strict=True):
@@ -321,7 +316,7 @@ def join_segments(job: Job, parts: list[Segment], results: list[InputResult], op
             out.frames_decoded = max(out.frames_decoded, res.frames_decoded)
             out.frames_analysed += analysed
             out.faces += part.num_rows - part["face"].null_count
-            info.append({"from": seg.keep_from, "end": seg.end, "analysed_from": seg.options.start,
+            info.append({"from": seg.keep_from, "end": seg.end, "analysed_from": seg.options.sampling.start,
                          "frames_analysed": analysed, "wall_s": round(res.wall_s, 3)})  # fmt: skip
         sink.meta = meta.replace(options=options.as_dict(), frames_decoded=out.frames_decoded, faces=out.faces,
                                  frames_analysed=out.frames_analysed, status=out.status, error=out.error,

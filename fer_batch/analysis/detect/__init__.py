@@ -14,29 +14,29 @@ __all__ = ["Detector", "RegionDetector", "detector_sha256", "finish", "make_dete
 
 def make_detector(options: Options) -> Detector:
     """The detector that ``options.detector`` names."""
-    if options.detector == "none":
+    if options.detection.detector == "none":
         from fer_batch.analysis.detect.whole import WholeFrame
 
         return WholeFrame(options)
-    if options.detector == "haar":
+    if options.detection.detector == "haar":
         from fer_batch.analysis.detect.haar import HaarDetector
 
         return HaarDetector(options)
     from fer_batch.analysis.detect.centerface import CenterFace
 
-    return CenterFace(options, scan_model=options.detector)
+    return CenterFace(options, scan_model=options.detection.detector)
 
 
 def detector_sha256(options: Options) -> str:
     """The checksum a table records for the detector ``options`` names, without making its sessions."""
-    if options.detector == "none":
+    if options.detection.detector == "none":
         from fer_batch.analysis.detect.whole import WholeFrame
 
         return WholeFrame.sha256
-    if options.detector == "haar":
+    if options.detection.detector == "haar":
         from fer_batch.analysis.detect.haar import cascade_sha256
 
         return cascade_sha256()
     from fer_batch.analysis.detect.centerface import fingerprint
 
-    return fingerprint(options.detector)[2]
+    return fingerprint(options.detection.detector)[2]

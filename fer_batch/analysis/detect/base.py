@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from fer_batch.analysis.detect.scan_size import small_size
+from fer_batch.analysis.detect.scan_size import scan_size
 from fer_batch.options import Options
 from fer_batch.types import Faces, Frames
 
@@ -36,7 +36,7 @@ def scan_images(frames: Frames, options: Options) -> list[np.ndarray]:
     if not len(frames):
         return []
     w, h = frames.size
-    size = small_size(w, h, options.det_size, options.min_face)
+    size = scan_size(options.detection, w, h)
     return [frames.small_image(j, size) for j in range(len(frames))]
 
 

@@ -37,12 +37,12 @@ class CenterFace:
         spec, scan_spec, self.sha256 = fingerprint(scan_model)
         self.id = scan_spec.id
         self.options = options
-        self.threshold = options.det_threshold
-        self.min_face = options.min_face
-        threads = models.StageThreads.of(options.threads)
-        self.session = models.session(scan_spec.path, options.device, threads.scan)
+        self.threshold = options.detection.det_threshold
+        self.min_face = options.detection.min_face
+        threads = models.StageThreads.of(options.runtime.threads)
+        self.session = models.session(scan_spec.path, options.runtime.device, threads.scan)
         # regions run in another thread than full scans, each with the threads that suit its size
-        self.region_session = models.session(spec.path, options.device, threads.regions)
+        self.region_session = models.session(spec.path, options.runtime.device, threads.regions)
         self.input_name = self.session.get_inputs()[0].name
         outs = spec.entry["outputs"]
         self.output_names = [outs["heatmap"], outs["scale"], outs["offset"], outs["landmarks"]]

@@ -32,9 +32,9 @@ class HaarDetector:
         if self.cascade.empty():
             raise RuntimeError(f"{path}: OpenCV could not load its Haar cascade")
         self.sha256 = cascade_sha256()
-        self.scale_factor = options.haar_scale_factor
-        self.min_neighbors = options.haar_min_neighbors
-        self.min_face = options.min_face
+        self.scale_factor = options.detection.haar_scale_factor
+        self.min_neighbors = options.detection.haar_min_neighbors
+        self.min_face = options.detection.min_face
         self.options = options
 
     def __call__(self, frames: Frames) -> Faces:

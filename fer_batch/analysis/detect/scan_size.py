@@ -7,6 +7,10 @@ size is a property of the detector; the reader, the webcam and the benchmarks as
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fer_batch.options import Detection
 
 # Smallest face side (px, at the detector's input) that CenterFace finds reliably: on the crowd photo, scanning at
 # 1280 px wide (faces >= 26 px shrunk to >= 16 px) kept 93% of a full-size pass's faces, at 1024 px only 81%.
@@ -35,3 +39,8 @@ def small_size(width: int, height: int, det_size: int, min_face: int = 0) -> tup
         s = min(1.0, max(s, raised))
     s = min(s, math.sqrt(SCAN_PIXELS_LIMIT / max(1, width * height)))  # even where --det-size asks for more
     return max(32, math.ceil(width * s / 32) * 32), max(32, math.ceil(height * s / 32) * 32)
+
+
+def scan_size(detection: Detection, width: int, height: int) -> tuple[int, int]:
+    """The full-scan input size for a ``width`` x ``height`` frame under these detection settings."""
+    return small_size(width, height, detection.det_size, detection.min_face)

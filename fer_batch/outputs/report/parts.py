@@ -20,7 +20,7 @@ import pandas as pd
 
 from fer_batch._version import __version__
 from fer_batch.analysis.quality import RELIABLE
-from fer_batch.outputs.metadata import FileSource, TableMeta
+from fer_batch.outputs.metadata import FileSource, TableMeta, annotated_path
 from fer_batch.outputs.report.html import (
     _str,
     data_uri,
@@ -170,7 +170,7 @@ def video_section(df: pd.DataFrame, meta: TableMeta | None, table: Path, name: s
     tracks = summ[summ["scope"] == "track"] if len(summ) else pd.DataFrame()
     shown = shown_tracks(tracks)
     thumbs, note = cut_thumbnails(df, shown, meta, thumbnails)
-    status, error = (str(meta.status or "ok"), _str(meta.error)) if meta is not None else ("ok", None)
+    status, error = (str(meta.status), _str(meta.error)) if meta is not None else ("ok", None)
     shares = {lb: float(video[f"share_{lb}"]) for lb in labels} if video is not None else {}
     entry = Entry(name=name, status=status, error=error, href=href, tracks=len(tracks), shares=shares, colors=colors,
                   duration_s=float(video["duration_s"]) if video is not None else 0.0,
@@ -231,13 +231,9 @@ def player(table: Path, page_dir: Path, meta: TableMeta | None) -> str:
     Only the video written with this table (its size and mtime as the table's metadata records them): one left by
     an earlier run with other options would show other faces under this table's name.
     """
-    mp4 = table.with_name(table.name[: -len(".parquet")] + ".annotated.mp4")
-    recorded = (meta.annotated if meta is not None else None) or {}
-    try:
-        st = mp4.stat()
-    except OSError:
-        return ""
-    if (recorded.get("size"), recorded.get("mtime_ns")) != (st.st_size, st.st_mtime_ns):
+    mp4 = annotated_path(table)
+    recorded = meta.annotated if meta is not None else None
+    if recorded is None or not recorded.is_at(mp4):
         return ""
     src = f"{rel_href(mp4, page_dir)}#t=0.001"
     return (f'<figure class="player"><video class="annotated" controls preload="metadata" src="{src}"></video>'

@@ -18,6 +18,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -135,9 +136,13 @@ def read_manifest(root: Path) -> pd.DataFrame | None:
 
 def settings_key(meta: TableMeta | None) -> str:
     """What makes two tables comparable: version, models, provider and options (as one JSON string)."""
-    keep = {k: getattr(meta, k, None) for k in ("version", "model", "detector", "provider", "options")}
-    if isinstance(keep["model"], dict):
-        keep["model"] = {k: v for k, v in keep["model"].items() if k != "labels"}
+    if meta is None:
+        keep: dict[str, Any] = dict.fromkeys(("version", "model", "detector", "provider", "options"))
+    else:
+        model = meta.model.as_dict() if meta.model is not None else None
+        keep = {"version": meta.version, "provider": meta.provider, "options": meta.options,
+                "model": {k: v for k, v in model.items() if k != "labels"} if model is not None else None,
+                "detector": meta.detector.as_dict() if meta.detector is not None else None}  # fmt: skip
     return json.dumps(keep, sort_keys=True, default=str)
 
 
