@@ -152,3 +152,12 @@ def test_only_the_calibrated_classifier_pays_for_the_mirrored_pass(clip, monkeyp
     assert calls == []  # uncalibrated: quality is the top probability, no mirror needed
     fer_batch.analyze_video(path)
     assert calls == [0] * len(calls) and calls  # the default ensemble: its first member again, on mirrored faces
+
+
+@pytest.mark.slow
+def test_mirror_cost_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import mirror_cost
+
+    assert mirror_cost.main(["--n", "16", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fer2013-minixception" in out and "(run for quality)" in out and "of the network work" in out
