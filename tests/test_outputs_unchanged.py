@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "2dc8794fd57a788a1330bb7d7ee1246a0e37539a"
+REFERENCE = "c5730e001b360ea802d1c6a4a32ce587845f3b86"
 
 pytestmark = pytest.mark.slow
 
