@@ -1,21 +1,29 @@
-"""Fit and measure ``quality``: a logistic model of "the default ensemble's ``emotion`` is right", on labelled faces.
+"""Fit and measure ``quality``: a gated logistic model of "the default ensemble's ``emotion`` is right", on labelled
+faces (the model and why it is gated: ``quality_fit``).
 
 Data: only the labelled sets of ``../shared/data/expressions`` (fer2013-privatetest, ckplus48, muxspace-dev).
 fer2013-train is left out: ``fer2013-minixception`` was trained on it, so its answers there are memorised and say
 nothing about new faces. Every image goes through the real ``analyze`` path (``--detector none``: the image is the
-face) once per ensemble member, so each face's features are exactly those the pipeline computes
+face) once per ensemble member, and again with ``--tta flip`` for the members of ``quality.MIRRORED`` (the
+answer averaged with the mirrored face's, as the pipeline computes it for ``quality``), so each face's features are
+exactly those the pipeline computes
 (``fer_batch.analysis.quality.features``: the ensemble's top probability and margin, the members' disagreement,
-face size, sharpness, pose); the ensemble's probabilities are the members' mean, as in ``Classifier``. The images
+face size, sharpness, pose; the gate's image statistics, ``quality.gate_features``); the ensemble's probabilities
+are the members' mean, as in ``Classifier``. The images
 have no landmarks under ``--detector none``; a CenterFace run on each image gives the pose of the faces it finds
 (most of muxspace-dev), which fits the pose terms; faces without landmarks get the fitting data's mean pose.
 
 Held out two ways, per set: (a) 2-fold by subject/file (fit on one half of every set, score the other half; CK+
 split by subject so near-duplicate frames never straddle folds); (b) leave one set out (fit on the other sets).
+Each fit chooses its L2 strength by a 2-fold split of its own fitting rows (``quality_fit.choose_l2``).
 Reported beside the raw top probability: ECE (10 equal-width bins), AUROC (right above wrong), and accuracy kept
 versus rows kept at a few thresholds. The shipped model (``models/quality.json``) is fitted on all rows.
 
-    python benchmarks/fit_quality.py --jobs 2 --write models/quality.json [--data ../shared/data/expressions]
+    python benchmarks/fit_quality.py --jobs 1 --write models/quality.json [--data ../shared/data/expressions]
     python benchmarks/fit_quality.py --verify   # the pipeline's quality column == this script's, on one set
+
+After a change to ``quality.FEATURES`` or ``GATE_FEATURES`` the shipped ``models/quality.json`` no longer loads, and
+every run refuses to start: move it aside before fitting (the tables the fit reads do not depend on it).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from accuracy import SHARED, label_columns  # noqa: E402
+from quality_fit import BLUR_WEIGHT, choose_l2, fit  # noqa: E402
 
 import fer_batch  # noqa: E402
 from fer_batch.analysis import quality  # noqa: E402
@@ -47,9 +56,7 @@ from fer_batch.options import Options  # noqa: E402
 SETS = ("fer2013-privatetest", "ckplus48", "muxspace-dev")
 MEMBERS = tuple(Options().classification.model.split("+"))
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-L2 = 1e-3
 BLUR_SIGMA = 1 / 40  # of the image's side: a 48-px face loses its fine detail, a 350-px one looks out of focus
-BLUR_WEIGHT = 0.15
 
 
 def run(root: Path, cache: Path, **config: Any) -> pd.DataFrame:
@@ -94,19 +101,24 @@ def set_rows(name: str, cache: Path, jobs: int, pose: pd.DataFrame | None = None
     """
     root = DATA[0] / name if pose is None else blurred_copies(name, cache)
     tables = [run(root, cache, model=m, detector="none", jobs=jobs).sort_values("video") for m in MEMBERS]
+    # with ``--tta flip``: the probabilities averaged with the mirrored face's, of the members quality reads so
+    both = [run(root, cache, model=MEMBERS[k], detector="none", jobs=jobs, tta="flip").sort_values("video")
+            for k in quality.MIRRORED]  # fmt: skip
     labels = label_columns(tables[0])
     base = tables[0].reset_index(drop=True)
     out = pd.DataFrame({"set": name, "video": base["video"], "truth": base["video"].str.split("/").str[0],
                         "w": base["w"], "h": base["h"], "sharpness": base["sharpness"]})  # fmt: skip
-    for k, t in enumerate(tables):
-        assert (t["video"].to_numpy() == base["video"].to_numpy()).all()
-        for c in labels:
-            out[f"m{k}_{c}"] = t[c].to_numpy(np.float64)
-    # contrast and brightness are not table columns: measured here as the pipeline does (the photo decoded as
+    for prefix, runs in (("m", dict(enumerate(tables))), ("b", dict(zip(quality.MIRRORED, both, strict=True)))):
+        for k, t in runs.items():
+            assert (t["video"].to_numpy() == base["video"].to_numpy()).all()
+            for c in labels:
+                out[f"{prefix}{k}_{c}"] = t[c].to_numpy(np.float64)
+    # the look but sharpness is no table column: measured here as the pipeline does (the photo decoded as
     # ``media.reader`` decodes it, its gray image, the face's box = the whole image); sharpness must agree
-    looks = np.array([looks_of(root / v) for v in out["video"]], np.float64).reshape(-1, 3)
+    looks = np.array([looks_of(root / v) for v in out["video"]], np.float64).reshape(-1, len(quality.LOOK))
     assert np.allclose(looks[:, 0], out["sharpness"], rtol=1e-4), "sharpness measured here differs from the table's"
-    out["contrast"], out["brightness"] = looks[:, 1], looks[:, 2]
+    for k, name in enumerate(quality.LOOK[1:], start=1):
+        out[name] = looks[:, k]
     if pose is None:
         det = run(root, cache, model=MEMBERS[0], detector="centerface", jobs=jobs)
         det = det[det["face"] == 0].set_index("video")[["yaw", "pitch"]]
@@ -117,54 +129,34 @@ def set_rows(name: str, cache: Path, jobs: int, pose: pd.DataFrame | None = None
     return out[out["truth"].isin(labels)].reset_index(drop=True)
 
 
-def looks_of(path: Path) -> tuple[float, float, float]:
+def looks_of(path: Path) -> tuple[float, ...]:
     gray = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
     return quality.look_one(gray, np.array([0, 0, gray.shape[1], gray.shape[0]], np.float32))
 
 
-def design(df: pd.DataFrame, labels: list[str], fill: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features (as the pipeline computes them), whether the ensemble is right, and its top probability."""
+def design(df: pd.DataFrame, labels: list[str], fill: tuple[float, float]) -> tuple[np.ndarray, ...]:
+    """Features and gate features (as the pipeline computes them), whether the ensemble is right, its top
+    probability."""
     members = [df[[f"m{k}_{c}" for c in labels]].to_numpy(np.float64) for k in range(len(MEMBERS))]
     probs = (sum(m.astype(np.float32) for m in members) / len(members)).astype(np.float32)
     boxes = np.stack([np.zeros(len(df)), np.zeros(len(df)), df["w"], df["h"]], axis=1)
     angles = np.stack([df["yaw"], df["pitch"], np.full(len(df), np.nan)], axis=1)
-    look = quality.Look(*(df[c].to_numpy(np.float32) for c in ("sharpness", "contrast", "brightness")))
-    x = quality.features(probs, [m.astype(np.float32) for m in members], boxes, angles, look, fill)
+    look = quality.Look(*(df[c].to_numpy(np.float32) for c in quality.LOOK))
+    both = [df[[f"b{k}_{c}" for c in labels]].to_numpy(np.float32) for k in quality.MIRRORED]
+    x = quality.features(probs, [m.astype(np.float32) for m in members], both, boxes, angles, look, fill)
     right = np.asarray(labels)[probs.argmax(axis=1)] == df["truth"].to_numpy()
-    return x, right.astype(float), probs.max(axis=1).astype(np.float64)
+    return x, quality.gate_features(boxes, look), right.astype(float), probs.max(axis=1).astype(np.float64)
 
 
-def fit(x: np.ndarray, y: np.ndarray, sets: np.ndarray, blurred: np.ndarray) -> dict[str, Any]:
-    """L2-regularised logistic regression on standardised features (Newton's method), each set weighing the same,
-    a blurred copy ``BLUR_WEIGHT`` of its original.
-
-    Why equal weights: FER2013's 3,589 faces would otherwise pull the fit towards its own calibration (the sets
-    differ: at the same confidence, CK+'s posed faces are right more often than FER2013's web crops). Why the blurred
-    copies weigh less: they teach the direction of blur; at full weight they cost the originals' calibration.
-    """
-    weight = np.array([1.0 / np.mean(sets == s) for s in sets]) * np.where(blurred, BLUR_WEIGHT, 1.0)
-    weight /= weight.mean()
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale < 1e-9] = 1.0  # a constant feature (no pose anywhere) gets a zero weight
-    z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1)
-    w = np.zeros(z.shape[1])
-    reg = np.full(z.shape[1], L2 * len(x))
-    reg[-1] = 0.0
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-z @ w))
-        grad = z.T @ (weight * (p - y)) + reg * w
-        hess = (z * (weight * p * (1 - p))[:, None]).T @ z + np.diag(reg)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return {"coef": w[:-1].tolist(), "intercept": float(w[-1]), "mean": mean.tolist(), "scale": scale.tolist()}
-
-
-def model(params: dict[str, Any], fill: tuple[float, float], fitted_on: list[str]) -> quality.Calibration:
+def fitted(df: pd.DataFrame, labels: list[str], fitted_on: list[str]) -> tuple[quality.Calibration, float]:
+    """The model fitted on ``df``'s rows (L2 chosen inside them), and that L2."""
+    fill = fill_of(df)
+    x, g, y, _ = design(df, labels, fill)
+    sets, blurred = df["set"].to_numpy(), df["blurred"].to_numpy()
+    l2 = choose_l2(x, g, y, sets, blurred, units(df))
+    kinds, gate, expert = fit(x, g, y, sets, blurred, l2)
     classifier = Options().classification.model
-    return quality.Calibration.from_dict({"features": list(quality.FEATURES), "classifier": classifier,
-                                          "tta": None, "fill_pose": list(fill), "fitted_on": fitted_on, **params})
+    return quality.Calibration(classifier, None, kinds, gate, expert, fill, tuple(fitted_on)), l2
 
 
 def fill_of(df: pd.DataFrame) -> tuple[float, float]:
@@ -196,11 +188,16 @@ def kept(score: np.ndarray, right: np.ndarray) -> list[tuple[float, float, float
     return out
 
 
-def folds(df: pd.DataFrame) -> np.ndarray:
-    """0/1 per row, by a hash of the subject (CK+: ``S010`` of ``S010_006_...``) or the file name."""
+def units(df: pd.DataFrame) -> list[str]:
+    """What never straddles two folds: the subject (CK+: ``S010`` of ``S010_006_...``) or the file name (a blurred
+    copy has its original's)."""
     names = df["video"].str.split("/").str[-1]
-    unit = np.where(df["set"] == "ckplus48", names.str.split("_").str[0], names)
-    return np.array([hashlib.sha256(u.encode()).digest()[0] & 1 for u in unit])
+    return [str(u) for u in np.where(df["set"] == "ckplus48", names.str.split("_").str[0], names)]
+
+
+def folds(df: pd.DataFrame) -> np.ndarray:
+    """0/1 per row, by a hash of its unit (``units``)."""
+    return np.array([hashlib.sha256(u.encode()).digest()[0] & 1 for u in units(df)])
 
 
 def held_out(df: pd.DataFrame, labels: list[str]) -> dict[str, np.ndarray]:
@@ -208,21 +205,20 @@ def held_out(df: pd.DataFrame, labels: list[str]) -> dict[str, np.ndarray]:
     faces without their pose, as ``--detector none`` (and so the checks on whole labelled images) sees them."""
     out = {"2-fold": np.zeros(len(df)), "2-fold, no landmarks": np.zeros(len(df)), "leave-set-out": np.zeros(len(df))}
     for protocol, groups in (("2-fold", folds(df)), ("leave-set-out", df["set"].to_numpy())):
-        for g in np.unique(groups):
-            train, test = groups != g, groups == g
-            fill = fill_of(df[train])
-            x, y, _ = design(df[train], labels, fill)
-            cal = model(fit(x, y, df["set"].to_numpy()[train], df["blurred"].to_numpy()[train]), fill, [])
-            out[protocol][test] = cal.predict(design(df[test], labels, fill)[0])
+        for part in np.unique(groups):
+            train, test = groups != part, groups == part
+            cal, l2 = fitted(df[train], labels, [])
+            print(f"{protocol}, scoring {part}: L2 {l2:g}")
+            out[protocol][test] = cal.predict(*design(df[test], labels, cal.fill_pose)[:2])
             if protocol == "2-fold":
                 bare = df[test].assign(yaw=np.nan, pitch=np.nan)
-                out["2-fold, no landmarks"][test] = cal.predict(design(bare, labels, fill)[0])
+                out["2-fold, no landmarks"][test] = cal.predict(*design(bare, labels, cal.fill_pose)[:2])
     return out
 
 
 def report(df: pd.DataFrame, labels: list[str], scores: dict[str, np.ndarray]) -> dict[str, Any]:
     """Per set and score: rows, accuracy, ECE, AUROC and the kept table; printed as Markdown."""
-    _, right, top = design(df, labels, (0.0, 0.0))
+    _, _, right, top = design(df, labels, (0.0, 0.0))
     result: dict[str, Any] = {}
     heads = " | ".join(f"≥{t}: kept / acc" for t in THRESHOLDS)
     print(f"| set | score | rows | accuracy | ECE | AUROC | {heads} |")
@@ -242,17 +238,19 @@ def report(df: pd.DataFrame, labels: list[str], scores: dict[str, np.ndarray]) -
     return result
 
 
-def verify(cache: Path, jobs: int, calibration: quality.Calibration) -> None:
-    """The pipeline's ``quality`` column equals this script's computation for the shipped model (ckplus48)."""
+def verify(cache: Path, jobs: int, calibration: quality.Calibration) -> float:
+    """The largest difference between the pipeline's ``quality`` column and this script's computation for the
+    shipped model (ckplus48)."""
     df = set_rows("ckplus48", cache, jobs)
     with tempfile.TemporaryDirectory(prefix="fer-quality-") as tmp:
         fer_batch.analyze_many([DATA[0] / "ckplus48"], Path(tmp) / "out", detector="none", jobs=jobs)
         real = fer_batch.load(Path(tmp) / "out").set_index("video")["quality"]
     df = df.assign(yaw=np.nan, pitch=np.nan)  # the pipeline has no landmarks under --detector none
-    x, _, _ = design(df, df.attrs["labels"], calibration.fill_pose)
-    mine = calibration.predict(x)
+    x, g, _, _ = design(df, df.attrs["labels"], calibration.fill_pose)
+    mine = calibration.predict(x, g)
     diff = np.abs(real.loc[df["video"]].to_numpy() - mine)
     print(f"verify: max |pipeline - script| = {diff.max():.2e} over {len(diff)} faces")
+    return float(diff.max())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,15 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"faces with a CenterFace pose: {df['yaw'].notna().mean():.0%}; blurred copies weigh {BLUR_WEIGHT}")
     numbers = report(df, labels, held_out(df, labels))
     if args.write:
-        fill = fill_of(df)
-        x, y, _ = design(df, labels, fill)
-        params = fit(x, y, df["set"].to_numpy(), df["blurred"].to_numpy())
-        entry = {"features": list(quality.FEATURES), "classifier": Options().classification.model, "tta": None,
-                 "fill_pose": list(fill), "fitted_on": list(SETS), **params,
-                 "script": "benchmarks/fit_quality.py"}  # fmt: skip
+        cal, l2 = fitted(df, labels, list(SETS))
+        entry = {**cal.to_dict(), "l2": l2, "script": "benchmarks/fit_quality.py"}
         args.write.write_text(json.dumps(entry, indent=1) + "\n")
-        print(f"wrote {args.write}: " + ", ".join(f"{f}={c:+.2f}" for f, c in zip(quality.FEATURES, params["coef"],
-                                                                                     strict=True)))
+        print(f"wrote {args.write} (L2 {l2:g}); kinds {list(cal.kinds)}")
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=1))
     return 0

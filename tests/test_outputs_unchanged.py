@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "6562b1bbf23d43e053571f7e3c89d7f9ebe8b942"
+REFERENCE = "c5730e001b360ea802d1c6a4a32ce587845f3b86"
 
 pytestmark = pytest.mark.slow
 

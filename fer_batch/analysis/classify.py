@@ -196,11 +196,16 @@ class Classifier:
 
     def predict_crops(self, member: int, crops: np.ndarray) -> np.ndarray:
         """One member's probabilities for its crops, in the classifier's label order, mirrored too under TTA."""
-        m = self.members[member]
-        probs = m.predict(crops)
+        probs = self.members[member].predict(crops)[:, self._order[member]]
         if self.tta == "flip":
-            probs = (probs + m.predict(np.ascontiguousarray(crops[:, :, ::-1]))) / 2
-        return probs[:, self._order[member]]
+            probs = (probs + self.predict_mirrored(member, crops)) / 2
+        return probs
+
+    def predict_mirrored(self, member: int, crops: np.ndarray) -> np.ndarray:
+        """One member's probabilities for the mirror images of its crops, in the classifier's label order: what
+        ``--tta flip`` averages in, and what ``quality`` reads (an answer that changes when the face is mirrored
+        is less often right)."""
+        return self.members[member].predict(np.ascontiguousarray(crops[:, :, ::-1]))[:, self._order[member]]
 
     def __call__(self, frames: Frames, faces: Faces) -> Faces:
         """``faces`` with probabilities, and the signals of how far to trust them: pose, sharpness, quality."""
@@ -213,12 +218,18 @@ class Classifier:
         crops = [[m.crops(fr, fa) for fr, fa in items] for m in self.members]
         joined = [c[0] if len(c) == 1 else np.concatenate(c) for c in crops]  # a video's window: no copy
         each = [self.predict_crops(k, c) if len(c) else None for k, c in enumerate(joined)]
+        # the calibrated quality also reads some members' answers on the mirrored face, averaged with the plain
+        # ones exactly as ``--tta flip`` averages them (the fitting script reads them from such tables)
+        mirrored = quality.MIRRORED if self.calibration is not None else ()
+        both = [(each[k] + self.predict_mirrored(k, joined[k])) / 2 for k in mirrored if each[k] is not None]
         ends = np.cumsum([0] + [len(fa) for _, fa in items])
-        return [self._scored(fr, fa, [e[ends[i] : ends[i + 1]] for e in each if e is not None])
+        return [self._scored(fr, fa, [e[ends[i] : ends[i + 1]] for e in each if e is not None],
+                             [b[ends[i] : ends[i + 1]] for b in both if b is not None])
                 for i, (fr, fa) in enumerate(items)]  # fmt: skip
 
-    def _scored(self, frames: Frames, faces: Faces, each: list[np.ndarray]) -> Faces:
-        """``faces`` with the members' probabilities ``each`` averaged, and the trust signals computed."""
+    def _scored(self, frames: Frames, faces: Faces, each: list[np.ndarray], both: list[np.ndarray]) -> Faces:
+        """``faces`` with the members' probabilities ``each`` averaged, and the trust signals computed (``both``:
+        those of the members ``quality`` reads on the mirrored face, averaged with it, where it is calibrated)."""
         if not len(faces):
             empty = np.zeros(0, dtype=np.float32)
             return faces.replace(probs=np.zeros((0, len(self.labels)), dtype=np.float32),
@@ -230,7 +241,7 @@ class Classifier:
         pos = {int(f): j for j, f in enumerate(frames.index)}
         look = quality.Look.of([(frames.gray[pos[int(f)]], b) for f, b in zip(faces.frame, faces.boxes, strict=True)])
         angles = quality.pose(faces.landmarks)
-        q = quality.quality(probs, each, faces.boxes, angles, look, self.calibration)
+        q = quality.quality(probs, each, both, faces.boxes, angles, look, self.calibration)
         return faces.replace(probs=probs, pose=angles, sharpness=look.sharpness, quality=q)
 
 

@@ -1,9 +1,14 @@
 """How far a face's row can be trusted: head pose from the five landmarks, sharpness, and a calibrated ``quality``.
 
 Why here, beside the classifier: ``quality`` is an estimate of the probability that the row's ``emotion`` is right,
-built from the ensemble's own margin and agreement, the face's size in pixels, its pose and its sharpness with a
-small logistic model fitted on labelled faces (``benchmarks/fit_quality.py``; coefficients shipped as data in
-``models/quality.json``). Those features exist only where the classifier runs, so it calls ``assess``.
+built from the ensemble's own margin and agreement, how its members' answers change when the face is mirrored,
+the face's size in pixels, its pose and its sharpness with a small gated logistic model fitted on labelled faces
+(``benchmarks/fit_quality.py``; coefficients shipped as data in ``models/quality.json``). Why gated: the kinds of
+material differ in how often the ensemble is right at the same confidence, and in which member's confidence to
+believe (on FER2013-style web crops the member trained on FER2013, on posed lab faces the other), so a softmax over
+image statistics of the face (size, sharpness, contrast, symmetry, ...) says how much the face looks like each kind
+of fitting material, and mixes one logistic model per kind by those weights. Those features exist only where the
+classifier runs, so it calls ``quality``.
 
 Pose sign convention (degrees, in the displayed frame): ``roll`` > 0 when the eye line turns clockwise on screen
 (the image-right eye lower); ``yaw`` > 0 when the nose points towards the image's right; ``pitch`` > 0 when the
@@ -41,9 +46,18 @@ SHARP_SIZE = 64  # px: faces are resized to this square before measuring sharpne
 
 FEATURES = (
     "logit_top", "margin", "disagree", "logit_m0", "logit_m1", "agree",
+    "logit_m0_mirror", "mirror_change_m0",
     "is_angry", "is_disgust", "is_fear", "is_happy", "is_sad", "is_surprise",
     "log_size", "log_sharpness", "log_sharpness_sq", "sharpness_x_size", "log_contrast", "brightness",
     "abs_yaw", "abs_pitch",
+)  # fmt: skip
+# the members whose answer on the mirrored face ``quality`` reads: the first (fer2013-minixception), whose second pass
+# is the cheap one (0.6 of the two members' 2.9 s CPU per 1,000 faces) and whose mirror ranks answers best
+# (BENCHMARKS.md, "Quality": held out, FER2013's AUROC 0.794 without it, 0.803 with it, 0.805 with both members')
+MIRRORED = (0,)
+# what the gate reads: how the face looks, not what the classifier says (see ``gate_features``)
+GATE_FEATURES = (
+    "log_size", "log_sharpness", "log_contrast", "brightness", "symmetry", "detail_balance", "hist_entropy", "clipped",
 )  # fmt: skip
 
 
@@ -84,22 +98,34 @@ class Look:
     ``sharpness``: variance of the Laplacian (the table's column); ``contrast``: standard deviation of the gray
     levels; ``brightness``: their mean. Why a fixed size: the raw measures grow with resolution; on a fixed-size face
     they say how much fine detail the face itself holds, comparable across videos (a blurred or blocky face scores
-    low), and a dark, washed-out or over-exposed face shows in the other two.
+    low), and a dark, washed-out or over-exposed face shows in the other two. For the gate (what kind of material
+    the face resembles): ``symmetry``, the mean difference between the face and its mirror image in units of its
+    contrast (an aligned frontal face is near 0, a turned, occluded or off-centre one higher); ``detail_balance``,
+    the log ratio of the gradient energy of the upper and lower halves; ``hist_entropy``, the entropy of the gray
+    levels over 32 bins (an equalised face is near its maximum, log 32); ``clipped``, the share of nearly black or
+    white pixels.
     """
 
     sharpness: np.ndarray
     contrast: np.ndarray
     brightness: np.ndarray
+    symmetry: np.ndarray
+    detail_balance: np.ndarray
+    hist_entropy: np.ndarray
+    clipped: np.ndarray
 
     @classmethod
     def of(cls, faces: list[tuple[np.ndarray | Luma | Planes, np.ndarray]]) -> Look:
         """The look of each (image, box) pair."""
-        values = np.array([look_one(image, box) for image, box in faces], np.float64).reshape(-1, 3)
-        return cls(*(values[:, k].astype(np.float32) for k in range(3)))
+        values = np.array([look_one(image, box) for image, box in faces], np.float64).reshape(-1, len(LOOK))
+        return cls(*(values[:, k].astype(np.float32) for k in range(len(LOOK))))
 
 
-def look_one(image: np.ndarray | Luma | Planes, box: np.ndarray) -> tuple[float, float, float]:
-    """Sharpness, contrast and brightness of one face (see ``Look``)."""
+LOOK = ("sharpness", "contrast", "brightness", "symmetry", "detail_balance", "hist_entropy", "clipped")
+
+
+def look_one(image: np.ndarray | Luma | Planes, box: np.ndarray) -> tuple[float, ...]:
+    """The ``LOOK`` measures of one face, in that order (see ``Look``)."""
     import cv2
 
     from fer_batch.analysis.crop import CropSpec, crop_one
@@ -108,16 +134,30 @@ def look_one(image: np.ndarray | Luma | Planes, box: np.ndarray) -> tuple[float,
     face = crop_one(image, box, np.full((5, 2), np.nan, np.float32), spec, (SHARP_SIZE, SHARP_SIZE))
     if face.ndim == 3:
         face = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
-    return float(cv2.Laplacian(face, cv2.CV_64F).var()), float(face.std()), float(face.mean())
+    f = face.astype(np.float64)
+    grad = np.hypot(cv2.Sobel(f, cv2.CV_64F, 1, 0), cv2.Sobel(f, cv2.CV_64F, 0, 1))
+    half = SHARP_SIZE // 2
+    hist = np.bincount(face.reshape(-1) // 8, minlength=32) / face.size
+    hist = hist[hist > 0]
+    return (float(cv2.Laplacian(face, cv2.CV_64F).var()), float(f.std()), float(f.mean()),
+            float(np.abs(f - f[:, ::-1]).mean() / (f.std() + 1)),
+            float(np.log((grad[:half].mean() + 1) / (grad[half:].mean() + 1))),
+            float(-(hist * np.log(hist)).sum()), float(((face < 10) | (face > 245)).mean()))  # fmt: skip
 
 
-def features(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, angles: np.ndarray, look: Look,
-             fill_pose: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # fmt: skip
+def features(probs: np.ndarray, members: list[np.ndarray], both: list[np.ndarray], boxes: np.ndarray,
+             angles: np.ndarray, look: Look, fill_pose: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # fmt: skip
     """(n, len(FEATURES)) inputs of the logistic model, in ``FEATURES`` order (two members, seven labels).
 
     ``logit_top``: the ensemble's top probability as a logit; ``margin``: top minus second; ``disagree``: half the L1
     distance between the members' probabilities; ``logit_m0``/``logit_m1``: each member's probability of the
-    ensemble's answer, as a logit; ``agree``: 1 where the members' answers agree; ``is_<label>``: the answer (the
+    ensemble's answer, as a logit; ``agree``: 1 where the members' answers agree; ``logit_m0_mirror``: the first
+    member's probability of the answer on the mirrored face, as a logit, and ``mirror_change_m0``: half the L1
+    distance between its probabilities on the face and on its mirror image (``both``: the probabilities of each
+    member of ``MIRRORED`` averaged with its mirrored face's, float32, as ``--tta flip`` tables hold them; the
+    mirror's are taken back out of that mean here, so that the fitting script, which reads such tables, gets the
+    same numbers bit for bit);
+    ``is_<label>``: the answer (the
     last label is the baseline); ``log_size``: log2 of the face's side in px; ``log_sharpness``: log1p of
     ``sharpness``, also squared and times ``log_size``; ``log_contrast``, ``brightness`` (/100); ``abs_yaw``,
     ``abs_pitch`` in tens of degrees, ``fill_pose`` where a face has no landmarks (the mean of the fitting data).
@@ -128,48 +168,115 @@ def features(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, an
     top2 = np.sort(p, axis=1)[:, -2:]
     m = [np.clip(np.asarray(x, np.float64), 1e-6, 1 - 1e-6) for x in members]
     at = [x[np.arange(n), top] for x in m]
+    mirror = [np.clip(2 * np.asarray(b, np.float64) - np.asarray(members[k], np.float64), 1e-6, 1 - 1e-6)
+              for b, k in zip(both, MIRRORED, strict=True)]  # fmt: skip
     side = np.sqrt(np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0))
     sharp = np.log1p(np.asarray(look.sharpness, np.float64))
     yaw = np.where(np.isfinite(angles[:, 0]), np.abs(angles[:, 0]) / 10, fill_pose[0])
     pitch = np.where(np.isfinite(angles[:, 1]), np.abs(angles[:, 1]) / 10, fill_pose[1])
     cols = [_logit(top2[:, 1]), top2[:, 1] - top2[:, 0], 0.5 * np.abs(m[0] - m[1]).sum(axis=1),
             _logit(at[0]), _logit(at[1]), (m[0].argmax(axis=1) == m[1].argmax(axis=1)).astype(np.float64)]
+    for x, k in zip(mirror, MIRRORED, strict=True):
+        cols += [_logit(x[np.arange(n), top]), 0.5 * np.abs(x - m[k]).sum(axis=1)]
     cols += [(top == k).astype(np.float64) for k in range(p.shape[1] - 1)]
     cols += [np.log2(side), sharp, sharp**2, sharp * np.log2(side), np.log1p(np.asarray(look.contrast, np.float64)),
              np.asarray(look.brightness, np.float64) / 100, yaw, pitch]  # fmt: skip
     return np.stack(cols, axis=1)
 
 
+def gate_features(boxes: np.ndarray, look: Look) -> np.ndarray:
+    """(n, len(GATE_FEATURES)) inputs of the gate, in ``GATE_FEATURES`` order: log2 of the face's side in px, log1p
+    of sharpness and contrast, brightness / 100, and the other ``Look`` measures as they are."""
+    side = np.sqrt(np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0))
+    f = {k: np.asarray(getattr(look, k), np.float64) for k in LOOK}
+    return np.stack([np.log2(side), np.log1p(f["sharpness"]), np.log1p(f["contrast"]), f["brightness"] / 100,
+                     f["symmetry"], f["detail_balance"], f["hist_entropy"], f["clipped"]], axis=1)  # fmt: skip
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     return np.asarray(np.log(p / (1 - p)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
+class Linear:
+    """Standardised linear scores, one per kind: ``((x - mean) / scale) @ coef.T + intercept``, (n, kinds)."""
+
+    coef: np.ndarray  # (kinds, features)
+    intercept: np.ndarray  # (kinds,)
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray((x - self.mean) / self.scale @ self.coef.T + self.intercept)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], kinds: int, features: int) -> Linear:
+        arrays = [np.asarray(d[k], np.float64) for k in ("coef", "intercept", "mean", "scale")]
+        if [a.shape for a in arrays] != [(kinds, features), (kinds,), (features,), (features,)]:
+            raise ValueError(f"quality.json: shapes {[a.shape for a in arrays]} do not fit {kinds} kinds of "
+                             f"{features} features")  # fmt: skip
+        return cls(*arrays)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k).tolist() for k in ("coef", "intercept", "mean", "scale")}
+
+
+def softmax(a: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (n, kinds) scores."""
+    e = np.exp(a - a.max(axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def mixed(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """sigmoid of the gate-weighted sum of the kinds' logistic scores, both (n, kinds)."""
+    z = (weights * scores).sum(axis=1)
+    return np.asarray(1 / (1 + np.exp(-np.clip(z, -30, 30))))
+
+
+@dataclass(frozen=True, eq=False)
 class Calibration:
-    """The fitted logistic model and what it was fitted for (one classifier, with or without TTA; its labels in
-    FER2013's order, the one-hot answer features follow them)."""
+    """The fitted gated logistic model and what it was fitted for (one classifier, with or without TTA; its labels
+    in FER2013's order, the one-hot answer features follow them).
+
+    ``gate``: one score per kind of fitting material (``kinds``) from ``gate_features``, softmaxed into weights;
+    ``expert``: one logistic score per kind from ``features``. ``quality`` = sigmoid(sum over kinds of weight *
+    score): a face that looks like FER2013's web crops is judged as they are, one like CK+'s lab faces as those.
+    """
 
     classifier: str
     tta: str | None
-    coef: tuple[float, ...]
-    intercept: float
-    mean: tuple[float, ...]  # feature standardisation
-    scale: tuple[float, ...]
+    kinds: tuple[str, ...]
+    gate: Linear
+    expert: Linear
     fill_pose: tuple[float, float]
     fitted_on: tuple[str, ...]
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        z = (x - np.asarray(self.mean)) / np.asarray(self.scale) @ np.asarray(self.coef) + self.intercept
-        return np.asarray(1 / (1 + np.exp(-np.clip(z, -30, 30))))
+    def weights(self, g: np.ndarray) -> np.ndarray:
+        """(n, kinds) how much each face looks like each kind of fitting material (rows sum to 1)."""
+        return softmax(self.gate(g))
+
+    def predict(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """``quality`` of faces with features ``x`` and gate features ``g``."""
+        return mixed(self.weights(g), self.expert(x))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        if tuple(d["features"]) != FEATURES:
-            raise ValueError(f"quality.json: features {d['features']} are not {list(FEATURES)}")
-        return cls(classifier=d["classifier"], tta=d.get("tta"), coef=tuple(d["coef"]),
-                   intercept=float(d["intercept"]), mean=tuple(d["mean"]), scale=tuple(d["scale"]),
+        for key, names in (("features", FEATURES), ("gate_features", GATE_FEATURES)):
+            if tuple(d.get(key, ())) != names:
+                raise ValueError(f"quality.json: {key} {d.get(key)} are not {list(names)}")
+        kinds = tuple(d["kinds"])
+        return cls(classifier=d["classifier"], tta=d.get("tta"), kinds=kinds,
+                   gate=Linear.from_dict(d["gate"], len(kinds), len(GATE_FEATURES)),
+                   expert=Linear.from_dict(d["expert"], len(kinds), len(FEATURES)),
                    fill_pose=(float(d["fill_pose"][0]), float(d["fill_pose"][1])),
                    fitted_on=tuple(d.get("fitted_on", ())))  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``from_dict`` reads (``models/quality.json``)."""
+        return {"features": list(FEATURES), "gate_features": list(GATE_FEATURES), "classifier": self.classifier,
+                "tta": self.tta, "kinds": list(self.kinds), "fill_pose": list(self.fill_pose),
+                "fitted_on": list(self.fitted_on), "gate": self.gate.to_dict(),
+                "expert": self.expert.to_dict()}  # fmt: skip
 
 
 @lru_cache(maxsize=1)
@@ -195,12 +302,14 @@ def describe(cal: Calibration | None) -> dict[str, Any]:
             "fitted_on": list(cal.fitted_on), "reliable": RELIABLE}  # fmt: skip
 
 
-def quality(probs: np.ndarray, members: list[np.ndarray], boxes: np.ndarray, angles: np.ndarray, look: Look,
-            cal: Calibration | None) -> np.ndarray:  # fmt: skip
-    """``quality`` per face: the calibrated estimate, or (no calibration for this classifier) the top probability."""
+def quality(probs: np.ndarray, members: list[np.ndarray], both: list[np.ndarray], boxes: np.ndarray,
+            angles: np.ndarray, look: Look, cal: Calibration | None) -> np.ndarray:  # fmt: skip
+    """``quality`` per face: the calibrated estimate, or (no calibration for this classifier) the top probability.
+    ``both``: those of each member of ``MIRRORED`` averaged with its mirrored face's (read only where calibrated)."""
     if not len(probs):
         return np.zeros(0, np.float32)
     if cal is None:
         return np.asarray(np.asarray(probs, np.float32).max(axis=1))
-    return cal.predict(features(probs, members, boxes, angles, look, cal.fill_pose)).astype(np.float32)
+    x = features(probs, members, both, boxes, angles, look, cal.fill_pose)
+    return cal.predict(x, gate_features(boxes, look)).astype(np.float32)
 
