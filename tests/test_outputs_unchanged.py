@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "c5730e001b360ea802d1c6a4a32ce587845f3b86"
+REFERENCE = "73434234c152b7fba024ffb77853405f9d0bc9a2"
 
 pytestmark = pytest.mark.slow
 
