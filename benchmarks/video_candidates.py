@@ -127,6 +127,7 @@ def cmd_levels(a: argparse.Namespace) -> None:
              ("centerface_int8.onnx", "input.1", rng.random((1, 3, 480, 864), dtype=np.float32) * 255,
               "int8 scan 864x480"),
              ("centerface.onnx", "input.1", rng.random((1, 3, 96, 96), dtype=np.float32) * 255, "region 96x96"),
+             ("centerface_int8.onnx", "input.1", rng.random((1, 3, 96, 96), dtype=np.float32) * 255, "int8 region"),
              ("face_api_expression.onnx", "input", face_batch(8), "face-api, 8 faces"),
              ("fer2013_minixception.onnx", "input", rng.standard_normal((8, 1, 64, 64), dtype=np.float32) * 0.5,
               "mini-Xception, 8 faces")]  # fmt: skip
