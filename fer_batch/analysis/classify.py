@@ -51,9 +51,8 @@ class Member:
             else CropSpec.from_entry(spec.entry, options.classification.crop_margin)
         )
         self.output = spec.output  # "probabilities" or "logits" (e.g. the ONNX model zoo's FER+, without a softmax)
-        self.session = models.session(
-            spec.path, options.runtime.device, models.StageThreads.of(options.runtime.threads).classify
-        )
+        threads = models.StageThreads.of(options.runtime.threads, scanning=options.detection.detector != "none")
+        self.session = models.session(spec.path, options.runtime.device, threads.classify)
         self.input_name = self.session.get_inputs()[0].name
         self.fixed = models.fixed_batch(self.session)  # exports fixed to a batch of 1 get one face a call
 

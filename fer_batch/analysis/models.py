@@ -271,10 +271,16 @@ class StageThreads:
     classify: int | None
 
     @classmethod
-    def of(cls, cores: int | None) -> StageThreads:
-        """The split for ``cores`` (None: each session takes onnxruntime's default, as a bare session would)."""
+    def of(cls, cores: int | None, scanning: bool = True) -> StageThreads:
+        """The split for ``cores`` (None: each session takes onnxruntime's default, as a bare session would).
+
+        Without a detector network (``--detector none``: the image is the face) the classifier has no stage to
+        overlap with but decoding, so it takes every core: a folder of 1,000 face crops ran 3.99x a bare
+        read-and-classify loop's wall time on one classifier thread (``benchmarks/crops_folder.py``)."""
         if cores is None:
             return cls(None, None, None)
+        if not scanning:
+            return cls(scan=None, regions=None, classify=cores)
         return cls(scan=max(1, cores // 2), regions=1, classify=max(1, cores // 4))
 
 
