@@ -10,7 +10,8 @@ exactly those the pipeline computes
 (``fer_batch.analysis.quality.features``: the ensemble's top probability and margin, the members' disagreement,
 face size, sharpness, pose; the gate's image statistics, ``quality.gate_features``); the ensemble's probabilities
 are the members' mean, as in ``Classifier``. The images
-have no landmarks under ``--detector none``; a CenterFace run on each image gives the pose of the faces it finds
+have no landmarks under ``--detector none``; a run of the default detector (CenterFace, int8 full scans) on each
+image gives the pose of the faces it finds
 (most of muxspace-dev), which fits the pose terms; faces without landmarks get the fitting data's mean pose.
 
 Held out two ways, per set: (a) 2-fold by subject/file (fit on one half of every set, score the other half; CK+
@@ -120,7 +121,8 @@ def set_rows(name: str, cache: Path, jobs: int, pose: pd.DataFrame | None = None
     for k, name in enumerate(quality.LOOK[1:], start=1):
         out[name] = looks[:, k]
     if pose is None:
-        det = run(root, cache, model=MEMBERS[0], detector="centerface", jobs=jobs)
+        # the default detector's pose (int8 full scans): what a default run's pose terms will read
+        det = run(root, cache, model=MEMBERS[0], detector=Options().detection.detector, jobs=jobs)
         det = det[det["face"] == 0].set_index("video")[["yaw", "pitch"]]
     else:
         det = pose.set_index("video")[["yaw", "pitch"]]
