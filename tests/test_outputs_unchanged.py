@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, one_face, write_clip
 
-REFERENCE = "73434234c152b7fba024ffb77853405f9d0bc9a2"
+REFERENCE = "e3999edf25ebe56437224cb9b13df8cfb2394abd"
 
 pytestmark = pytest.mark.slow
 
