@@ -120,7 +120,9 @@ def _check_faces_untouched(src: Path, out: Path, df: pd.DataFrame, scale: int, m
         rows = faces[faces["frame"] == k]
         if "quality" not in rows or (rows["quality"] >= RELIABLE).any():  # doubtful faces get no label (dashes)
             outside_changed.append(int(((diff > 60) & mask).sum()))
-    assert len(outside_changed) >= len(source) // 2, len(outside_changed)
+    # not vacuous: enough labelled frames to judge (with the gated quality model of #21 on int8 scans, 27 of d10's
+    # 61 frames at 176x144 have a reliable face: small, blurry faces are doubtful, by design)
+    assert len(outside_changed) >= len(source) // 3, len(outside_changed)
     assert min(outside_changed) > 300, outside_changed  # a label and a chart beside the faces, on every such frame
 
 
