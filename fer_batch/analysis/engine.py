@@ -113,6 +113,8 @@ class Analyzer:
         self.classifier: FaceClassifier
         self.detector, self.classifier = models if models is not None else models_for(options)
         self.labels = self.classifier.labels
+        # once, not per reset: a runtime-checkable protocol's isinstance is slow, and a photo batch resets per photo
+        self.region_detector = self.detector if isinstance(self.detector, RegionDetector) else None
         self.reset()
 
     def reset(self) -> None:
@@ -121,7 +123,6 @@ class Analyzer:
         options = self.options
         self.tracker = Tracker()
         self.smoother = Smoother(options.tracking.smooth) if options.tracking.smooth else None
-        self.region_detector = self.detector if isinstance(self.detector, RegionDetector) else None
         self.schedule = ScanSchedule(
             options.tracking.detect_every, options.tracking.scan_interval, self.region_detector is not None
         )

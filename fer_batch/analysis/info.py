@@ -17,6 +17,9 @@ class MemberInfo:
     sha256: str
     crop: dict[str, Any] | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "sha256": self.sha256, "crop": self.crop}
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -36,7 +39,7 @@ class ModelInfo:
     def as_dict(self) -> dict[str, Any]:
         """The JSON object, keys in their historical order."""
         d = {k: getattr(self, k) for k in self.KEYS}
-        d["members"] = [dataclasses.asdict(m) for m in self.members]
+        d["members"] = [m.as_dict() for m in self.members]  # shallow: this runs for every table written
         return d
 
     @classmethod

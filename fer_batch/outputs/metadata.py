@@ -65,6 +65,9 @@ class AnnotatedVideo:
     mtime_ns: int
     scale: float | str | None = None  # the --annotate-scale asked for ("auto" or a factor); None: not recorded
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "scale": self.scale}
+
     def is_at(self, path: Path) -> bool:
         """The file at ``path`` is this video (same size and mtime as recorded); False where there is none."""
         try:
@@ -144,7 +147,7 @@ class TableMeta:
         d["source"] = dataclasses.asdict(self.source)
         d["model"] = self.model.as_dict() if self.model is not None else None
         d["detector"] = self.detector.as_dict() if self.detector is not None else None
-        d["annotated"] = dataclasses.asdict(self.annotated) if self.annotated is not None else None
+        d["annotated"] = self.annotated.as_dict() if self.annotated is not None else None
         if self.clock is None:
             for name in self.CAMERA:
                 d.pop(name)
