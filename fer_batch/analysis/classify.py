@@ -223,7 +223,7 @@ class Classifier:
         both = [(each[k] + self.predict_mirrored(k, joined[k])) / 2 for k in mirrored if each[k] is not None]
         ends = np.cumsum([0] + [len(fa) for _, fa in items])
         return [self._scored(fr, fa, [e[ends[i] : ends[i + 1]] for e in each if e is not None],
-                             [b[ends[i] : ends[i + 1]] for b in both if b is not None])
+                             [b[ends[i] : ends[i + 1]] for b in both])
                 for i, (fr, fa) in enumerate(items)]  # fmt: skip
 
     def _scored(self, frames: Frames, faces: Faces, each: list[np.ndarray], both: list[np.ndarray]) -> Faces:

@@ -170,7 +170,7 @@ def features(probs: np.ndarray, members: list[np.ndarray], both: list[np.ndarray
     at = [x[np.arange(n), top] for x in m]
     mirror = [np.clip(2 * np.asarray(b, np.float64) - np.asarray(members[k], np.float64), 1e-6, 1 - 1e-6)
               for b, k in zip(both, MIRRORED, strict=True)]  # fmt: skip
-    side = np.sqrt(np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0))
+    side = face_side(boxes)
     sharp = np.log1p(np.asarray(look.sharpness, np.float64))
     yaw = np.where(np.isfinite(angles[:, 0]), np.abs(angles[:, 0]) / 10, fill_pose[0])
     pitch = np.where(np.isfinite(angles[:, 1]), np.abs(angles[:, 1]) / 10, fill_pose[1])
@@ -187,10 +187,15 @@ def features(probs: np.ndarray, members: list[np.ndarray], both: list[np.ndarray
 def gate_features(boxes: np.ndarray, look: Look) -> np.ndarray:
     """(n, len(GATE_FEATURES)) inputs of the gate, in ``GATE_FEATURES`` order: log2 of the face's side in px, log1p
     of sharpness and contrast, brightness / 100, and the other ``Look`` measures as they are."""
-    side = np.sqrt(np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0))
+    side = face_side(boxes)
     f = {k: np.asarray(getattr(look, k), np.float64) for k in LOOK}
     return np.stack([np.log2(side), np.log1p(f["sharpness"]), np.log1p(f["contrast"]), f["brightness"] / 100,
                      f["symmetry"], f["detail_balance"], f["hist_entropy"], f["clipped"]], axis=1)  # fmt: skip
+
+
+def face_side(boxes: np.ndarray) -> np.ndarray:
+    """The side in px of the square with each box's area (at least 1): the face size both models read."""
+    return np.asarray(np.sqrt(np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0)))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
