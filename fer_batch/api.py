@@ -34,7 +34,7 @@ def analyze_video(path: str | os.PathLike[str], *, progress: bool = False, **opt
     frames before the damage, with ``df.attrs["status"] == "partial"`` and the reason in ``df.attrs["error"]``.
     """
     p = Path(path_arg("analyze_video", "path", path))
-    opts = Options.from_kwargs(**options)
+    opts = Options.of(**options)
     frames = progress_of(Display.for_api(progress), p.name, "frame")
     try:
         result, sink = run_video(p, opts, video_name=p.name, progress=frames)
@@ -79,7 +79,7 @@ def analyze_many(
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(f"analyze_many: executor must be a concurrent.futures.Executor (e.g. a Dask client's "
                         f"get_executor()), got {type(executor).__name__}")  # fmt: skip
-    return run_many(paths, out, Options.from_kwargs(**options), jobs=jobs, executor=executor, resume=resume,
+    return run_many(paths, out, Options.of(**options), jobs=jobs, executor=executor, resume=resume,
                     display=Display.for_api(progress or not quiet), segment_seconds=segment_seconds,
                     annotate=annotate, annotate_scale=annotate_scale)  # fmt: skip
 

@@ -247,8 +247,6 @@ class Options:
         """Build from settings by name (``Options.of(fps=5, detector="haar")``), naming any that do not exist."""
         return cls().replace(**settings)
 
-    from_kwargs = of  # the Python API's name for it
-
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> Options:
         """The options a table's metadata recorded; settings retired since (which never changed a table) dropped."""

@@ -36,7 +36,7 @@ def test_replace_checks_again() -> None:
 
 def test_unknown_keywords_are_named() -> None:
     with pytest.raises(TypeError, match="unknown option\\(s\\): colour, size"):
-        Options.from_kwargs(size=3, colour="red")
+        Options.of(size=3, colour="red")
 
 
 def test_analyze_video_refuses_annotate_instead_of_ignoring_it() -> None:

@@ -297,11 +297,12 @@ def redo_reason(job: Job, options: Options, provenance: Provenance | None = None
         return why
     if not has_signal_columns(job.table):
         return "written before the trust columns (quality, pose, landmarks, sharpness)"
-    # a video made with other options, or someone else's file under that name, must not pass for this table's
-    if job.annotated is not None and (meta.annotated is None or not meta.annotated.is_at(job.annotated)):
-        return "its annotated video is missing or was not written with it"
-    if job.annotated is not None and meta.annotated is not None and meta.annotated.scale != job.annotate_scale:
-        return f"its annotated video was made at another --annotate-scale ({meta.annotated.scale})"
+    if job.annotated is not None:
+        # a video made with other options, or someone else's file under that name, must not pass for this table's
+        if meta.annotated is None or not meta.annotated.is_at(job.annotated):
+            return "its annotated video is missing or was not written with it"
+        if meta.annotated.scale != job.annotate_scale:
+            return f"its annotated video was made at another --annotate-scale ({meta.annotated.scale})"
     return None
 
 
