@@ -25,8 +25,9 @@ def main() -> None:
     """The console script: the app, then a quick exit once its output is flushed.
 
     Why not a plain return: tearing the interpreter down (onnxruntime's thread pools, PyAV, thousands of modules)
-    took 0.3-0.6 s (measured on the 10 s test clip) after every command had finished and committed its files, a tenth of a short video's run. Only
-    a finished command (``SystemExit``) exits this way; an exception or an interrupt unwinds as usual.
+    took 0.3-0.6 s (measured on the 10 s test clip) after every command had finished and committed its files, a
+    tenth of a short video's run. Only a finished command (``SystemExit``) exits this way; an exception or an
+    interrupt unwinds as usual.
     """
     numeric_warnings_to_debug()  # every command, including those that set up no logging (export, models)
     try:
