@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, one_face, write_clip
+from conftest import REPO, astronaut_face, one_face, write_clip
 
 REFERENCE = "e3999edf25ebe56437224cb9b13df8cfb2394abd"
 
@@ -52,6 +52,10 @@ def cli(checkout: Path, *args: str) -> None:
 
 def produce(checkout: Path, inputs: Path, out: Path) -> None:
     cli(checkout, "analyze", str(inputs), "--out", str(out), "--annotate", "--report", "--smooth", "0.3", "-q")
+    photos = inputs.parent / "photos"  # not annotated: the batched photo path
+    cli(checkout, "analyze", str(photos), "--out", str(out / "photos"), "--smooth", "0.3", "-q")
+    cli(checkout, "analyze", str(photos), "--out", str(out / "crops"), "--detector", "none", "--min-quality", "0.2",
+        "-q")
     cli(checkout, "summary", str(out))
     cli(checkout, "render", str(inputs / "two.mp4"), str(out / "two.parquet"), "-o", str(out / "rendered.mp4"), "-q")
 
@@ -92,12 +96,27 @@ def outputs(out: Path) -> dict[str, object]:
             and not p.name.startswith(".fer-batch.lock")}  # fmt: skip
 
 
+def photo_inputs(folder: Path) -> None:
+    """Face crops of three sizes, a face in a larger photo and one without a face."""
+    import cv2
+    import numpy as np
+
+    (folder / "sub").mkdir(parents=True)
+    for side, name in ((48, "a.png"), (96, "sub/b.jpg"), (150, "c.png")):
+        cv2.imwrite(str(folder / name), cv2.cvtColor(astronaut_face(side), cv2.COLOR_RGB2BGR))
+    scene = np.full((240, 320, 3), 100, np.uint8)
+    scene[60:180, 100:220] = cv2.cvtColor(astronaut_face(120), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(folder / "scene.jpg"), scene)
+    cv2.imwrite(str(folder / "blank.png"), np.full((120, 160, 3), 200, np.uint8))
+
+
 def test_every_output_is_identical_to_the_reference_commit(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "astronaut.mp4").write_bytes((REPO / "samples" / "astronaut.mp4").read_bytes())
     write_clip(inputs / "two.mp4", n=24, fps=12, audio=True, rotation=90,
                faces=lambda i: [*one_face(i), (200, 120, 70)])  # fmt: skip
+    photo_inputs(tmp_path / "photos")
     ref = reference_checkout(tmp_path / "ref")
     out = tmp_path / "out"  # one path for both runs: tables and manifests record where they were written
     produce(ref, inputs, out)
