@@ -7,6 +7,7 @@ metadata and status, is written.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -33,6 +34,12 @@ ROW_GROUP_ROWS = 8192
 
 def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
     """The table's columns; a custom model's labels replace the seven FER2013 ones."""
+    return _schema(tuple(labels), smooth)
+
+
+@functools.lru_cache(maxsize=16)
+def _schema(labels: tuple[str, ...], smooth: bool) -> pa.Schema:
+    """``schema``, built once per label set: a folder of photos writes a table per photo."""
     fields = [
         pa.field("video", pa.string()),
         pa.field("frame", pa.int64(), nullable=False),
@@ -53,8 +60,6 @@ def schema(labels: list[str], smooth: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
-
-
 def window_table(
     video: str,
     frame_index: np.ndarray,
@@ -66,6 +71,8 @@ def window_table(
     """Rows for the analysed frames of one window: one per face, or one null-face row for a frame without any.
 
     Faces must be ordered by frame and, within a frame, largest first (the detector's ``finish`` does that).
+    Every float column is scattered to its rows in one matrix operation: per column, the fixed cost of numpy and
+    pyarrow calls dominated a photo's one-row table.
     """
     frame_index = np.asarray(frame_index, dtype=np.int64)
     pos = np.searchsorted(frame_index, faces.frame)
@@ -77,55 +84,61 @@ def window_table(
     first_row = np.concatenate([[0], np.cumsum(rows_per_frame)[:-1]])
     face_rank = np.arange(len(faces)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[pos] if len(faces) else pos
     face_rows = first_row[pos] + face_rank
-    has_face = np.zeros(n, dtype=bool)
-    has_face[face_rows] = True
+    no_face = np.ones(n, dtype=bool)
+    no_face[face_rows] = False
 
-    def scatter(values: np.ndarray, dtype: Any, null: np.ndarray | None = None) -> pa.Array:
-        out = np.zeros(n, dtype=dtype)
-        out[face_rows] = values
-        mask = ~has_face
-        if null is not None:
-            mask[face_rows] |= null
-        return pa.array(out, mask=mask)
+    names, values, nan_is_null = _float_columns(faces, labels, smoothed)
+    out = np.zeros((len(names), n), dtype=np.float32)  # one row per column: each column's values contiguous
+    out[:, face_rows] = values
+    null = np.repeat(no_face[None, :], len(names), axis=0)
+    null[np.ix_(nan_is_null, face_rows)] |= np.isnan(values[nan_is_null])
+    floats = {name: pa.array(out[k], mask=null[k]) for k, name in enumerate(names)}
 
-    b = faces.boxes
     track_ids = np.full(n, -1, dtype=np.int64)  # -1: no face on this row, or no track assigned
     track_ids[face_rows] = faces.track_id
+    ranks = np.zeros(n, dtype=np.int32)
+    ranks[face_rows] = face_rank
+    codes = np.zeros(n, dtype=np.int32)
+    if faces.probs is not None and len(faces):
+        codes[face_rows] = faces.probs.argmax(axis=1)
     cols: dict[str, pa.Array] = {
         "video": pa.array(np.full(n, video, dtype=object), pa.string()),
         "frame": pa.array(frame_index[row_frame_pos]),
         "time_s": pa.array(np.asarray(time_s, dtype=np.float64)[row_frame_pos]),
-        "face": scatter(face_rank, np.int32),
+        "face": pa.array(ranks, mask=no_face),
         "track_id": pa.array(track_ids, mask=track_ids < 0),
-        "x": scatter(b[:, 0], np.float32),
-        "y": scatter(b[:, 1], np.float32),
-        "w": scatter(b[:, 2] - b[:, 0], np.float32),
-        "h": scatter(b[:, 3] - b[:, 1], np.float32),
-        "det_score": scatter(faces.scores, np.float32, null=np.isnan(faces.scores)),  # no score: --detector none
+        "emotion": pa.DictionaryArray.from_arrays(pa.array(codes, mask=no_face), pa.array(labels, pa.string())),
+        **floats,
     }
-    probs = faces.probs if faces.probs is not None else np.zeros((len(faces), len(labels)), np.float32)
-    for k, label in enumerate(labels):
-        cols[label] = scatter(probs[:, k], np.float32)
-    codes = scatter(probs.argmax(axis=1) if len(faces) else np.zeros(0, int), np.int32)
-    cols["emotion"] = pa.DictionaryArray.from_arrays(codes, pa.array(labels, pa.string()))
-    if smoothed is not None:
-        for k, label in enumerate(labels):
-            cols[f"{label}_smooth"] = scatter(smoothed[:, k], np.float32)
-    cols.update(_signals(faces, scatter))
-    return pa.table(cols, schema=schema(labels, smoothed is not None))
+    sch = schema(labels, smoothed is not None)
+    return pa.Table.from_arrays([cols[name] for name in sch.names], schema=sch)
 
 
-def _signals(faces: Faces, scatter: Any) -> dict[str, pa.Array]:
-    """The trust columns of a window's faces, null where a face lacks the value (NaN) or it was never computed."""
+def _float_columns(faces: Faces, labels: list[str],
+                   smoothed: np.ndarray | None) -> tuple[list[str], np.ndarray, np.ndarray]:  # fmt: skip
+    """The float32 columns of a window's faces: names, values (one row per column, one column per face) and which
+    columns read NaN as null (the detector score, absent under ``--detector none``, and the trust columns, null
+    where a face lacks the value or it was never computed)."""
     n = len(faces)
-    missing = np.full(n, np.nan, np.float32)
-    values = {
-        "quality": faces.quality if faces.quality is not None else missing,
-        **{name: (faces.pose[:, k] if faces.pose is not None else missing) for k, name in enumerate(POSE_COLUMNS)},
-        **{name: faces.landmarks.reshape(n, 10)[:, k] for k, name in enumerate(LANDMARK_COLUMNS)},
-        "sharpness": faces.sharpness if faces.sharpness is not None else missing,
-    }
-    return {name: scatter(v, np.float32, null=np.isnan(v)) for name, v in values.items()}
+    b = faces.boxes  # widths in the boxes' own precision, then stored as float32 (as always)
+    missing = np.full((n, 1), np.nan, np.float32)
+    probs = faces.probs if faces.probs is not None else np.zeros((n, len(labels)), np.float32)
+    parts = [b[:, :2], b[:, 2:] - b[:, :2], faces.scores.reshape(n, 1), probs]
+    names = ["x", "y", "w", "h", "det_score", *labels]
+    if smoothed is not None:
+        parts.append(smoothed)
+        names += [f"{label}_smooth" for label in labels]
+    signals = [
+        faces.quality.reshape(n, 1) if faces.quality is not None else missing,
+        faces.pose if faces.pose is not None else np.repeat(missing, len(POSE_COLUMNS), axis=1),
+        faces.landmarks.reshape(n, 10),
+        faces.sharpness.reshape(n, 1) if faces.sharpness is not None else missing,
+    ]
+    parts += signals
+    names += list(SIGNAL_COLUMNS)
+    nan_is_null = np.array([name == "det_score" or name in SIGNAL_COLUMNS for name in names])
+    values = np.concatenate([np.asarray(v, dtype=np.float32) for v in parts], axis=1).T  # each part (n, k)
+    return names, values, nan_is_null
 
 
 def faces_from_table(table: pa.Table, labels: list[str]) -> Faces:
