@@ -173,13 +173,17 @@ class ParquetSink:
 
     On an exception the temporary file is removed and nothing appears under the final name. ``table_schema``
     replaces the one built from ``labels`` where the rows come from existing tables (joining segments).
+    ``in_memory``: the file is built in memory and written in one call at the end, for a photo's few rows
+    (pyarrow's own file output costs ≈ 0.25 ms a file more); a video's table streams to disk, its memory bounded.
     """
 
     def __init__(self, path: Path, labels: list[str], smooth: bool = False, *,
                  table_schema: pa.Schema | None = None, commit: bool = True,
-                 compression: str = "zstd") -> None:  # fmt: skip
+                 compression: str = "zstd", in_memory: bool = False) -> None:  # fmt: skip
         self.path = Path(path)
         self.compression = compression  # "none" for a photo's few rows: zstd's setup per column costs more
+        self.in_memory = in_memory
+        self._buffer: pa.BufferOutputStream | None = None
         self.commit = commit  # False: a clean exit leaves ``target`` for the caller to commit (``commit_many``)
         self.schema = table_schema if table_schema is not None else schema(labels, smooth)
         self._target = self.target = AtomicPath(self.path)
@@ -192,7 +196,9 @@ class ParquetSink:
     def __enter__(self) -> ParquetSink:
         self._target.__enter__()
         try:  # a failure (or a stop signal) between the file's creation and the with-block leaves no file
-            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression=self.compression)
+            self._buffer = pa.BufferOutputStream() if self.in_memory else None
+            where = self._buffer if self._buffer is not None else self.tmp
+            self._writer = pq.ParquetWriter(where, self.schema, compression=self.compression)
         except BaseException:
             self._target.discard()
             raise
@@ -222,6 +228,9 @@ class ParquetSink:
                     raise ValueError(f"{self.path}: a table needs its metadata before it is finished")
                 writer.add_key_value_metadata({META_KEY: json.dumps(self.meta.as_dict(), default=str).encode()})
             writer.close()
+            if exc_type is None and self._buffer is not None:
+                with open(self.tmp, "wb") as f:
+                    f.write(self._buffer.getvalue())
         except BaseException:
             writer.close()  # a no-op where it is already closed
             self._writer = None
