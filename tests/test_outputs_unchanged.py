@@ -16,6 +16,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, astronaut_face, one_face, write_clip
@@ -69,7 +70,7 @@ def scrub(value: object) -> object:
     return value
 
 
-def parquet_view(path: Path) -> tuple[object, object]:
+def parquet_view(path: Path) -> tuple[object, ...]:
     table = pq.read_table(path)
     stored = {**(table.schema.metadata or {}), **(pq.read_metadata(path).metadata or {})}  # the file's own record too
     meta = {k.decode(): v.decode() for k, v in stored.items()}
@@ -77,7 +78,9 @@ def parquet_view(path: Path) -> tuple[object, object]:
     data = table.replace_schema_metadata(None)
     if "wall_s" in data.column_names:
         data = data.drop(["wall_s"])
-    return data.to_pydict(), parsed
+    dictionaries = {name: data.column(name).combine_chunks().dictionary.to_pylist() for name in data.column_names
+                    if pa.types.is_dictionary(data.schema.field(name).type)}  # a label column's categories, in order
+    return data.to_pydict(), str(data.schema), dictionaries, parsed
 
 
 def file_view(path: Path) -> object:

@@ -73,6 +73,27 @@ def test_the_table_appears_complete_with_its_metadata_or_not_at_all(tmp_path: Pa
     assert [p.name for p in path.parent.iterdir()] == ["v.parquet"]
 
 
+@pytest.mark.parametrize("small", [False, True], ids=["streamed", "small"])
+def test_a_small_table_holds_what_a_streamed_one_holds(small: bool, tmp_path: Path) -> None:
+    """A photo's table (``small``: built in memory, no compression, dictionaries or statistics) reads back as the
+    same rows and metadata; like a streamed one, it appears complete or not at all."""
+    path = tmp_path / "v.parquet"
+    faces = some_faces()
+    table = window_table("v.mp4", np.array([10, 11, 12]), np.array([1.0, 1.1, 1.2]), faces, LABELS)
+    with pytest.raises(RuntimeError), ParquetSink(path, LABELS, small=small) as sink:
+        sink.write(table)
+        sink.meta = META
+        raise RuntimeError("stopped")
+    assert list(tmp_path.iterdir()) == []
+    with ParquetSink(path, LABELS, small=small) as sink:
+        sink.write(table)
+        sink.meta = META
+    back = pq.read_table(path)
+    assert back.replace_schema_metadata(None).equals(table) and read_table_meta(path) == META
+    column = pq.read_metadata(path).row_group(0).column(0)
+    assert (column.compression, column.statistics is None) == (("UNCOMPRESSED", True) if small else ("ZSTD", False))
+
+
 class Unprintable:
     def __str__(self) -> str:
         raise TypeError("no text for this value")

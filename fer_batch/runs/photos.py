@@ -158,7 +158,7 @@ def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, sh
         faces, smoothed = faces.take(keep), None if smoothed is None else smoothed[keep]
     try:
         with ParquetSink(job.table, analyzer.labels, options.tracking.smooth is not None, commit=False,
-                         compression="none", in_memory=True) as sink:  # fmt: skip
+                         small=True) as sink:  # fmt: skip
             sink.write(window_table(job.name, frames.index, frames.time_s, faces, analyzer.labels, smoothed))
             result.faces = len(faces)
             if not same_file(photo.source, os.stat(job.source)):
