@@ -15,7 +15,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, Protocol, TextIO
 
-from fer_batch._text import one_line
+from fer_batch._text import one_line, plural
 
 LINE_INTERVAL_S = 10.0  # the most often a log gets a line about one piece of work
 MIN_COLUMNS = 20  # a terminal narrower than this (0x0: unsized) gets 80x24 bars instead of none
@@ -141,7 +141,7 @@ class Lines:
         return f"{done}, {rate}, {elapsed:.0f} s"
 
     def _units(self, n: int) -> str:
-        return f"{n} {self.unit}" + ("" if n == 1 else "s")
+        return plural(n, self.unit)
 
     def _say(self, text: str) -> None:
         stream = sys.stderr if self.stream is None else self.stream  # looked up late: pytest swaps sys.stderr

@@ -27,6 +27,11 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in utf8(text))
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``: counts on the console read as English."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def numeric_warnings_to_debug() -> None:
     """Send Python's RuntimeWarnings (numpy's "invalid value in divide", "Mean of empty slice", overflow in exp) to
     the debug log instead of the console.

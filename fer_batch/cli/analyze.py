@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from fer_batch._progress import Display, write_line
-from fer_batch._text import one_line
+from fer_batch._text import one_line, plural
 from fer_batch.cli._app import (
     SCALE_HELP,
     CropMargin,
@@ -146,7 +146,7 @@ class _Announcer:
         if r.error:
             line += f" — {one_line(r.error)}"
         elif r.status == "ok":
-            line += f" ({r.frames_analysed} frames, {r.faces} faces, {r.wall_s:.1f} s)"
+            line += f" ({plural(r.frames_analysed, 'frame')}, {plural(r.faces, 'face')}, {r.wall_s:.1f} s)"
         if r.status in ("failed", "partial") or self.every:
             write_line(line)
 

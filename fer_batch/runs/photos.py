@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fer_batch._atomic import AtomicPath, commit_many, remove_stale, stale_folders
-from fer_batch._progress import Display, progress
+from fer_batch._progress import Display
 from fer_batch.analysis.detect.scan_size import scan_size
 from fer_batch.analysis.engine import Analysis, Analyzer
 from fer_batch.errors import DecodeError, describe
@@ -100,7 +100,7 @@ def analyze_photos(jobs: list[Job], options: Options, display: Display, single: 
     try:
         for (k, photo), faces in zip(photos.items(), found, strict=True):
             try:
-                results[k], target = _write(photo, faces, analyzer, options, share, display)
+                results[k], target = _write(photo, faces, analyzer, options, share)
             except Exception:  # noqa: BLE001 — as above: the one-photo path gives its outcome and message
                 results[k], target = single(jobs[k], options, display), None
             if target is not None:
@@ -140,14 +140,13 @@ def _read(job: Job, options: Options, analyzer: Analyzer) -> _Photo | InputResul
     return _Photo(job, t0, source, info, detected, time.perf_counter() - t0)
 
 
-def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, share: float,
-           display: Display) -> tuple[InputResult, AtomicPath | None]:  # fmt: skip
+def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options,
+           share: float) -> tuple[InputResult, AtomicPath | None]:  # fmt: skip
     """A classified photo's table under its temporary name (None where it failed), with the metadata and result a
-    one-photo run gives it."""
+    one-photo run gives it. No progress of its own: the run's bar counts photos, and its log line ends each one (a
+    bar or a "started" line per one-frame photo only slowed a folder down)."""
     t1 = time.perf_counter()
     job, frames = photo.job, photo.detected.frames
-    bar = progress(display, str(job.source), "frame", final=False)
-    bar.start(1)
     result = Tally(duration_s=photo.info.duration_s, frames_decoded=1, frames_analysed=1)
     analyzer.reset()
     smoothed = analyzer.smoother(faces) if analyzer.smoother is not None else None
@@ -168,6 +167,4 @@ def _write(photo: _Photo, faces: Faces, analyzer: Analyzer, options: Options, sh
     except INPUT_FAILURES as e:  # as ``run_video`` records them
         result.set(Status.FAILED, describe(e, with_file=True))
         target = None
-    bar.advance(1)
-    bar.close()
     return result.result(job.source, photo.seconds + share + (time.perf_counter() - t1), job.table), target

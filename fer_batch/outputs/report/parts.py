@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fer_batch._text import plural
 from fer_batch._version import __version__
 from fer_batch.analysis.quality import RELIABLE
 from fer_batch.outputs.metadata import FileSource, TableMeta, annotated_path
@@ -213,7 +214,7 @@ def video_header(e: Entry, meta: TableMeta | None) -> str:
     def fact(name: str) -> object:
         return getattr(meta, name) if meta is not None else "?"
 
-    tracks = f"{e.tracks} track" + ("" if e.tracks == 1 else "s")
+    tracks = plural(e.tracks, "track")
     facts = [f"source {src}" if src else None, f"{fmt_duration(e.duration_s)} analysed",
              f"{fact('frames_analysed')} of {fact('frames_decoded')} frames",
              f"{fact('width')}×{fact('height')} px", tracks, e.headline]  # fmt: skip
