@@ -87,10 +87,11 @@ def reference(files: list[Path], threads: int | None) -> tuple[float, float, np.
     return time.perf_counter() - t0, cpu_self() - c0, np.asarray(probs)
 
 
-def analyze(folder: Path, out: Path, jobs: int, threads: int | None, repo: Path = REPO) -> tuple[float, float]:
+def analyze(folder: Path, out: Path, jobs: int | None, threads: int | None, repo: Path = REPO) -> tuple[float, float]:
     """``fer-batch analyze folder --detector none`` in a child: (wall s, CPU s of the child and its workers)."""
-    return timed_cli(repo, ["analyze", str(folder), "--out", str(out), "--detector", "none", "--quiet", "--jobs",
-                            str(jobs)] + (["--threads", str(threads)] if threads else []))  # fmt: skip
+    args = ["analyze", str(folder), "--out", str(out), "--detector", "none", "--quiet"]
+    args += (["--jobs", str(jobs)] if jobs else []) + (["--threads", str(threads)] if threads else [])
+    return timed_cli(repo, args)
 
 
 def check_same(out: Path, files: list[Path], probs: np.ndarray) -> float:
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000, help="crops to make (without --set)")
     ap.add_argument("--set", type=Path, help="an existing folder of crops (searched recursively) instead")
-    ap.add_argument("--jobs", type=int, default=1, help="analyze --jobs")
+    ap.add_argument("--jobs", type=int, default=None, help="analyze --jobs (default: not given, as a user runs it)")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads on both sides (default: all)")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose analyze runs (an older commit)")
     args = ap.parse_args(argv)
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         diff = check_same(out, files, probs)
     print(f"{len(files)} crops, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"bare loop (read, crop, both networks in batches): {ref_wall:6.2f} s wall  {ref_cpu:6.2f} s CPU")
-    print(f"fer-batch analyze --detector none --jobs {args.jobs} ({args.repo.name}): "
+    jobs = f" --jobs {args.jobs}" if args.jobs else ""
+    print(f"fer-batch analyze --detector none{jobs} ({args.repo.name}): "
           f"{wall:6.2f} s wall  {cpu:6.2f} s CPU")  # fmt: skip
     print(f"ratio: {wall / ref_wall:.2f}x wall, {cpu / ref_cpu:.2f}x CPU (target <= 3x); "
           f"largest probability difference {diff:.2g}")  # fmt: skip

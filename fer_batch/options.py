@@ -328,9 +328,9 @@ def check_scale(name: str, value: Any) -> Scale:
     return float(value)
 
 
-def check_run(jobs: Any = 1, segment_seconds: Any = None) -> None:
+def check_run(jobs: Any = None, segment_seconds: Any = None) -> None:
     """The folder run's own numbers (not part of ``Options``: they change how, not what, is computed)."""
-    number(1, 4096, integer=True)("jobs", jobs)
+    number(1, 4096, integer=True, optional=True)("jobs", jobs)
     number(MIN_SEGMENT_S, optional=True)("segment_seconds", segment_seconds)
 
 

@@ -129,3 +129,14 @@ def report_first_write(fifo: str, hold: bool) -> None:
             threading.Event().wait()
 
     ParquetSink.write = write
+
+
+def pid_after(seconds: float) -> int:
+    """A task for pool tests: the pid of the process that ran it, after ``seconds``."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def fails() -> None:
+    """A task for pool tests that raises."""
+    raise ValueError("this task fails")

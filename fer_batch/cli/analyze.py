@@ -66,7 +66,11 @@ def analyze(
     haar_min_neighbors: Annotated[int, typer.Option(metavar="N", help="Haar detectMultiScale minNeighbors.")] = 5,
     device: Device = "auto",
     threads: Annotated[Optional[int], typer.Option(metavar="N", help="onnxruntime threads per job.")] = None,
-    jobs: Annotated[int, typer.Option(metavar="N", help="Videos analysed in parallel processes.")] = 1,
+    jobs: Annotated[
+        Optional[int],
+        typer.Option(metavar="N", help="Inputs analysed in N parallel processes (default: one at a time, every core "
+                     "each; a folder of hundreds of photos also in a helper process per further core)."),
+    ] = None,
     scheduler: Annotated[
         Optional[str], typer.Option(metavar="ADDRESS", help="Run on a Dask cluster, e.g. tcp://10.0.0.5:8786.")
     ] = None,
@@ -95,7 +99,7 @@ def analyze(
     )  # fmt: skip
     check_run(jobs, segment_seconds)
     scale = check_scale("annotate_scale", annotate_scale)
-    if scheduler is not None and jobs != 1:
+    if scheduler is not None and jobs not in (None, 1):
         raise UsageError("--jobs and --scheduler exclude each other (the cluster's workers set the parallelism)")
     check_models(options)
     from fer_batch.runs.runner import run_many

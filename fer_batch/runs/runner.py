@@ -28,7 +28,7 @@ from fer_batch.runs.outdir import OutputLock, out_path, prepare_out
 from fer_batch.runs.photos import analyze_photos, batchable, photo_batches
 from fer_batch.runs.result import InputResult, ManifestWriter
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
-from fer_batch.runs.workers import WorkerPool
+from fer_batch.runs.workers import HelpedPool, WorkerPool, completed
 from fer_batch.types import Status
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,18 @@ class InlineExecutor(Executor):
     """Runs each task in this process as it is submitted: the one-job case goes through the same loop as pools."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        fut: Future[Any] = Future()
-        try:
-            fut.set_result(fn(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 — handed to the caller through the future, as a pool would
-            fut.set_exception(e)
-        return fut
+        return completed(fn, *args, **kwargs)
+
+
+HELPED_FROM = 256  # photos in a run from which helper processes pay for their start (~1 s; 5 ms a photo)
+
+
+def _helpers(jobs: int | None, todo: list[Job], segment_seconds: float | None) -> int:
+    """Helper processes for a run left to choose (``jobs`` None): one per further core where at least
+    ``HELPED_FROM`` photos are to do, else none (a video already keeps every core busy with its own threads)."""
+    if jobs is not None or segment_seconds is not None or cores() < 2:
+        return 0
+    return cores() - 1 if sum(1 for job in todo if batchable(job)) >= HELPED_FROM else 0
 
 
 def run_many(
@@ -79,7 +85,7 @@ def run_many(
     out: str | os.PathLike[str],
     options: Options,
     *,
-    jobs: int = 1,
+    jobs: int | None = None,
     executor: Executor | None = None,
     resume: bool = True,
     quiet: bool = False,
@@ -91,13 +97,15 @@ def run_many(
 ) -> list[InputResult]:
     """Analyse every input; returns one result per input (also written to ``out/manifest.parquet``).
 
-    Every unit of work goes to ``executor`` (in this process when there is none and ``jobs`` is 1, else a local
-    process pool); a Dask client's executor is checked first (same version, models, inputs and ``out`` on every
-    worker) and nothing is written if the check fails. With ``segment_seconds``, each video longer than that is
-    split into time ranges run as separate tasks, then joined (``fer_batch.runs.segments``). ``annotate`` also writes
-    each input's ``.annotated.mp4``, at ``annotate_scale`` (``auto``: small videos enlarged). ``display``: where
-    progress goes (default: bars on a terminal, else lines, nothing when ``quiet``). Bad arguments, an unusable
-    ``out`` and an ``out`` another run is writing to raise ``UsageError`` before any work.
+    Every unit of work goes to ``executor``; where there is none, to ``jobs`` local worker processes, or with
+    ``jobs`` 1 to this process. Left to choose (``jobs`` None), this process runs them, helped by a worker per
+    further core where the run holds hundreds of photos (``HelpedPool``). A Dask client's executor is checked
+    first (same version, models, inputs and ``out`` on every worker) and nothing is written if the check fails.
+    With ``segment_seconds``, each video longer than that is split into time ranges run as separate tasks, then
+    joined (``fer_batch.runs.segments``). ``annotate`` also writes each input's ``.annotated.mp4``, at
+    ``annotate_scale`` (``auto``: small videos enlarged). ``display``: where progress goes (default: bars on a
+    terminal, else lines, nothing when ``quiet``). Bad arguments, an unusable ``out`` and an ``out`` another run
+    is writing to raise ``UsageError`` before any work.
     """
     check_run(jobs, segment_seconds)
     annotate_scale = check_scale("annotate_scale", annotate_scale)
@@ -110,12 +118,15 @@ def run_many(
     with OutputLock(out):
         planned = plan_jobs(files, out, annotate, annotate_scale)
         todo = to_do(planned, options, resume)
+        helpers = _helpers(jobs, todo, segment_seconds) if executor is None else 0
+        asked = jobs or 1
         if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
-            jobs = max(1, min(jobs, cores(), len(todo) if segment_seconds is None else jobs))
+            asked = max(1, min(asked, cores(), len(todo) if segment_seconds is None else asked))
         own = executor is None
         if executor is None:
-            job_options = options if options.runtime.threads else options.replace(threads=max(1, cores() // jobs))
-            executor = InlineExecutor() if jobs == 1 else local_executor(jobs)
+            share = max(1, cores() // (helpers + 1 if helpers else asked))
+            job_options = options if options.runtime.threads else options.replace(threads=share)
+            executor = HelpedPool(helpers) if helpers else InlineExecutor() if asked == 1 else local_executor(asked)
         else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
             job_options = options
         if display is None:
@@ -169,6 +180,7 @@ class FolderRun:
                  on_result: Callable[[InputResult], None] | None) -> None:  # fmt: skip
         self.executor, self.options, self.display, self.on_result = executor, options, display, on_result
         self.inline = isinstance(executor, InlineExecutor)
+        self.helped = isinstance(executor, HelpedPool)  # runs tasks here too: results come in as it submits
         # an input's own progress: a bar only in this process (bars from several workers would overwrite each
         # other; the driver's bar counts tasks), lines from wherever the input runs (a worker shares our stderr)
         self.task_display = display if self.inline or display is Display.LINES else Display.SILENT
@@ -208,7 +220,7 @@ class FolderRun:
                                       (unit, self.options, self.task_display, analyze_one), batch=unit))  # fmt: skip
                 else:
                     self._start(unit, resume)
-                if self.inline or len(self.pending) % 32 == 0:  # results in reach the manifest while submitting
+                if self.inline or self.helped or len(self.pending) % 32 == 0:  # results reach the manifest as they come
                     self._harvest(block=False)
             while self.pending:
                 self._harvest(block=True)
@@ -222,7 +234,7 @@ class FolderRun:
     def _units(self, todo: list[Job]) -> list[Job | list[Job]]:
         """The jobs in order, runs of consecutive photos gathered into batches (``runs.photos``), at least one batch
         per worker where there are enough photos."""
-        workers = self.pool.jobs if self.pool is not None else 1 if self.inline else cores()
+        workers = (self.pool.jobs + self.helped) if self.pool is not None else 1 if self.inline else cores()
         units: list[Job | list[Job]] = []
         run: list[Job] = []
         ended: list[Job | None] = [*todo, None]  # None ends the last run
@@ -299,7 +311,7 @@ class FolderRun:
             return InputResult.failed(job.source, WORKER_DIED)
         task.retried = True
         log.warning("%s: its worker died (killed or out of memory); trying it again on its own", job.source)
-        fut = self.executor.submit(task.fn, *task.args)
+        fut = self.pool.in_worker(task.fn, *task.args)  # never in this process: it may kill what it runs in
         wait([fut])
         if isinstance(fut.exception(), BrokenProcessPool):
             self.pool.rebuild()

@@ -72,9 +72,10 @@ def tracked(task_id: int, fn: Callable[..., Any], *args: Any) -> Any:
         os._exit(143)
 
 
-def make_pool(jobs: int, started: Any) -> ProcessPoolExecutor:
-    """A pool of ``jobs`` spawned workers (no thread state forked), each with its share of the cores."""
-    threads = max(1, cores() // jobs)
+def make_pool(jobs: int, started: Any, processes: int | None = None) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` spawned workers (no thread state forked), each with its share of the cores among
+    ``processes`` working processes (default: the workers)."""
+    threads = max(1, cores() // (processes or jobs))
     return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=worker_init,
                                initargs=(threads, started))  # fmt: skip
 
@@ -100,6 +101,10 @@ class WorkerPool(Executor):
         threading.Thread(target=self._read_reports, name="task-starts", daemon=True).start()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return self.in_worker(fn, *args, **kwargs)
+
+    def in_worker(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """The task, in a worker process whatever ``submit`` does (a task retried after its worker died)."""
         task_id = next(self._ids)
         fut = self.pool.submit(tracked, task_id, fn, *args, **kwargs)
         self._id_of[fut] = task_id
@@ -140,3 +145,41 @@ class WorkerPool(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
         self._closed = True
+
+
+def completed(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+    """The task run here and now, as a future that holds its result or its exception (as a pool's would)."""
+    fut: Future[Any] = Future()
+    try:
+        fut.set_result(fn(*args, **kwargs))
+    except Exception as e:  # noqa: BLE001 — handed to the caller through the future, as a pool would
+        fut.set_exception(e)
+    return fut
+
+
+class HelpedPool(WorkerPool):
+    """This process works too, helped by ``jobs`` worker processes: a task goes to a helper when one is idle, and
+    otherwise runs here, at once.
+
+    Why: a folder of photos is Python glue around small network calls (decoding, a table per photo), which the GIL
+    keeps to one core whatever the threads (measured: a writer thread beside the networks gained nothing), so only
+    processes use the other cores. A helper costs a process start (imports, models: about a second), during which
+    this process has already worked; later each helper takes the next task as it finishes one, so the load
+    balances itself. Retries after a helper died still go to a helper (``in_worker``), never here.
+    """
+
+    def __init__(self, jobs: int, pool_factory: Callable[[int, Any], ProcessPoolExecutor] | None = None) -> None:
+        super().__init__(jobs, pool_factory or (lambda n, started: make_pool(n, started, processes=n + 1)))
+        self._away: set[Future[Any]] = set()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self._away = {f for f in self._away if not f.done()}
+        if len(self._away) < 2 * self.jobs:  # one running and one waiting: a helper never idles between tasks
+            fut = self.in_worker(fn, *args, **kwargs)
+            self._away.add(fut)
+            return fut
+        return completed(fn, *args, **kwargs)
+
+    def rebuild(self) -> None:
+        super().rebuild()
+        self._away.clear()

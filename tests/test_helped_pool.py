@@ -1,0 +1,89 @@
+"""Runs left to choose their processes (``jobs`` None) on hundreds of photos: this process works, helped by a worker
+per further core (``workers.HelpedPool``), and writes exactly what it writes alone."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_photo_batches import assert_same, outputs, photo_folder
+from test_workers import killer_pool
+from worker_hooks import fails, pid_after
+
+import fer_batch
+from fer_batch.runs import runner, workers
+
+pytestmark = [
+    pytest.mark.slow,  # every test here starts a worker process
+    pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="waits on worker processes through pidfds (Linux)"),
+]
+
+
+def test_a_helper_takes_tasks_while_it_is_free_and_this_process_runs_the_rest() -> None:
+    pool = workers.HelpedPool(1)
+    try:
+        futures = [pool.submit(pid_after, 0.0) for _ in range(6)]  # the helper is still starting: busy throughout
+        failed = pool.submit(fails)
+        pids = [f.result() for f in futures]
+    finally:
+        pool.shutdown()
+    assert pids[0] == pids[1] != os.getpid()  # one running, one waiting in the helper
+    assert pids[2:] == [os.getpid()] * 4
+    with pytest.raises(ValueError, match="this task fails"):  # here too, a failure comes through the future
+        failed.result()
+
+
+def test_hundreds_of_photos_use_a_helper_and_write_what_one_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = photo_folder(tmp_path)
+    monkeypatch.setattr(runner, "cores", lambda: 2)  # a helper even on a one-core machine
+    alone = fer_batch.analyze_many(folder, tmp_path / "alone", jobs=1, detector="none", smooth=0.4)
+    used: list[type] = []
+    real = runner.FolderRun.__init__
+
+    def record(self: runner.FolderRun, out: Path, executor: object, *args: object, **kwargs: object) -> None:
+        used.append(type(executor))
+        real(self, out, executor, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner.FolderRun, "__init__", record)
+    monkeypatch.setattr(runner, "HELPED_FROM", 4)  # "hundreds": a few, for a test
+    helped = fer_batch.analyze_many(folder, tmp_path / "helped", detector="none", smooth=0.4)
+    assert used == [workers.HelpedPool]
+    assert sorted((r.path, r.status) for r in helped) == sorted((r.path, r.status) for r in alone)
+    assert_same(threads_set_aside(outputs(tmp_path / "helped"), 1), threads_set_aside(outputs(tmp_path / "alone"), 2))
+
+
+def threads_set_aside(got: dict[str, object], threads: int) -> dict[str, object]:
+    """The outputs with each table's recorded thread count checked and set aside: each process of a helped run
+    takes its share of the cores (1 of 2), a run alone all of them; nothing else may differ."""
+    for value in got.values():
+        if isinstance(value, tuple):
+            options = value[1]["options"]
+            assert options.pop("threads") == threads
+    return got
+
+
+def test_a_photo_that_kills_its_helper_fails_alone_and_the_rest_finish(tmp_path: Path) -> None:
+    import cv2
+    from conftest import astronaut_face
+
+    src = tmp_path / "in"
+    src.mkdir()
+    names = ["a.png", "b.png", "c_dies.png", "d.png", "e.png", "f.png"]
+    for k, name in enumerate(names):
+        cv2.imwrite(str(src / name), cv2.cvtColor(astronaut_face(48 + 8 * k), cv2.COLOR_RGB2BGR))
+    pool = workers.HelpedPool(1, partial(killer_pool, "c_dies.png"))  # the first batch (a, b, c) goes to it
+    try:
+        res = {Path(r.path).name: r for r in fer_batch.analyze_many(src, tmp_path / "out", executor=pool,
+                                                                    detector="none")}  # fmt: skip
+    finally:
+        pool.shutdown()
+    assert res["c_dies.png"].status == "failed" and res["c_dies.png"].error == "worker died (killed or out of memory)"
+    assert {n: r.status for n, r in res.items() if n != "c_dies.png"} == dict.fromkeys(set(names) - {"c_dies.png"},
+                                                                                      "ok")  # fmt: skip
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet").set_index("path")
+    assert len(manifest) == 6 and manifest.loc[str(src / "c_dies.png"), "status"] == "failed"
