@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fer_batch._atomic import AtomicPath, commit_many, remove_stale, stale_folders
 from fer_batch._progress import Display
 from fer_batch.analysis.detect.scan_size import scan_size
-from fer_batch.analysis.engine import Analysis, Analyzer
+from fer_batch.analysis.engine import Analysis, Analyzer, models_for
 from fer_batch.errors import DecodeError, describe
 from fer_batch.media.probe import VideoInfo, is_image, probe_image
 from fer_batch.media.reader import from_bgr
@@ -36,6 +36,12 @@ from fer_batch.types import Faces, Status
 log = logging.getLogger(__name__)
 
 PHOTOS_PER_TASK = 64  # photos a unit of work takes at most: enough to fill network calls, few enough to spread
+
+
+def preload(options: Options) -> None:
+    """A helper process's first step (``HelpedPool.prepare``): its imports and its models loaded for ``options``
+    (about a second) while the driver is still planning, before any photo reaches it."""
+    models_for(options)
 
 
 def batchable(job: Job) -> bool:

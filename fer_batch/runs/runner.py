@@ -25,7 +25,7 @@ from fer_batch.runs.cluster import prepare_executor
 from fer_batch.runs.jobs import Job, expand_inputs, plan_jobs, to_do
 from fer_batch.runs.one_input import run_video
 from fer_batch.runs.outdir import OutputLock, out_path, prepare_out
-from fer_batch.runs.photos import analyze_photos, batchable, photo_batches
+from fer_batch.runs.photos import analyze_photos, batchable, photo_batches, preload
 from fer_batch.runs.result import InputResult, ManifestWriter
 from fer_batch.runs.segments import Segment, clean_all_leftovers, finished_part, join_segments, plan_segments
 from fer_batch.runs.workers import HelpedPool, WorkerPool, completed
@@ -127,6 +127,8 @@ def run_many(
             share = max(1, cores() // (helpers + 1 if helpers else asked))
             job_options = options if options.runtime.threads else options.replace(threads=share)
             executor = HelpedPool(helpers) if helpers else InlineExecutor() if asked == 1 else local_executor(asked)
+            if isinstance(executor, HelpedPool):
+                executor.prepare(preload, job_options)
         else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
             job_options = options
         if display is None:

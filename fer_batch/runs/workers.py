@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any
 
@@ -192,10 +193,20 @@ class HelpedPool(WorkerPool):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         self._away = {f for f in self._away if not f.done()}
         if len(self._away) < 2 * self.jobs:  # one running and one waiting: a helper never idles between tasks
-            fut = self.in_worker(fn, *args, **kwargs)
+            try:
+                fut = self.in_worker(fn, *args, **kwargs)
+            except BrokenProcessPool:  # a helper died; the run rebuilds the pool when it collects that task
+                return completed(fn, *args, **kwargs)
             self._away.add(fut)
             return fut
         return completed(fn, *args, **kwargs)
+
+    def prepare(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Start each helper on ``fn`` (its imports, its models) at once, while this process plans the run: a
+        helper's start then overlaps this process's work instead of its first task. Its outcome is not waited for:
+        a failure shows again in the first real task."""
+        for _ in range(self.jobs):
+            self.in_worker(fn, *args)
 
     def rebuild(self) -> None:
         super().rebuild()
