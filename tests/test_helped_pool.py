@@ -87,3 +87,18 @@ def test_a_photo_that_kills_its_helper_fails_alone_and_the_rest_finish(tmp_path:
                                                                                       "ok")  # fmt: skip
     manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet").set_index("path")
     assert len(manifest) == 6 and manifest.loc[str(src / "c_dies.png"), "status"] == "failed"
+
+
+def test_a_task_submitted_to_a_broken_pool_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = workers.HelpedPool(1)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise BrokenProcessPool("a helper died")
+
+    monkeypatch.setattr(pool, "in_worker", broken)
+    try:
+        assert pool.submit(pid_after, 0.0).result() == os.getpid()
+    finally:
+        pool.shutdown()
