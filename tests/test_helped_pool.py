@@ -102,3 +102,23 @@ def test_a_task_submitted_to_a_broken_pool_runs_here(monkeypatch: pytest.MonkeyP
         assert pool.submit(pid_after, 0.0).result() == os.getpid()
     finally:
         pool.shutdown()
+
+
+def test_no_task_waits_for_a_helper_that_is_still_starting() -> None:
+    """Until a helper has done its ``prepare`` task (imports, models), every task runs here; then helpers take
+    tasks: a run too small to wait for a helper's start never waits for one."""
+    import time
+
+    pool = workers.HelpedPool(1)
+    try:
+        pool.prepare(pid_after, 1.0)
+        assert pool.submit(pid_after, 0.0).result() == os.getpid()
+        deadline = time.monotonic() + 60
+        away = None
+        while away is None and time.monotonic() < deadline:
+            fut = pool.submit(pid_after, 0.0)
+            away = fut if fut.result() != os.getpid() else None
+            time.sleep(0.05)
+    finally:
+        pool.shutdown()
+    assert away is not None  # once started, the helper works

@@ -35,7 +35,7 @@ from fer_batch.types import Faces, Status
 
 log = logging.getLogger(__name__)
 
-PHOTOS_PER_TASK = 64  # photos a unit of work takes at most: enough to fill network calls, few enough to spread
+PHOTOS_PER_TASK = 32  # photos a unit of work takes at most: enough to fill network calls, few enough to spread
 
 
 def preload(options: Options) -> None:

@@ -189,10 +189,12 @@ class HelpedPool(WorkerPool):
     def __init__(self, jobs: int, pool_factory: Callable[[int, Any], ProcessPoolExecutor] | None = None) -> None:
         super().__init__(jobs, pool_factory or (lambda n, started: make_pool(n, started, processes=n + 1)))
         self._away: set[Future[Any]] = set()
+        self._starting: list[Future[Any]] = []  # the helpers' ``prepare`` tasks: no work goes out before they end
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         self._away = {f for f in self._away if not f.done()}
-        if len(self._away) < 2 * self.jobs:  # one running and one waiting: a helper never idles between tasks
+        ready = all(f.done() for f in self._starting)  # a task given to a helper still starting would wait there
+        if ready and len(self._away) < 2 * self.jobs:  # one running, one waiting: a helper never idles between tasks
             try:
                 fut = self.in_worker(fn, *args, **kwargs)
             except BrokenProcessPool:  # a helper died; the run rebuilds the pool when it collects that task
@@ -203,11 +205,12 @@ class HelpedPool(WorkerPool):
 
     def prepare(self, fn: Callable[..., Any], /, *args: Any) -> None:
         """Start each helper on ``fn`` (its imports, its models) at once, while this process plans the run: a
-        helper's start then overlaps this process's work instead of its first task. Its outcome is not waited for:
-        a failure shows again in the first real task."""
-        for _ in range(self.jobs):
-            self.in_worker(fn, *args)
+        helper's start then overlaps this process's work, and tasks go to the helpers only once it has ended (until
+        then this process runs them), so a small run never waits for a helper that is still starting. Its outcome is
+        not collected: a failure shows again in the first real task."""
+        self._starting = [self.in_worker(fn, *args) for _ in range(self.jobs)]
 
     def rebuild(self) -> None:
         super().rebuild()
         self._away.clear()
+        self._starting = []
