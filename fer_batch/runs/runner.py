@@ -236,7 +236,7 @@ class FolderRun:
     def _units(self, todo: list[Job]) -> list[Job | list[Job]]:
         """The jobs in order, runs of consecutive photos gathered into batches (``runs.photos``), at least one batch
         per worker where there are enough photos."""
-        workers = (self.pool.jobs + self.helped) if self.pool is not None else 1 if self.inline else cores()
+        workers = self.pool.jobs + (1 if self.helped else 0) if self.pool is not None else 1 if self.inline else cores()
         units: list[Job | list[Job]] = []
         run: list[Job] = []
         ended: list[Job | None] = [*todo, None]  # None ends the last run
