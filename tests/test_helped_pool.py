@@ -122,3 +122,19 @@ def test_no_task_waits_for_a_helper_that_is_still_starting() -> None:
     finally:
         pool.shutdown()
     assert away is not None  # once started, the helper works
+
+
+def test_a_helper_for_every_few_hundred_photos_up_to_one_per_further_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fer_batch.runs.jobs import Job
+
+    def jobs(n: int, suffix: str = ".png") -> list[Job]:
+        return [Job(source=Path(f"p{k}{suffix}"), name=f"p{k}{suffix}", table=Path(f"p{k}.parquet"), annotated=None)
+                for k in range(n)]  # fmt: skip
+
+    monkeypatch.setattr(runner, "cores", lambda: 4)
+    per = runner.HELPED_FROM
+    assert [runner._helpers(None, jobs(n), None) for n in (per - 1, per, 2 * per, 10 * per)] == [0, 1, 2, 3]
+    assert runner._helpers(None, jobs(10 * per, ".mp4"), None) == 0  # videos use every core themselves
+    assert runner._helpers(1, jobs(10 * per), None) == 0  # --jobs given: as asked
+    monkeypatch.setattr(runner, "cores", lambda: 1)
+    assert runner._helpers(None, jobs(10 * per), None) == 0

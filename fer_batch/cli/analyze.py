@@ -69,7 +69,7 @@ def analyze(
     jobs: Annotated[
         Optional[int],
         typer.Option(metavar="N", help="Inputs analysed in N parallel processes (default: one at a time, every core "
-                     "each; a folder of hundreds of photos also in a helper process per further core)."),
+                     "each; hundreds of photos also in helper processes, up to one per further core)."),
     ] = None,
     scheduler: Annotated[
         Optional[str], typer.Option(metavar="ADDRESS", help="Run on a Dask cluster, e.g. tcp://10.0.0.5:8786.")
