@@ -52,7 +52,7 @@ def analyze_many(
     out: str | os.PathLike[str],
     *,
     executor: Executor | None = None,
-    jobs: int | None = None,
+    jobs: int | None = 1,
     resume: bool = True,
     quiet: bool = True,
     progress: bool = False,
@@ -64,9 +64,11 @@ def analyze_many(
     """Analyse files, folders and globs into ``out`` (one table each plus ``manifest.parquet``).
 
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask client's ``get_executor()``);
-    by default inputs run in this process (helped by worker processes, up to one per further core, where there are
-    hundreds of photos), or in a pool of ``jobs`` processes (``jobs=1``: this process only). ``segment_seconds``
-    splits long videos into time ranges analysed as separate tasks and joined into one table. ``annotate`` also
+    by default inputs run in this process, or in a pool of ``jobs`` processes. ``jobs=None`` chooses as the command
+    line does: this process, helped by worker processes (up to one per further core) where there are hundreds of
+    photos; a script that calls it so needs multiprocessing's ``if __name__ == "__main__":`` guard, which is why it
+    is not the default here. ``segment_seconds`` splits long videos into time ranges analysed as separate tasks
+    and joined into one table. ``annotate`` also
     writes each input's ``<name>.annotated.mp4`` (H.264, audio kept), ``annotate_scale`` times the displayed size
     (``"auto"``: small videos enlarged by a whole factor so the labels are legible). ``progress=True`` shows
     progress as it goes: in Jupyter a notebook bar (tqdm.auto), at a terminal a bar, else plain lines on stderr;

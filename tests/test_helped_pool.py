@@ -51,7 +51,7 @@ def test_hundreds_of_photos_use_a_helper_and_write_what_one_process_writes(
 
     monkeypatch.setattr(runner.FolderRun, "__init__", record)
     monkeypatch.setattr(runner, "HELPED_FROM", 4)  # "hundreds": a few, for a test
-    helped = fer_batch.analyze_many(folder, tmp_path / "helped", detector="none", smooth=0.4)
+    helped = fer_batch.analyze_many(folder, tmp_path / "helped", jobs=None, detector="none", smooth=0.4)
     assert used == [workers.HelpedPool]
     assert sorted((r.path, r.status) for r in helped) == sorted((r.path, r.status) for r in alone)
     assert_same(threads_set_aside(outputs(tmp_path / "helped"), 1), threads_set_aside(outputs(tmp_path / "alone"), 2))
