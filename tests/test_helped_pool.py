@@ -36,12 +36,13 @@ def test_a_helper_takes_tasks_while_it_is_free_and_this_process_runs_the_rest() 
         failed.result()
 
 
+@pytest.mark.parametrize("detector", ["none", "centerface-int8"])
 def test_hundreds_of_photos_use_a_helper_and_write_what_one_process_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    detector: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = photo_folder(tmp_path)
     monkeypatch.setattr(runner, "cores", lambda: 2)  # a helper even on a one-core machine
-    alone = fer_batch.analyze_many(folder, tmp_path / "alone", jobs=1, detector="none", smooth=0.4)
+    alone = fer_batch.analyze_many(folder, tmp_path / "alone", jobs=1, detector=detector, smooth=0.4)
     used: list[type] = []
     real = runner.FolderRun.__init__
 
@@ -51,10 +52,26 @@ def test_hundreds_of_photos_use_a_helper_and_write_what_one_process_writes(
 
     monkeypatch.setattr(runner.FolderRun, "__init__", record)
     monkeypatch.setattr(runner, "HELPED_FROM", 4)  # "hundreds": a few, for a test
-    helped = fer_batch.analyze_many(folder, tmp_path / "helped", jobs=None, detector="none", smooth=0.4)
+    helped = fer_batch.analyze_many(folder, tmp_path / "helped", jobs=None, detector=detector, smooth=0.4)
     assert used == [workers.HelpedPool]
     assert sorted((r.path, r.status) for r in helped) == sorted((r.path, r.status) for r in alone)
     assert_same(threads_set_aside(outputs(tmp_path / "helped"), 1), threads_set_aside(outputs(tmp_path / "alone"), 2))
+
+
+@pytest.mark.parametrize("detector", ["none", "centerface-int8"])
+def test_tables_a_helper_writes_are_those_this_process_writes(detector: str, tmp_path: Path) -> None:
+    """The photos' two units of work both go to the helper (a pool without ``prepare`` is ready at once, and takes
+    two tasks before running any here), so every table below was written in the helper process."""
+    folder = photo_folder(tmp_path)
+    alone = fer_batch.analyze_many(folder, tmp_path / "alone", jobs=1, detector=detector, threads=1, smooth=0.4)
+    pool = workers.HelpedPool(1)
+    try:
+        helped = fer_batch.analyze_many(folder, tmp_path / "helped", executor=pool, detector=detector, threads=1,
+                                        smooth=0.4)  # fmt: skip
+    finally:
+        pool.shutdown()
+    assert sorted((r.path, r.status) for r in helped) == sorted((r.path, r.status) for r in alone)
+    assert_same(outputs(tmp_path / "helped"), outputs(tmp_path / "alone"))
 
 
 def threads_set_aside(got: dict[str, object], threads: int) -> dict[str, object]:
