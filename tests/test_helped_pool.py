@@ -84,7 +84,9 @@ def threads_set_aside(got: dict[str, object], threads: int) -> dict[str, object]
     return got
 
 
-def test_a_photo_that_kills_its_helper_fails_alone_and_the_rest_finish(tmp_path: Path) -> None:
+def test_a_photo_that_kills_its_helper_fails_alone_and_the_rest_finish(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import cv2
     from conftest import astronaut_face
 
@@ -104,6 +106,10 @@ def test_a_photo_that_kills_its_helper_fails_alone_and_the_rest_finish(tmp_path:
                                                                                       "ok")  # fmt: skip
     manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet").set_index("path")
     assert len(manifest) == 6 and manifest.loc[str(src / "c_dies.png"), "status"] == "failed"
+    died = [r.getMessage() for r in caplog.records if "worker died" in r.getMessage()]
+    assert died[0] == f"{src / 'a.png'} and 2 more photos: their worker died (killed or out of memory); trying each " \
+                      "again on its own"  # one line for the batch, naming its first photo
+    assert len(died) == 1  # the photos retried alone are not announced again; the killer's failure is its result
 
 
 def test_a_task_submitted_to_a_broken_pool_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:

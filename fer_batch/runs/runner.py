@@ -169,6 +169,7 @@ class Task:
     args: tuple[Any, ...]
     retried: bool = False
     batch: list[Job] | None = None  # the photos of a ``photos`` task, whose result is one per photo
+    announced: bool = False  # a photo of a batch whose retry its batch's one line announced
 
 
 class FolderRun:
@@ -306,7 +307,10 @@ class FolderRun:
         only the photo that kills its worker is marked failed."""
         if task.batch is None:
             return [task]
-        return [Task(("whole", j, 0), analyze_one, (j, self.options, self.task_display)) for j in task.batch]
+        log.warning("%s and %d more photos: their worker died (killed or out of memory); trying each again on its "
+                    "own", task.batch[0].source, len(task.batch) - 1)  # fmt: skip
+        return [Task(("whole", j, 0), analyze_one, (j, self.options, self.task_display), announced=True)
+                for j in task.batch]  # fmt: skip
 
     def _retry_alone(self, task: Task) -> InputResult:
         assert self.pool is not None
@@ -314,7 +318,8 @@ class FolderRun:
         if task.retried:
             return InputResult.failed(job.source, WORKER_DIED)
         task.retried = True
-        log.warning("%s: its worker died (killed or out of memory); trying it again on its own", job.source)
+        if not task.announced:  # one line per batch, not one per photo
+            log.warning("%s: its worker died (killed or out of memory); trying it again on its own", job.source)
         fut = self.pool.in_worker(task.fn, *task.args)  # never in this process: it may kill what it runs in
         wait([fut])
         if isinstance(fut.exception(), BrokenProcessPool):
