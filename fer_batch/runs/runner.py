@@ -82,6 +82,22 @@ def _helpers(jobs: int | None, todo: list[Job], segment_seconds: float | None) -
     return max(0, min(cores() - 1, sum(1 for job in todo if batchable(job)) // HELPED_FROM))
 
 
+def _own_executor(jobs: int | None, todo: list[Job], segment_seconds: float | None,
+                  options: Options) -> tuple[Executor, Options]:  # fmt: skip
+    """Where a run without an executor of its own sends its tasks, and the options each task runs with (its share
+    of the cores as ``threads``, unless given): helpers beside this process, a local pool, or this process."""
+    helpers = _helpers(jobs, todo, segment_seconds)
+    asked = jobs or 1
+    inputs = len(todo) if segment_seconds is None else asked  # a segmented video is several tasks
+    processes = helpers + 1 if helpers else max(1, min(asked, cores(), inputs))  # no more than inputs, cores use
+    job_options = options if options.runtime.threads else options.replace(threads=max(1, cores() // processes))
+    if helpers:
+        pool = HelpedPool(helpers)
+        pool.prepare(preload, job_options)
+        return pool, job_options
+    return (InlineExecutor() if processes == 1 else local_executor(processes)), job_options
+
+
 def run_many(
     paths: Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -120,17 +136,9 @@ def run_many(
     with OutputLock(out):
         planned = plan_jobs(files, out, annotate, annotate_scale)
         todo = to_do(planned, options, resume)
-        helpers = _helpers(jobs, todo, segment_seconds) if executor is None else 0
-        asked = jobs or 1
-        if executor is None:  # no more processes than inputs (or segmented runs) and cores can use
-            asked = max(1, min(asked, cores(), len(todo) if segment_seconds is None else asked))
         own = executor is None
         if executor is None:
-            share = max(1, cores() // (helpers + 1 if helpers else asked))
-            job_options = options if options.runtime.threads else options.replace(threads=share)
-            executor = HelpedPool(helpers) if helpers else InlineExecutor() if asked == 1 else local_executor(asked)
-            if isinstance(executor, HelpedPool):
-                executor.prepare(preload, job_options)
+            executor, job_options = _own_executor(jobs, todo, segment_seconds, options)
         else:  # someone else's executor: each task takes its own machine's cores (a Dask task its worker's share)
             job_options = options
         if display is None:
